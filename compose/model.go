@@ -1,0 +1,213 @@
+// Package compose turns a materialized release (a directory holding the
+// repository tree at one commit) into the desired state of a Docker Compose
+// project: networks, volumes and services, each service already converted
+// into Engine API create configs, labelled the way Docker Compose v2 labels
+// them and hashed over its effective configuration, including the content of
+// the repository files it uses.
+//
+// It owns the meaning of "desired" and "observed" for a project. It never
+// talks to git, never reads the daemon's own process environment into the
+// model, never loads a remote include, and never mutates the engine (the
+// engine adapter lives in compose/engine).
+package compose
+
+import (
+	"fmt"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+)
+
+// Label keys. The com.docker.compose.* ones are exactly the ones Docker
+// Compose v2 sets, so `docker compose -p <project> ps|logs|down` work on a
+// project lockstep deployed.
+const (
+	LabelProject         = "com.docker.compose.project"
+	LabelService         = "com.docker.compose.service"
+	LabelContainerNumber = "com.docker.compose.container-number"
+	LabelOneoff          = "com.docker.compose.oneoff"
+	LabelConfigHash      = "com.docker.compose.config-hash"
+	LabelWorkingDir      = "com.docker.compose.project.working_dir"
+	LabelConfigFiles     = "com.docker.compose.project.config_files"
+	LabelDependsOn       = "com.docker.compose.depends_on"
+	LabelImage           = "com.docker.compose.image"
+	LabelVersion         = "com.docker.compose.version"
+	LabelNetwork         = "com.docker.compose.network"
+	LabelVolume          = "com.docker.compose.volume"
+
+	LabelEnvironment = "lockstep.environment"
+	LabelCommit      = "lockstep.commit"
+	LabelHash        = "lockstep.hash"
+)
+
+// Depends-on conditions, spelled as in the compose specification.
+const (
+	ConditionStarted   = "service_started"
+	ConditionHealthy   = "service_healthy"
+	ConditionCompleted = "service_completed_successfully"
+)
+
+// Pull policies, normalized from the spellings compose accepts.
+const (
+	PullMissing = "missing" // default: pull only when the image is not present locally
+	PullAlways  = "always"
+	PullNever   = "never"
+)
+
+// Update orders (deploy.update_config.order).
+const (
+	StopFirst  = "stop-first"
+	StartFirst = "start-first"
+)
+
+// Project is the desired state of one compose project at one revision.
+// It is plain data: loading it touches nothing, and two loads of the same
+// release with the same inputs are deeply equal.
+type Project struct {
+	Name        string   // compose project name
+	Environment string   // lockstep environment name
+	Commit      string   // 40-hex revision the release was materialized from
+	ReleaseDir  string   // absolute path of the release directory (the project working dir)
+	ConfigFiles []string // absolute paths of the compose files loaded, in order
+
+	Networks []Network // sorted by Name
+	Volumes  []Volume  // sorted by Name
+	Services []Service // dependencies before dependents; ties broken by name
+}
+
+// Network is a network the project uses.
+type Network struct {
+	Key        string            // key under `networks:` in the compose file ("default", "backend")
+	Name       string            // engine name: "<project>_<key>" unless `name:` is set
+	External   bool              // must exist already; never created or removed by lockstep
+	Driver     string            // "" means the engine default (bridge)
+	DriverOpts map[string]string // driver_opts
+	Internal   bool
+	Attachable bool
+	EnableIPv6 bool
+	IPAM       *network.IPAM     // nil when not configured
+	Labels     map[string]string // includes the compose labels (project, network, version)
+	Hash       string            // hash of the settings above except labels that vary per commit
+}
+
+// Volume is a named volume the project declares.
+type Volume struct {
+	Key        string            // key under `volumes:`
+	Name       string            // engine name: "<project>_<key>" unless `name:` is set
+	External   bool              // must exist already; never created by lockstep
+	Driver     string            // "" means "local"
+	DriverOpts map[string]string // driver_opts
+	Labels     map[string]string // includes the compose labels (project, volume, version)
+}
+
+// Dependency is one entry of a service's depends_on.
+type Dependency struct {
+	Service   string // the service depended on
+	Condition string // ConditionStarted, ConditionHealthy or ConditionCompleted
+	Restart   bool   // restart: true, restart the dependent when the dependency is recreated
+	Required  bool   // required: false makes a missing/failed dependency a warning
+}
+
+// File is a repository file (or directory) whose content is part of a
+// service's effective configuration: a bind-mounted path inside the release,
+// an env_file, or a configs/secrets `file:` source.
+type File struct {
+	Path   string // slash-separated, relative to the release dir ("nginx/nginx.conf")
+	Digest string // "sha256:<hex>" of the content (for a directory: of its sorted entries, names, modes and contents)
+}
+
+// Service is one compose service, converted into what the Engine API needs
+// to create its containers.
+type Service struct {
+	Name           string
+	Image          string // image reference as written (after interpolation)
+	PullPolicy     string // PullMissing, PullAlways or PullNever
+	Replicas       int    // scale / deploy.replicas, default 1; 0 means "declared but not run"
+	ContainerName  string // explicit container_name; "" means <project>-<service>-<n>
+	DependsOn      []Dependency
+	UpdateOrder    string // StopFirst (default) or StartFirst
+	Healthcheck    bool   // the service (or its image, if known) defines a healthcheck that is not disabled
+	PublishesPorts bool   // has ports published on the host (start-first is not possible then)
+
+	// Create configs for container number n are derived from these by
+	// ContainerCreate: Config.Labels gains the per-container labels
+	// (container-number) and Networking gets one endpoint per network.
+	Config     *container.Config
+	Host       *container.HostConfig
+	Networking *network.NetworkingConfig // endpoints keyed by engine network name, with aliases
+
+	Files      []File // repository files the service uses, sorted by Path
+	ConfigHash string // com.docker.compose.config-hash: the service configuration, release paths made relative
+	Hash       string // lockstep.hash: ConfigHash plus the digests of Files; a change means "recreate"
+}
+
+// ContainerNameFor returns the engine name of replica n (1-based), named the
+// way compose names it.
+func (s *Service) ContainerNameFor(project string, n int) string {
+	if s.ContainerName != "" {
+		return s.ContainerName
+	}
+	return fmt.Sprintf("%s-%s-%d", project, s.Name, n)
+}
+
+// Service returns the service with the given name, or nil.
+func (p *Project) Service(name string) *Service {
+	for i := range p.Services {
+		if p.Services[i].Name == name {
+			return &p.Services[i]
+		}
+	}
+	return nil
+}
+
+// Observed is what the engine says exists for a project, read back by the
+// com.docker.compose.project label. It is a snapshot: plain data.
+type Observed struct {
+	Project    string
+	Containers []Container       // non-oneoff containers of the project, sorted by Service, Number, Name
+	Networks   []ObservedNetwork // sorted by Name
+	Volumes    []ObservedVolume  // sorted by Name
+	// Images maps each image reference the desired project uses to the ID of
+	// the local image of that reference; a reference absent from the map is
+	// not present locally.
+	Images map[string]string
+}
+
+// Container is one observed container of a project.
+type Container struct {
+	ID           string
+	Name         string // without the leading "/"
+	Service      string // com.docker.compose.service
+	Number       int    // com.docker.compose.container-number (0 if missing or invalid)
+	State        string // created, running, paused, restarting, removing, exited, dead
+	Health       string // "", starting, healthy, unhealthy
+	ExitCode     int
+	RestartCount int
+	Image        string // image reference the container was created from (Config.Image)
+	ImageID      string // ID of the image it runs
+	Hash         string // lockstep.hash ("" when not created by lockstep)
+	ConfigHash   string // com.docker.compose.config-hash
+	Commit       string // lockstep.commit
+	WorkingDir   string // com.docker.compose.project.working_dir: the release dir it came from
+	Labels       map[string]string
+	// PriorFiles holds, for the repository files the desired service uses,
+	// their digests in the release the container came from (WorkingDir), as
+	// far as that release is still on disk. Filled by the pass before
+	// planning so the plan can say which file changed; nil when unknown.
+	PriorFiles map[string]string
+}
+
+// ObservedNetwork is a network carrying the project label, or a network
+// the project needs that exists without it.
+type ObservedNetwork struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+}
+
+// ObservedVolume is a volume carrying the project label, or a named volume
+// the project needs that exists without it.
+type ObservedVolume struct {
+	Name   string
+	Labels map[string]string
+}

@@ -1,0 +1,46 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+// Engine is what apply needs from the Docker engine. It is declared here,
+// by its consumer; compose/engine implements it against the real engine and
+// tests implement it with a recording fake.
+//
+// Every method takes a context that carries the deadline of the step; no
+// method retries on its own.
+type Engine interface {
+	// Observe reads back everything the engine has for the project: its
+	// containers (by label), networks and volumes, and which of imageRefs
+	// are present locally.
+	Observe(ctx context.Context, project string, imageRefs []string) (compose.Observed, error)
+
+	// Pull pulls ref from its registry, with credentials from the Docker
+	// config keychain. It returns the local image ID afterwards.
+	Pull(ctx context.Context, ref string) (string, error)
+
+	CreateNetwork(ctx context.Context, n compose.Network) error
+	CreateVolume(ctx context.Context, v compose.Volume) error
+
+	// CreateContainer creates (does not start) replica number of svc under
+	// name. When inheritFrom is a container ID, the anonymous volumes that
+	// container has at the mount points svc still declares as anonymous are
+	// reused, as compose does on recreate. It returns the new container's ID.
+	CreateContainer(ctx context.Context, p *compose.Project, svc *compose.Service, number int, name, inheritFrom string) (string, error)
+	StartContainer(ctx context.Context, id string) error
+	// StopContainer stops id, giving it timeout to exit after its stop signal
+	// before it is killed; nil means the container's own stop timeout.
+	StopContainer(ctx context.Context, id string, timeout *time.Duration) error
+	// RemoveContainer removes a stopped container. It never removes volumes,
+	// named or anonymous.
+	RemoveContainer(ctx context.Context, id string) error
+	RenameContainer(ctx context.Context, id, name string) error
+
+	// InspectContainer returns the current state of one container, to wait
+	// for depends_on conditions (running, healthy, exited with code 0).
+	InspectContainer(ctx context.Context, id string) (compose.Container, error)
+}
