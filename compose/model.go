@@ -13,6 +13,7 @@ package compose
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -210,4 +211,33 @@ type ObservedNetwork struct {
 type ObservedVolume struct {
 	Name   string
 	Labels map[string]string
+}
+
+// ContainerCreate returns the create configs for replica n of svc: copies of
+// svc.Config, svc.Host and svc.Networking that the caller may change, with
+// the per-container label (container-number) added. The service's shared
+// configs are never mutated, so one loaded Project can serve many creates.
+func ContainerCreate(svc *Service, n int) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	cfg := *svc.Config
+	cfg.Labels = make(map[string]string, len(svc.Config.Labels)+1)
+	for k, v := range svc.Config.Labels {
+		cfg.Labels[k] = v
+	}
+	cfg.Labels[LabelContainerNumber] = strconv.Itoa(n)
+	cfg.Env = append([]string(nil), svc.Config.Env...)
+
+	host := *svc.Host
+	host.Mounts = append(host.Mounts[:0:0], svc.Host.Mounts...)
+	host.Binds = append([]string(nil), svc.Host.Binds...)
+
+	nets := &network.NetworkingConfig{}
+	if svc.Networking != nil {
+		nets.EndpointsConfig = make(map[string]*network.EndpointSettings, len(svc.Networking.EndpointsConfig))
+		for name, ep := range svc.Networking.EndpointsConfig {
+			c := *ep
+			c.Aliases = append([]string(nil), ep.Aliases...)
+			nets.EndpointsConfig[name] = &c
+		}
+	}
+	return &cfg, &host, nets
 }

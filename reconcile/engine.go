@@ -14,10 +14,11 @@ import (
 // Every method takes a context that carries the deadline of the step; no
 // method retries on its own.
 type Engine interface {
-	// Observe reads back everything the engine has for the project: its
-	// containers (by label), networks and volumes, and which of imageRefs
-	// are present locally.
-	Observe(ctx context.Context, project string, imageRefs []string) (compose.Observed, error)
+	// Observe reads back what the engine has for the desired project p: the
+	// containers, networks and volumes carrying its project label, the
+	// networks and volumes p names (external or not) even without the label,
+	// and which of the images p uses are present locally.
+	Observe(ctx context.Context, p *compose.Project) (compose.Observed, error)
 
 	// Pull pulls ref from its registry, with credentials from the Docker
 	// config keychain. It returns the local image ID afterwards.

@@ -1,0 +1,63 @@
+package reconcile
+
+// ActionKind names one kind of change apply can make.
+type ActionKind string
+
+const (
+	// ActPull pulls an image the revision needs (missing locally, or
+	// pull_policy: always).
+	ActPull ActionKind = "pull"
+	// ActCreateNetwork and ActCreateVolume create a missing project network
+	// or named volume.
+	ActCreateNetwork ActionKind = "create-network"
+	ActCreateVolume  ActionKind = "create-volume"
+	// ActCreate creates and starts a replica that does not exist.
+	ActCreate ActionKind = "create"
+	// ActRecreate replaces a replica whose effective configuration changed.
+	ActRecreate ActionKind = "recreate"
+	// ActStart starts a replica whose configuration is right but which is
+	// not running (drift: stopped by hand, or exited).
+	ActStart ActionKind = "start"
+	// ActRemove stops and removes a container that should not exist: an
+	// orphan (service gone from the compose file), a replica above the
+	// desired scale, or a duplicate left by an interrupted apply. Volumes are
+	// never removed.
+	ActRemove ActionKind = "remove"
+)
+
+// Action is one step of a plan. Reasons say why, in words an operator reads
+// ("image 127.0.0.1:5000/web:a -> :b", "file nginx/nginx.conf changed",
+// "container missing").
+type Action struct {
+	Kind        ActionKind `json:"kind"`
+	Service     string     `json:"service,omitempty"`
+	Number      int        `json:"number,omitempty"`       // replica number, for container actions
+	Container   string     `json:"container,omitempty"`    // container name
+	ContainerID string     `json:"container_id,omitempty"` // existing container (recreate, start, remove)
+	Network     string     `json:"network,omitempty"`
+	Volume      string     `json:"volume,omitempty"`
+	Image       string     `json:"image,omitempty"`
+	// Order is StopFirst or StartFirst for a recreate.
+	Order   string   `json:"order,omitempty"`
+	Reasons []string `json:"reasons"`
+	// Drift is true when the action repairs a change made outside lockstep
+	// (a container removed, stopped or replaced by hand) rather than a
+	// change of the revision.
+	Drift bool `json:"drift,omitempty"`
+}
+
+// Plan is the list of actions that would make the host match a revision.
+// It is plain data: printable, serializable, comparable in golden tests.
+// Actions are in the order apply performs them.
+type Plan struct {
+	Environment string   `json:"environment"`
+	Project     string   `json:"project"`
+	Commit      string   `json:"commit"`
+	Actions     []Action `json:"actions"`
+	// Warnings are things the operator should know that apply does not
+	// change (e.g. a network whose settings differ from the compose file).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
