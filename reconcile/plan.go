@@ -61,3 +61,14 @@ type Plan struct {
 
 // Empty reports whether the plan changes nothing.
 func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
+
+// ApplyResult says what an apply did. Done lists the actions completed, in
+// order; on error it is the part of the plan that was carried out.
+type ApplyResult struct {
+	Done      []Action `json:"done"`
+	Pulled    int      `json:"pulled"`
+	Created   int      `json:"created"`
+	Recreated int      `json:"recreated"`
+	Started   int      `json:"started"`
+	Removed   int      `json:"removed"`
+}
