@@ -23,6 +23,10 @@ const (
 	// desired scale, or a duplicate left by an interrupted apply. Volumes are
 	// never removed.
 	ActRemove ActionKind = "remove"
+	// ActRestart stops and starts a running replica that is otherwise
+	// right, because a dependency it declares with `restart: true` is
+	// created or recreated by the same plan (as compose does).
+	ActRestart ActionKind = "restart"
 )
 
 // Action is one step of a plan. Reasons say why, in words an operator reads
@@ -71,4 +75,5 @@ type ApplyResult struct {
 	Recreated int      `json:"recreated"`
 	Started   int      `json:"started"`
 	Removed   int      `json:"removed"`
+	Restarted int      `json:"restarted"` // restart: true dependents (ActRestart)
 }
