@@ -1,0 +1,148 @@
+// Package config owns the agent's TOML configuration file: where it is
+// found, what keys it accepts, their defaults, and whether a file is valid.
+// The CLI, the agent loop and tests all read the configuration through it.
+//
+// It reports every problem of a file at once, each with its key and, where
+// known, its line, so an operator fixes a file in one go. It never reads
+// secrets (tokens and passphrases are named by file path only and read by
+// whoever uses them), never touches the network or the engine, and never
+// looks at anything but the bytes it is given: Parse is a pure function, so
+// a config can be checked on a machine other than the host it is for.
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// Defaults. config.example.toml documents each of them; a test keeps the
+// two in step.
+const (
+	// DefaultPath is where the config is read from when neither --config nor
+	// $LOCKSTEP_CONFIG names one.
+	DefaultPath = "/etc/lockstep/lockstep.toml"
+	// PathEnv is the environment variable that names the config file.
+	PathEnv = "LOCKSTEP_CONFIG"
+
+	DefaultStateDir     = "/var/lib/lockstep"
+	DefaultBranch       = "main"
+	DefaultPollInterval = time.Minute
+	DefaultTimeout      = 60 * time.Second
+	DefaultLogLevel     = "info"
+	DefaultLogFormat    = "json"
+
+	// MinPollInterval keeps a typo ("1ms") from hammering the git host.
+	MinPollInterval = time.Second
+	// MinTimeout is the shortest network timeout accepted: below it no fetch
+	// over a real network can succeed, and the failure would look like a
+	// flaky remote rather than a config mistake.
+	MinTimeout = time.Second
+)
+
+// IsLogLevel reports whether s is a level [log].level and --log-level
+// accept: debug, info, warn or error.
+func IsLogLevel(s string) bool {
+	switch s {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// IsLogFormat reports whether s is a format [log].format and --log-format
+// accept: json or console.
+func IsLogFormat(s string) bool { return s == "json" || s == "console" }
+
+// Config is a validated agent configuration with every default filled in.
+type Config struct {
+	Path         string // file it was loaded from
+	StateDir     string // state_dir: absolute, cleaned
+	Repo         Repo
+	Engine       Engine
+	Log          Log
+	Environments []Environment // in file order; names and projects unique
+}
+
+// Repo is the [repo] table: the git repository lockstep watches.
+type Repo struct {
+	URL          string        // https://, http://, ssh://, user@host:path, file:// or an absolute path
+	Branch       string        // tracked branch, default main
+	PollInterval time.Duration // how often the branch head is checked, default 1m, at least 1s
+	Timeout      time.Duration // deadline of one network operation, default 60s
+
+	// Credentials are named by path, never given inline, so they never sit
+	// in a file that is shared, diffed or pasted into an issue.
+	TokenFile            string // http(s) only: file holding the token (or password)
+	SSHKey               string // ssh only: private key file
+	SSHKeyPassphraseFile string // ssh only, with ssh_key: file holding the key's passphrase
+	KnownHosts           string // ssh only, required: host keys are verified, never trusted on first use
+}
+
+// Engine is the [engine] table: how to reach the Docker engine.
+type Engine struct {
+	// Host is a unix:// or tcp:// address; empty means DOCKER_HOST, else the
+	// default socket.
+	Host string
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string // debug, info, warn or error; default info
+	Format string // json or console; default json
+}
+
+// Environment is one [[environment]] table: a deployment on this host.
+type Environment struct {
+	Name         string   // [a-z0-9][a-z0-9_-]*, unique
+	PinFile      string   // repo-relative, default environments/<name>.toml
+	ComposeFiles []string // repo-relative; empty means the pin file's, else compose's default discovery
+	Project      string   // compose project name, default Name, unique
+	EnvFiles     []string // absolute host paths of env files holding values that are not in git
+}
+
+// PathFrom resolves which config file to read: the --config flag if given,
+// else $LOCKSTEP_CONFIG, else DefaultPath. getenv is passed in so callers
+// (and tests) decide what the environment is.
+func PathFrom(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if getenv != nil {
+		if p := getenv(PathEnv); p != "" {
+			return p
+		}
+	}
+	return DefaultPath
+}
+
+// Load reads the file at path and parses it. A file that cannot be read is
+// returned as that error (wrapped); a file that can be read but is not a
+// valid config is returned as an *Error listing every problem.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// EnvironmentNames returns the names of the configured environments, in
+// file order.
+func (c *Config) EnvironmentNames() []string {
+	names := make([]string, len(c.Environments))
+	for i, e := range c.Environments {
+		names[i] = e.Name
+	}
+	return names
+}
+
+// Environment returns the environment called name.
+func (c *Config) Environment(name string) (Environment, bool) {
+	for _, e := range c.Environments {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Environment{}, false
+}
