@@ -350,7 +350,7 @@ func TestBuildPlan(t *testing.T) {
 				modService("web", func(s *compose.Service) { s.PullPolicy = compose.PullNever }),
 				func(p *compose.Project) {
 					p.Services = append(p.Services,
-						service("worker", imgWebA),                                                            // missing policy shares web's image: it is pulled
+						service("worker", imgWebA), // missing policy shares web's image: it is pulled
 						service("cron", imgWebB, func(s *compose.Service) { s.PullPolicy = compose.PullNever }), // never and absent
 					)
 				}),
