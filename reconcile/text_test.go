@@ -1,0 +1,132 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// goldenPlans are representative plans, rendered as text and as JSON.
+func goldenPlans() map[string]*Plan {
+	release := testProject(
+		func(p *compose.Project) { p.Commit = commitB },
+		modService("web", func(s *compose.Service) {
+			s.Image = imgWebB
+			s.ConfigHash = sha("config", "web", imgWebB)
+			s.Files[0].Digest = "sha256:conf2"
+			s.UpdateOrder = compose.StartFirst
+		}),
+		func(p *compose.Project) {
+			p.Networks = append(p.Networks, compose.Network{
+				Key: "backend", Name: "prod_backend", Hash: "nethash-backend",
+				Labels: map[string]string{compose.LabelProject: "prod", compose.LabelNetwork: "backend"},
+			})
+		},
+	)
+	releaseObserved := converged(testProject(modService("web", func(s *compose.Service) { s.Replicas = 2 })))
+	observedContainer(&releaseObserved, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
+	releaseObserved.Containers = append(releaseObserved.Containers,
+		compose.Container{ID: "01d1d1d1d1d1d1d1", Name: "prod-old-1", Service: "old", Number: 1, State: "running"})
+	db := observedContainer(&releaseObserved, "db", 1)
+	db.State, db.Health, db.ExitCode = "exited", "", 137
+
+	return map[string]*Plan{
+		"fresh":    BuildPlan(testProject(), compose.Observed{Project: "prod"}),
+		"release":  BuildPlan(release, releaseObserved),
+		"nochange": BuildPlan(testProject(), converged(testProject())),
+	}
+}
+
+func TestGolden(t *testing.T) {
+	for name, plan := range goldenPlans() {
+		t.Run(name, func(t *testing.T) {
+			var text bytes.Buffer
+			if err := plan.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			var jsBuf bytes.Buffer
+			enc := json.NewEncoder(&jsBuf)
+			enc.SetEscapeHTML(false) // "->" in reasons stays readable
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(plan); err != nil {
+				t.Fatal(err)
+			}
+			js := jsBuf.Bytes()
+			golden(t, filepath.Join("testdata", name+".txt.golden"), text.Bytes())
+			golden(t, filepath.Join("testdata", name+".json.golden"), js)
+
+			// The JSON form is the plan: reading it back gives the same plan.
+			var back Plan
+			if err := json.Unmarshal(js, &back); err != nil {
+				t.Fatal(err)
+			}
+			var again bytes.Buffer
+			if err := back.WriteText(&again); err != nil {
+				t.Fatal(err)
+			}
+			if again.String() != text.String() {
+				t.Errorf("plan read back from JSON prints differently:\n%s\nvs\n%s", again.String(), text.String())
+			}
+		})
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./reconcile -run Golden -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run with -update if the change is intended):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	tests := []struct {
+		kinds []ActionKind
+		want  string
+	}{
+		{nil, "no changes"},
+		{[]ActionKind{ActRemove, ActPull, ActCreateNetwork, ActCreate, ActRecreate}, "1 to pull, 2 to create, 1 to recreate, 1 to remove"},
+		{[]ActionKind{ActStart, ActRestart, ActCreateVolume}, "1 to create, 1 to start, 1 to restart"},
+		{[]ActionKind{"teleport", ActPull, "beam", "beam"}, "1 to pull, 2 to beam, 1 to teleport"},
+	}
+	for _, tt := range tests {
+		p := &Plan{}
+		for _, k := range tt.kinds {
+			p.Actions = append(p.Actions, Action{Kind: k})
+		}
+		if got := p.Summary(); got != tt.want {
+			t.Errorf("Summary(%v) = %q, want %q", tt.kinds, got, tt.want)
+		}
+	}
+}
+
+func TestWriteTextSingularAndHeader(t *testing.T) {
+	p := &Plan{Environment: "staging", Project: "staging", Actions: []Action{{Kind: ActPull, Image: "x:1", Reasons: []string{"not present locally"}}}}
+	var b bytes.Buffer
+	if err := p.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "staging\n  + pull x:1 (not present locally)\n  1 change: 1 to pull\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
