@@ -1,0 +1,587 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+// ApplyOptions tune Apply. The zero value is usable: every duration has a
+// default.
+type ApplyOptions struct {
+	Log zerolog.Logger
+	// DependencyTimeout bounds waiting for a depends_on condition, and for
+	// the new container of a start-first recreate to become ready (default 2m).
+	DependencyTimeout time.Duration
+	// PollInterval between condition checks (default 500ms); tests shorten it.
+	PollInterval time.Duration
+	// CallTimeout bounds each engine call other than a pull (default 2m).
+	// A stop gets the container's stop timeout on top.
+	CallTimeout time.Duration
+	// PullTimeout bounds one image pull (default 15m).
+	PullTimeout time.Duration
+}
+
+func (o ApplyOptions) withDefaults() ApplyOptions {
+	if o.DependencyTimeout <= 0 {
+		o.DependencyTimeout = 2 * time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 2 * time.Minute
+	}
+	if o.PullTimeout <= 0 {
+		o.PullTimeout = 15 * time.Minute
+	}
+	return o
+}
+
+// PreconditionError is returned by Apply, before any engine call, when the
+// host lacks something the revision needs and lockstep must not create: an
+// external network or volume, or an image with pull_policy: never. A person
+// has to act; retrying the same revision cannot succeed.
+type PreconditionError struct {
+	Problems []string
+}
+
+func (e *PreconditionError) Error() string {
+	return "cannot apply: " + strings.Join(e.Problems, "; ")
+}
+
+// DependencyError says a depends_on condition failed or timed out: the
+// dependency exited with the wrong code, became unhealthy, has no
+// healthcheck, or did not get there in time.
+type DependencyError struct {
+	Service    string // the dependent service
+	Dependency string // the service depended on
+	Container  string // the dependency's container, when there is one
+	Condition  string // compose.ConditionStarted, ConditionHealthy or ConditionCompleted
+	Err        error  // what went wrong; wraps ctx.Err() when the wait was cancelled
+}
+
+func (e *DependencyError) Error() string {
+	c := ""
+	if e.Container != "" {
+		c = " (" + e.Container + ")"
+	}
+	return fmt.Sprintf("service %s: dependency %s%s, condition %s: %v", e.Service, e.Dependency, c, e.Condition, e.Err)
+}
+
+func (e *DependencyError) Unwrap() error { return e.Err }
+
+// Apply carries out plan for desired. observed is the snapshot the plan was
+// built from: apply needs the IDs of unchanged containers to wait on their
+// conditions.
+//
+// It checks the preconditions first and pulls every image before it
+// changes anything else, so a missing external network or a failed pull
+// leaves every container as it was. It stops at the first error and returns
+// it with what was done so far; the next pass re-plans from the world. An
+// empty plan makes no engine call at all.
+func Apply(ctx context.Context, eng Engine, desired *compose.Project, observed compose.Observed, plan *Plan, opts ApplyOptions) (*ApplyResult, error) {
+	res := &ApplyResult{Done: []Action{}}
+	if plan == nil || plan.Empty() {
+		return res, nil
+	}
+	if problems := preconditionProblems(desired, observed); len(problems) > 0 {
+		return res, &PreconditionError{Problems: problems}
+	}
+	a := &applier{
+		eng:     eng,
+		desired: desired,
+		opts:    opts.withDefaults(),
+		res:     res,
+		current: map[string][]liveContainer{},
+		waited:  map[string]bool{},
+	}
+	for _, c := range observed.Containers {
+		a.current[c.Service] = append(a.current[c.Service], liveContainer{id: c.ID, name: c.Name, number: c.Number})
+	}
+
+	// Pulls first whatever order the plan came in (it may have been read
+	// back from JSON): a failed pull must find nothing else touched.
+	for _, act := range plan.Actions {
+		if act.Kind == ActPull {
+			if err := a.do(ctx, act); err != nil {
+				return res, err
+			}
+		}
+	}
+	for _, act := range plan.Actions {
+		if act.Kind != ActPull {
+			if err := a.do(ctx, act); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// liveContainer is a container of the project as apply currently knows it:
+// observed, minus what it removed, plus what it created.
+type liveContainer struct {
+	id, name string
+	number   int
+}
+
+type applier struct {
+	eng     Engine
+	desired *compose.Project
+	opts    ApplyOptions
+	res     *ApplyResult
+	current map[string][]liveContainer // by service
+	waited  map[string]bool            // services whose dependencies were waited on
+}
+
+func (a *applier) do(ctx context.Context, act Action) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("apply %s: %w", describe(act), err)
+	}
+	ev := a.opts.Log.Info().Str("action", string(act.Kind)).Strs("reasons", act.Reasons)
+	if act.Service != "" {
+		ev = ev.Str("service", act.Service)
+	}
+	if act.Container != "" {
+		ev = ev.Str("container", act.Container)
+	}
+	if act.Image != "" {
+		ev = ev.Str("image", act.Image)
+	}
+	if act.Network != "" {
+		ev = ev.Str("network", act.Network)
+	}
+	if act.Volume != "" {
+		ev = ev.Str("volume", act.Volume)
+	}
+	if act.Order != "" {
+		ev = ev.Str("order", act.Order)
+	}
+	if act.Drift {
+		ev = ev.Bool("drift", true)
+	}
+	ev.Msg("apply")
+
+	var err error
+	switch act.Kind {
+	case ActPull:
+		err = a.pull(ctx, act)
+	case ActCreateNetwork:
+		err = a.createNetwork(ctx, act)
+	case ActCreateVolume:
+		err = a.createVolume(ctx, act)
+	case ActRemove:
+		err = a.remove(ctx, act)
+	case ActCreate, ActRecreate, ActStart, ActRestart:
+		err = a.serviceAction(ctx, act)
+	default:
+		err = fmt.Errorf("unknown action kind %q (plan from a newer lockstep?)", act.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", describe(act), err)
+	}
+	a.res.Done = append(a.res.Done, act)
+	switch act.Kind {
+	case ActPull:
+		a.res.Pulled++
+	case ActCreateNetwork, ActCreateVolume, ActCreate:
+		a.res.Created++
+	case ActRecreate:
+		a.res.Recreated++
+	case ActStart:
+		a.res.Started++
+	case ActRestart:
+		a.res.Restarted++
+	case ActRemove:
+		a.res.Removed++
+	}
+	return nil
+}
+
+// describe names an action in an error message.
+func describe(act Action) string {
+	switch act.Kind {
+	case ActPull:
+		return "pull " + act.Image
+	case ActCreateNetwork:
+		return "create network " + act.Network
+	case ActCreateVolume:
+		return "create volume " + act.Volume
+	case ActRemove:
+		if act.Service != "" {
+			return fmt.Sprintf("remove %s (service %s)", act.Container, act.Service)
+		}
+		return "remove " + act.Container
+	}
+	return fmt.Sprintf("%s %s (%s)", act.Kind, act.Service, act.Container)
+}
+
+func (a *applier) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.opts.CallTimeout)
+}
+
+func (a *applier) pull(ctx context.Context, act Action) error {
+	cctx, cancel := context.WithTimeout(ctx, a.opts.PullTimeout)
+	defer cancel()
+	id, err := a.eng.Pull(cctx, act.Image)
+	if err != nil {
+		return err
+	}
+	a.opts.Log.Info().Str("image", act.Image).Str("image_id", shortID(id)).Msg("pulled")
+	return nil
+}
+
+func (a *applier) createNetwork(ctx context.Context, act Action) error {
+	for _, n := range a.desired.Networks {
+		if n.Name == act.Network {
+			cctx, cancel := a.call(ctx)
+			defer cancel()
+			return a.eng.CreateNetwork(cctx, n)
+		}
+	}
+	return fmt.Errorf("the compose files declare no network named %s (plan and project do not match: re-plan)", act.Network)
+}
+
+func (a *applier) createVolume(ctx context.Context, act Action) error {
+	for _, v := range a.desired.Volumes {
+		if v.Name == act.Volume {
+			cctx, cancel := a.call(ctx)
+			defer cancel()
+			return a.eng.CreateVolume(cctx, v)
+		}
+	}
+	return fmt.Errorf("the compose files declare no volume named %s (plan and project do not match: re-plan)", act.Volume)
+}
+
+// stopTimeout is the service's stop_grace_period, or nil (the container's
+// own) for a container whose service is gone.
+func stopTimeout(svc *compose.Service) *time.Duration {
+	if svc == nil || svc.Config == nil || svc.Config.StopTimeout == nil {
+		return nil
+	}
+	d := time.Duration(*svc.Config.StopTimeout) * time.Second
+	return &d
+}
+
+func (a *applier) stop(ctx context.Context, id string, timeout *time.Duration) error {
+	limit := a.opts.CallTimeout
+	if timeout != nil {
+		limit += *timeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if err := a.eng.StopContainer(cctx, id, timeout); err != nil {
+		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (a *applier) removeContainer(ctx context.Context, id string) error {
+	cctx, cancel := a.call(ctx)
+	defer cancel()
+	if err := a.eng.RemoveContainer(cctx, id); err != nil {
+		return fmt.Errorf("remove container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (a *applier) start(ctx context.Context, id string) error {
+	cctx, cancel := a.call(ctx)
+	defer cancel()
+	if err := a.eng.StartContainer(cctx, id); err != nil {
+		return fmt.Errorf("start container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (a *applier) rename(ctx context.Context, id, name string) error {
+	cctx, cancel := a.call(ctx)
+	defer cancel()
+	if err := a.eng.RenameContainer(cctx, id, name); err != nil {
+		return fmt.Errorf("rename container %s to %s: %w", shortID(id), name, err)
+	}
+	return nil
+}
+
+func (a *applier) create(ctx context.Context, svc *compose.Service, number int, name, inheritFrom string) (string, error) {
+	cctx, cancel := a.call(ctx)
+	defer cancel()
+	id, err := a.eng.CreateContainer(cctx, a.desired, svc, number, name, inheritFrom)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", name, err)
+	}
+	return id, nil
+}
+
+func (a *applier) remove(ctx context.Context, act Action) error {
+	if err := a.stop(ctx, act.ContainerID, stopTimeout(a.desired.Service(act.Service))); err != nil {
+		return err
+	}
+	if err := a.removeContainer(ctx, act.ContainerID); err != nil {
+		return err
+	}
+	a.forget(act.Service, act.ContainerID)
+	return nil
+}
+
+func (a *applier) forget(service, id string) {
+	cs := a.current[service]
+	for i, c := range cs {
+		if c.id == id {
+			a.current[service] = append(cs[:i:i], cs[i+1:]...)
+			return
+		}
+	}
+}
+
+func (a *applier) serviceAction(ctx context.Context, act Action) error {
+	svc := a.desired.Service(act.Service)
+	if svc == nil {
+		return fmt.Errorf("the compose files declare no service %s (plan and project do not match: re-plan)", act.Service)
+	}
+	if !a.waited[svc.Name] {
+		if err := a.waitDependencies(ctx, svc); err != nil {
+			return err
+		}
+		a.waited[svc.Name] = true
+	}
+	switch act.Kind {
+	case ActCreate:
+		id, err := a.create(ctx, svc, act.Number, act.Container, "")
+		if err != nil {
+			return err
+		}
+		a.current[svc.Name] = append(a.current[svc.Name], liveContainer{id: id, name: act.Container, number: act.Number})
+		return a.start(ctx, id)
+	case ActStart:
+		return a.start(ctx, act.ContainerID)
+	case ActRestart:
+		if err := a.stop(ctx, act.ContainerID, stopTimeout(svc)); err != nil {
+			return err
+		}
+		return a.start(ctx, act.ContainerID)
+	case ActRecreate:
+		if act.Order == compose.StartFirst {
+			return a.recreateStartFirst(ctx, svc, act)
+		}
+		return a.recreateStopFirst(ctx, svc, act)
+	}
+	return nil
+}
+
+// temporaryName is what the new container of a recreate is called until the
+// old one is gone, the way compose names it: "<old id 12>_<name>".
+func temporaryName(oldID, name string) string {
+	if len(oldID) > 12 {
+		oldID = oldID[:12]
+	}
+	return oldID + "_" + name
+}
+
+// recreateStopFirst replaces a container the way compose does: create the
+// new one aside (so a bad config fails before anything stops), stop and
+// remove the old one, give the new one its name and start it.
+func (a *applier) recreateStopFirst(ctx context.Context, svc *compose.Service, act Action) error {
+	newID, err := a.create(ctx, svc, act.Number, temporaryName(act.ContainerID, act.Container), act.ContainerID)
+	if err != nil {
+		return err
+	}
+	if err := a.stop(ctx, act.ContainerID, stopTimeout(svc)); err != nil {
+		// The old container still runs: drop the unused new one so the next
+		// pass finds the replica as it was.
+		return a.discard(ctx, newID, err)
+	}
+	if err := a.removeContainer(ctx, act.ContainerID); err != nil {
+		return err
+	}
+	a.forget(svc.Name, act.ContainerID)
+	a.current[svc.Name] = append(a.current[svc.Name], liveContainer{id: newID, name: act.Container, number: act.Number})
+	if err := a.rename(ctx, newID, act.Container); err != nil {
+		return err
+	}
+	return a.start(ctx, newID)
+}
+
+// recreateStartFirst starts the new container beside the old one and only
+// stops the old one once the new one is healthy (or running, without a
+// healthcheck). If the new one does not get there, it is removed and the old
+// one keeps serving.
+func (a *applier) recreateStartFirst(ctx context.Context, svc *compose.Service, act Action) error {
+	tmp := temporaryName(act.ContainerID, act.Container)
+	newID, err := a.create(ctx, svc, act.Number, tmp, act.ContainerID)
+	if err != nil {
+		return err
+	}
+	if err := a.start(ctx, newID); err != nil {
+		return a.discard(ctx, newID, err)
+	}
+	want := compose.ConditionStarted
+	if svc.Healthcheck {
+		want = compose.ConditionHealthy
+	}
+	a.opts.Log.Info().Str("service", svc.Name).Str("container", tmp).Str("condition", want).Msg("waiting for the new container before stopping the old one")
+	if _, err := a.waitFor(ctx, newID, want, svc.Healthcheck); err != nil {
+		return a.discard(ctx, newID, fmt.Errorf("new container %s: %w; the old container keeps running", tmp, err))
+	}
+	if err := a.stop(ctx, act.ContainerID, stopTimeout(svc)); err != nil {
+		return err
+	}
+	if err := a.removeContainer(ctx, act.ContainerID); err != nil {
+		return err
+	}
+	a.forget(svc.Name, act.ContainerID)
+	a.current[svc.Name] = append(a.current[svc.Name], liveContainer{id: newID, name: act.Container, number: act.Number})
+	return a.rename(ctx, newID, act.Container)
+}
+
+// discard stops and removes a new container that will not replace the old
+// one, even when ctx is already cancelled, and returns cause with whatever
+// went wrong doing so.
+func (a *applier) discard(ctx context.Context, id string, cause error) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := a.stop(ctx, id, nil); err != nil {
+		return errors.Join(cause, fmt.Errorf("clean up new container: %w", err))
+	}
+	if err := a.removeContainer(ctx, id); err != nil {
+		return errors.Join(cause, fmt.Errorf("clean up new container: %w", err))
+	}
+	return cause
+}
+
+// waitDependencies blocks until every depends_on condition of svc holds on
+// the dependency's current containers. A dependency declared
+// required: false that is missing or fails only logs a warning.
+func (a *applier) waitDependencies(ctx context.Context, svc *compose.Service) error {
+	for _, d := range svc.DependsOn {
+		err := a.waitDependency(ctx, svc, d)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil || d.Required {
+			return err
+		}
+		a.opts.Log.Warn().Str("service", svc.Name).Str("dependency", d.Service).Err(err).Msg("optional dependency (required: false) not satisfied; going on")
+	}
+	return nil
+}
+
+func (a *applier) waitDependency(ctx context.Context, svc *compose.Service, d compose.Dependency) error {
+	depErr := func(container string, err error) error {
+		return &DependencyError{Service: svc.Name, Dependency: d.Service, Container: container, Condition: d.Condition, Err: err}
+	}
+	dep := a.desired.Service(d.Service)
+	if dep == nil {
+		return depErr("", errors.New("no such service in the compose files"))
+	}
+	if dep.Replicas <= 0 {
+		a.opts.Log.Warn().Str("service", svc.Name).Str("dependency", d.Service).Msg("dependency has 0 replicas; not waiting for it")
+		return nil
+	}
+	if d.Condition == compose.ConditionHealthy && !dep.Healthcheck {
+		return depErr("", fmt.Errorf("service %s defines no healthcheck: add one or use condition service_started", d.Service))
+	}
+	live := a.current[d.Service]
+	if len(live) == 0 {
+		return depErr("", errors.New("it has no container"))
+	}
+	for _, c := range live {
+		a.opts.Log.Info().Str("service", svc.Name).Str("dependency", d.Service).Str("container", c.name).Str("condition", d.Condition).Msg("waiting for dependency")
+		if _, err := a.waitFor(ctx, c.id, d.Condition, dep.Healthcheck); err != nil {
+			return depErr(c.name, err)
+		}
+	}
+	return nil
+}
+
+// errNotYet means a condition does not hold yet; polling goes on.
+var errNotYet = errors.New("not yet")
+
+// check says whether condition holds for c: nil when it does, errNotYet
+// when it may still come, another error when it cannot any more.
+func check(condition string, healthcheck bool, c compose.Container) error {
+	switch c.State {
+	case "dead", "removing":
+		return fmt.Errorf("container is %s", c.State)
+	}
+	switch condition {
+	case compose.ConditionHealthy:
+		switch {
+		case c.Health == "healthy":
+			return nil
+		case c.Health == "unhealthy":
+			return fmt.Errorf("container is unhealthy: see docker inspect --format '{{json .State.Health}}' %s", c.Name)
+		case c.State == "exited":
+			return fmt.Errorf("container exited with code %d before becoming healthy: see docker logs %s", c.ExitCode, c.Name)
+		case c.Health == "" && c.State == "running" && !healthcheck:
+			return errors.New("container has no healthcheck")
+		}
+		return errNotYet
+	case compose.ConditionCompleted:
+		switch {
+		case c.State == "exited" && c.ExitCode == 0:
+			return nil
+		case c.State == "exited":
+			return fmt.Errorf("container exited with code %d, service_completed_successfully needs 0: see docker logs %s", c.ExitCode, c.Name)
+		}
+		return errNotYet
+	default: // service_started
+		switch c.State {
+		case "running", "restarting", "paused", "exited":
+			// exited: it did start (a one-shot may finish before we look).
+			return nil
+		}
+		return errNotYet
+	}
+}
+
+// waitFor polls container id until condition holds, fails for good, the
+// DependencyTimeout passes, or ctx ends.
+func (a *applier) waitFor(ctx context.Context, id, condition string, healthcheck bool) (compose.Container, error) {
+	wctx, cancel := context.WithTimeout(ctx, a.opts.DependencyTimeout)
+	defer cancel()
+	var last compose.Container
+	for {
+		cctx, ccancel := a.call(wctx)
+		c, err := a.eng.InspectContainer(cctx, id)
+		ccancel()
+		if err != nil && wctx.Err() == nil {
+			return last, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+		}
+		if err == nil {
+			last = c
+			switch err := check(condition, healthcheck, c); {
+			case err == nil:
+				return c, nil
+			case !errors.Is(err, errNotYet):
+				return c, err
+			}
+		}
+		timer := time.NewTimer(a.opts.PollInterval)
+		select {
+		case <-wctx.Done():
+			timer.Stop()
+			if ctx.Err() != nil {
+				return last, fmt.Errorf("stopped waiting: %w", ctx.Err())
+			}
+			return last, fmt.Errorf("timed out after %s (last state %s)", a.opts.DependencyTimeout, stateText(last))
+		case <-timer.C:
+		}
+	}
+}
+
+func stateText(c compose.Container) string {
+	if c.State == "" {
+		return "unknown"
+	}
+	if c.Health != "" {
+		return c.State + ", health " + c.Health
+	}
+	return c.State
+}
