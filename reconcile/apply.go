@@ -422,7 +422,7 @@ func (a *applier) recreateStartFirst(ctx context.Context, svc *compose.Service, 
 	if err := a.start(ctx, newID); err != nil {
 		return a.discard(ctx, newID, err)
 	}
-	want := compose.ConditionStarted
+	want := conditionRunning
 	if svc.Healthcheck {
 		want = compose.ConditionHealthy
 	}
@@ -488,10 +488,13 @@ func (a *applier) waitDependency(ctx context.Context, svc *compose.Service, d co
 		return depErr("", fmt.Errorf("service %s defines no healthcheck: add one or use condition service_started", d.Service))
 	}
 	live := a.current[d.Service]
-	if len(live) == 0 {
+	if !hasReplica(live, dep.Replicas) {
 		return depErr("", errors.New("it has no container"))
 	}
 	for _, c := range live {
+		if c.number > dep.Replicas {
+			continue // removed by this plan's scale-down; not what the dependent will talk to
+		}
 		a.opts.Log.Info().Str("service", svc.Name).Str("dependency", d.Service).Str("container", c.name).Str("condition", d.Condition).Msg("waiting for dependency")
 		if _, err := a.waitFor(ctx, c.id, d.Condition, dep.Healthcheck); err != nil {
 			return depErr(c.name, err)
@@ -502,6 +505,12 @@ func (a *applier) waitDependency(ctx context.Context, svc *compose.Service, d co
 
 // errNotYet means a condition does not hold yet; polling goes on.
 var errNotYet = errors.New("not yet")
+
+// conditionRunning is what the new container of a start-first recreate of a
+// service without healthcheck must reach before the old one stops. Unlike
+// service_started, having exited does not count: it would mean swapping a
+// serving container for a crashed one.
+const conditionRunning = "running"
 
 // check says whether condition holds for c: nil when it does, errNotYet
 // when it may still come, another error when it cannot any more.
@@ -529,6 +538,14 @@ func check(condition string, healthcheck bool, c compose.Container) error {
 			return nil
 		case c.State == "exited":
 			return fmt.Errorf("container exited with code %d, service_completed_successfully needs 0: see docker logs %s", c.ExitCode, c.Name)
+		}
+		return errNotYet
+	case conditionRunning:
+		switch c.State {
+		case "running":
+			return nil
+		case "exited":
+			return fmt.Errorf("container exited with code %d: see docker logs %s", c.ExitCode, c.Name)
 		}
 		return errNotYet
 	default: // service_started
@@ -584,4 +601,13 @@ func stateText(c compose.Container) string {
 		return c.State + ", health " + c.Health
 	}
 	return c.State
+}
+
+func hasReplica(live []liveContainer, replicas int) bool {
+	for _, c := range live {
+		if c.number <= replicas {
+			return true
+		}
+	}
+	return false
 }

@@ -557,3 +557,41 @@ func TestApplyStopFirstCleansUpWhenOldWillNotStop(t *testing.T) {
 		"remove new1",
 	})
 }
+
+func TestApplyStartFirstWithoutHealthcheck(t *testing.T) {
+	observed := converged(testProject())
+	desired := startFirstProject()
+	desired.Service("db").Healthcheck = false
+	plan := BuildPlan(desired, observed)
+	dbID := observedContainer(&observed, "db", 1).ID
+
+	// Running is enough without a healthcheck.
+	f := newFake()
+	f.script("new1", st("created", "", 0), st("running", "", 0))
+	if _, err := Apply(context.Background(), f, desired, observed, plan, testOptions()); err != nil {
+		t.Fatal(err)
+	}
+	checkCalls(t, f, []string{
+		"create db#1 " + dbID[:12] + "_prod-db-1 inherit=" + dbID,
+		"start new1",
+		"inspect new1", "inspect new1",
+		"stop " + dbID + " timeout=nil",
+		"remove " + dbID,
+		"rename new1 prod-db-1",
+	})
+
+	// A new container that exits at once never replaces the old one.
+	f = newFake()
+	f.script("new1", st("exited", "", 3))
+	_, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
+	if err == nil || !strings.Contains(err.Error(), "exited with code 3") {
+		t.Fatalf("err = %v", err)
+	}
+	checkCalls(t, f, []string{
+		"create db#1 " + dbID[:12] + "_prod-db-1 inherit=" + dbID,
+		"start new1",
+		"inspect new1",
+		"stop new1 timeout=nil",
+		"remove new1",
+	})
+}

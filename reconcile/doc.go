@@ -1,9 +1,14 @@
 // Package reconcile decides and performs the changes that make a host match
-// a revision: Plan compares the desired project with what the engine has and
-// returns plain, printable actions, each with a reason; Apply carries a plan
-// out in a safe order (pull everything first, then networks and volumes, then
-// services in depends_on order).
+// a revision: BuildPlan compares the desired project with what the engine
+// has and returns plain, printable actions, each with a reason; Apply
+// carries a plan out in a safe order (check preconditions and pull
+// everything first, then networks and volumes, removals of orphans, then
+// services in depends_on order honouring their conditions, then
+// scale-down).
 //
 // It never reads git or compose files itself: it is handed a desired
 // compose.Project and talks to the engine only through the Engine interface.
+// It never removes a volume or a network, never recreates a network that
+// exists, and never acts on a container that does not carry the project's
+// label.
 package reconcile
