@@ -14,8 +14,6 @@ func TestBuildPlan(t *testing.T) {
 	// base is the project at commitA, converged.
 	base := testProject()
 	atB := func(p *compose.Project) { p.Commit = commitB }
-	webID := runningAs(base, "web", 1, commitA).ID
-	_ = webID
 
 	tests := []struct {
 		name     string
