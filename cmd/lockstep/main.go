@@ -1,6 +1,12 @@
-// Command lockstep keeps Docker Compose hosts in lockstep with git. The
-// whole CLI is Run, a function of (args, stdout, stderr, environment) that
-// tests call in-process; main only binds it to the process.
+// Command lockstep keeps Docker Compose hosts in lockstep with git.
+//
+// This package owns the command line: commands, flags, output formats and
+// exit codes, and the wiring of config into a pass runner. It never decides
+// what to deploy itself (passes run through the runner interface), never
+// writes anything but results to stdout, and keeps no state between
+// invocations. The whole CLI is Run, a function of (args, stdout, stderr,
+// environment) that tests call in-process; main only binds it to the
+// process.
 package main
 
 import (
