@@ -218,26 +218,20 @@ type ObservedVolume struct {
 // the per-container label (container-number) added. The service's shared
 // configs are never mutated, so one loaded Project can serve many creates.
 func ContainerCreate(svc *Service, n int) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
-	cfg := *svc.Config
-	cfg.Labels = make(map[string]string, len(svc.Config.Labels)+1)
-	for k, v := range svc.Config.Labels {
-		cfg.Labels[k] = v
+	// Deep copies: the adapter may change anything it is handed (a mount's
+	// source, an endpoint's aliases, a ulimit), and that must never reach
+	// the shared service. See deepCopy in copy.go.
+	cfg := deepCopy(svc.Config)
+	if cfg.Labels == nil {
+		cfg.Labels = make(map[string]string, 1)
 	}
 	cfg.Labels[LabelContainerNumber] = strconv.Itoa(n)
-	cfg.Env = append([]string(nil), svc.Config.Env...)
 
-	host := *svc.Host
-	host.Mounts = append(host.Mounts[:0:0], svc.Host.Mounts...)
-	host.Binds = append([]string(nil), svc.Host.Binds...)
+	host := deepCopy(svc.Host)
 
 	nets := &network.NetworkingConfig{}
 	if svc.Networking != nil {
-		nets.EndpointsConfig = make(map[string]*network.EndpointSettings, len(svc.Networking.EndpointsConfig))
-		for name, ep := range svc.Networking.EndpointsConfig {
-			c := *ep
-			c.Aliases = append([]string(nil), ep.Aliases...)
-			nets.EndpointsConfig[name] = &c
-		}
+		nets = deepCopy(svc.Networking)
 	}
-	return &cfg, &host, nets
+	return cfg, host, nets
 }

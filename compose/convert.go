@@ -1,0 +1,972 @@
+package compose
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+)
+
+// converter turns one loaded compose-go project into lockstep's model.
+// Conversions follow what Docker Compose v2 does when it creates a
+// container (pkg/compose/create.go), so a service behaves the same under
+// lockstep as under `docker compose up`.
+type converter struct {
+	opts      LoadOptions
+	src       *sources
+	cp        *types.Project
+	files     []string // absolute compose files
+	realRoot  string   // ReleaseDir with symlinks resolved
+	fileCache map[string]string
+}
+
+func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Project) (*Project, error) {
+	realRoot, err := filepath.EvalSymlinks(opts.ReleaseDir)
+	if err != nil {
+		return nil, fmt.Errorf("load: resolve release dir %s: %w", opts.ReleaseDir, err)
+	}
+	c := &converter{opts: opts, src: src, cp: cp, files: files, realRoot: realRoot, fileCache: map[string]string{}}
+
+	if len(cp.Jobs) > 0 {
+		file, line := src.find("jobs")
+		return nil, &LoadError{File: file, Line: line, Key: "jobs", Msg: "jobs are not supported by lockstep; run one-off tasks as services with restart: \"no\""}
+	}
+
+	p := &Project{
+		Name:        opts.Project,
+		Environment: opts.Environment,
+		Commit:      opts.Commit,
+		ReleaseDir:  opts.ReleaseDir,
+		ConfigFiles: slices.Clone(files),
+	}
+	for _, key := range sortedKeys(cp.Networks) {
+		n, err := c.network(key, cp.Networks[key])
+		if err != nil {
+			return nil, err
+		}
+		p.Networks = append(p.Networks, n)
+	}
+	slices.SortFunc(p.Networks, func(a, b Network) int { return strings.Compare(a.Name, b.Name) })
+	for _, key := range sortedKeys(cp.Volumes) {
+		p.Volumes = append(p.Volumes, c.volume(key, cp.Volumes[key]))
+	}
+	slices.SortFunc(p.Volumes, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
+
+	var services []Service
+	for _, name := range sortedKeys(cp.Services) {
+		svc, err := c.service(cp.Services[name])
+		if err != nil {
+			return nil, err
+		}
+		services = append(services, svc)
+	}
+	if p.Services, err = orderServices(services); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (c *converter) network(key string, n types.NetworkConfig) (Network, error) {
+	out := Network{
+		Key:        key,
+		Name:       n.Name,
+		External:   bool(n.External),
+		Driver:     n.Driver,
+		DriverOpts: cloneMap(n.DriverOpts),
+		Internal:   n.Internal,
+		Attachable: n.Attachable,
+		EnableIPv6: n.EnableIPv6 != nil && *n.EnableIPv6,
+	}
+	fail := func(k, msg string) error {
+		file, line := c.src.find("networks", key)
+		return &LoadError{File: file, Line: line, Key: "networks." + key + "." + k, Msg: msg}
+	}
+	if n.EnableIPv4 != nil && !*n.EnableIPv4 {
+		return Network{}, fail("enable_ipv4", "IPv4-less networks are not supported by lockstep; remove enable_ipv4")
+	}
+	if n.Ipam.Driver != "" || len(n.Ipam.Config) > 0 || len(n.Ipam.Options) > 0 {
+		ipam := &network.IPAM{Driver: n.Ipam.Driver, Options: cloneMap(n.Ipam.Options)}
+		for _, pool := range n.Ipam.Config {
+			var cfg network.IPAMConfig
+			var err error
+			if pool.Subnet != "" {
+				if cfg.Subnet, err = netip.ParsePrefix(pool.Subnet); err != nil {
+					return Network{}, fail("ipam.config.subnet", fmt.Sprintf("invalid subnet %q: %v", pool.Subnet, err))
+				}
+			}
+			if pool.IPRange != "" {
+				if cfg.IPRange, err = netip.ParsePrefix(pool.IPRange); err != nil {
+					return Network{}, fail("ipam.config.ip_range", fmt.Sprintf("invalid ip_range %q: %v", pool.IPRange, err))
+				}
+			}
+			if pool.Gateway != "" {
+				if cfg.Gateway, err = netip.ParseAddr(pool.Gateway); err != nil {
+					return Network{}, fail("ipam.config.gateway", fmt.Sprintf("invalid gateway %q: %v", pool.Gateway, err))
+				}
+			}
+			for _, name := range sortedKeys(pool.AuxiliaryAddresses) {
+				a, err := netip.ParseAddr(pool.AuxiliaryAddresses[name])
+				if err != nil {
+					return Network{}, fail("ipam.config.aux_addresses", fmt.Sprintf("invalid address for %q: %v", name, err))
+				}
+				if cfg.AuxAddress == nil {
+					cfg.AuxAddress = map[string]netip.Addr{}
+				}
+				cfg.AuxAddress[name] = a
+			}
+			ipam.Config = append(ipam.Config, cfg)
+		}
+		out.IPAM = ipam
+	}
+	if !out.External {
+		out.Labels = cloneMap(n.Labels)
+		if out.Labels == nil {
+			out.Labels = map[string]string{}
+		}
+		out.Labels[LabelProject] = c.opts.Project
+		out.Labels[LabelNetwork] = key
+		out.Labels[LabelVersion] = c.opts.Version
+	}
+	h := out
+	h.Labels = withoutKeys(out.Labels, LabelVersion)
+	h.Hash = ""
+	out.Hash = hashJSON(h)
+	return out, nil
+}
+
+func (c *converter) volume(key string, v types.VolumeConfig) Volume {
+	out := Volume{
+		Key:        key,
+		Name:       v.Name,
+		External:   bool(v.External),
+		Driver:     v.Driver,
+		DriverOpts: cloneMap(v.DriverOpts),
+	}
+	if !out.External {
+		out.Labels = cloneMap(v.Labels)
+		if out.Labels == nil {
+			out.Labels = map[string]string{}
+		}
+		out.Labels[LabelProject] = c.opts.Project
+		out.Labels[LabelVolume] = key
+		out.Labels[LabelVersion] = c.opts.Version
+	}
+	return out
+}
+
+// service converts one active service. Keys are handled in the order of
+// serviceKeys' "handled" group; every refused key fails first.
+func (c *converter) service(s types.ServiceConfig) (Service, error) {
+	name := s.Name
+	fail := func(key, msg string) error { return located(c.src, name, key, msg) }
+
+	if refused := refusedKeys(s); len(refused) > 0 {
+		return Service{}, fail(refused[0][0], refused[0][1])
+	}
+	if s.Image == "" {
+		return Service{}, fail("image", "image is required: lockstep does not build images; push the image in CI and reference it")
+	}
+
+	out := Service{
+		Name:          name,
+		Image:         s.Image,
+		Replicas:      s.GetScale(),
+		ContainerName: s.ContainerName,
+		UpdateOrder:   StopFirst,
+	}
+	if out.ContainerName != "" && out.Replicas > 1 {
+		return Service{}, fail("container_name", fmt.Sprintf("container_name cannot be used with %d replicas (names must be unique); remove container_name or scale to 1", out.Replicas))
+	}
+
+	switch s.PullPolicy {
+	case "", types.PullPolicyMissing, types.PullPolicyIfNotPresent:
+		out.PullPolicy = PullMissing
+	case types.PullPolicyAlways:
+		out.PullPolicy = PullAlways
+	case types.PullPolicyNever:
+		out.PullPolicy = PullNever
+	case types.PullPolicyBuild:
+		return Service{}, fail("pull_policy", "pull_policy: build is not possible, lockstep does not build images; push the image in CI and reference it")
+	default:
+		return Service{}, fail("pull_policy", fmt.Sprintf("pull_policy %q is not supported; use missing, always or never", s.PullPolicy))
+	}
+
+	if err := c.deployChecks(s, &out); err != nil {
+		return Service{}, err
+	}
+
+	cfg := &container.Config{
+		Hostname:     s.Hostname,
+		Domainname:   s.DomainName,
+		User:         s.User,
+		Tty:          s.Tty,
+		OpenStdin:    s.StdinOpen,
+		AttachStdout: true, // as compose: logs are attached, not a terminal
+		AttachStderr: true,
+		Cmd:          slices.Clone([]string(s.Command)),
+		Entrypoint:   slices.Clone([]string(s.Entrypoint)),
+		Image:        s.Image,
+		WorkingDir:   s.WorkingDir,
+		StopSignal:   s.StopSignal,
+		Env:          envList(s.Environment),
+	}
+	if s.NetworkMode == "disabled" {
+		cfg.NetworkDisabled = true
+	}
+	if s.StopGracePeriod != nil {
+		secs := int(time.Duration(*s.StopGracePeriod).Seconds())
+		cfg.StopTimeout = &secs
+	}
+	if s.HealthCheck != nil {
+		cfg.Healthcheck = healthConfig(s.HealthCheck)
+		t := cfg.Healthcheck.Test
+		out.Healthcheck = len(t) > 0 && t[0] != "NONE"
+	}
+
+	host := &container.HostConfig{
+		Annotations:    cloneMap(s.Annotations),
+		CapAdd:         slices.Clone(s.CapAdd),
+		CapDrop:        slices.Clone(s.CapDrop),
+		CgroupnsMode:   container.CgroupnsMode(s.Cgroup),
+		Init:           s.Init,
+		IpcMode:        container.IpcMode(s.Ipc),
+		PidMode:        container.PidMode(s.Pid),
+		UTSMode:        container.UTSMode(s.Uts),
+		UsernsMode:     container.UsernsMode(s.UserNSMode),
+		ReadonlyRootfs: s.ReadOnly,
+		Privileged:     s.Privileged,
+		RestartPolicy:  restartPolicy(s),
+		ShmSize:        int64(s.ShmSize),
+		Sysctls:        cloneMap(s.Sysctls),
+		StorageOpt:     cloneMap(s.StorageOpt),
+		VolumeDriver:   s.VolumeDriver,
+		DNSOptions:     slices.Clone(s.DNSOpts),
+		DNSSearch:      slices.Clone([]string(s.DNSSearch)),
+		ExtraHosts:     sortedList(s.ExtraHosts.AsList(":")),
+		SecurityOpt:    slices.Clone(s.SecurityOpt),
+		GroupAdd:       slices.Clone(s.GroupAdd),
+		OomScoreAdj:    int(s.OomScoreAdj),
+		Runtime:        s.Runtime,
+		Resources:      resources(s),
+	}
+	for _, ns := range []struct{ key, v string }{{"ipc", s.Ipc}, {"pid", s.Pid}, {"uts", s.Uts}, {"cgroup", s.Cgroup}} {
+		if strings.HasPrefix(ns.v, types.ServicePrefix) {
+			return Service{}, fail(ns.key, fmt.Sprintf("%s: %s is not supported by lockstep; share the namespace with container:<name> or host", ns.key, ns.v))
+		}
+	}
+	for _, d := range s.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return Service{}, fail("dns", fmt.Sprintf("invalid DNS server address %q: %v", d, err))
+		}
+		host.DNS = append(host.DNS, a)
+	}
+	if s.Logging != nil {
+		host.LogConfig = container.LogConfig{Type: s.Logging.Driver, Config: cloneMap(s.Logging.Options)}
+	} else if s.LogDriver != "" || len(s.LogOpt) > 0 {
+		host.LogConfig = container.LogConfig{Type: s.LogDriver, Config: cloneMap(s.LogOpt)}
+	}
+	if len(s.Tmpfs) > 0 {
+		host.Tmpfs = map[string]string{}
+		for _, t := range s.Tmpfs {
+			target, opts, _ := strings.Cut(t, ":")
+			host.Tmpfs[target] = opts
+		}
+	}
+
+	if err := ports(s, cfg, host, &out); err != nil {
+		return Service{}, fail("ports", err.Error())
+	}
+	if err := expose(s, cfg); err != nil {
+		return Service{}, fail("expose", err.Error())
+	}
+
+	var files []File
+	mountFiles, err := c.volumes(s, host)
+	if err != nil {
+		return Service{}, err
+	}
+	files = append(files, mountFiles...)
+	objFiles, err := c.fileObjects(s, host)
+	if err != nil {
+		return Service{}, err
+	}
+	files = append(files, objFiles...)
+	for _, ef := range s.EnvFiles {
+		f, err := c.repoFile(name, "env_file", ef.Path, !bool(ef.Required))
+		if err != nil {
+			return Service{}, err
+		}
+		files = append(files, f...)
+	}
+	for _, lf := range s.LabelFiles {
+		f, err := c.repoFile(name, "label_file", lf, false)
+		if err != nil {
+			return Service{}, err
+		}
+		files = append(files, f...)
+	}
+	out.Files = dedupeFiles(files)
+
+	nets, err := c.networking(s, host)
+	if err != nil {
+		return Service{}, err
+	}
+
+	deps, err := c.dependencies(s)
+	if err != nil {
+		return Service{}, err
+	}
+	out.DependsOn = deps
+
+	labels, err := c.labels(s, deps)
+	if err != nil {
+		return Service{}, err
+	}
+	cfg.Labels = labels
+
+	out.Config, out.Host, out.Networking = cfg, host, nets
+	out.ConfigHash = configHash(&out, c.opts.ReleaseDir)
+	out.Hash = serviceHash(out.ConfigHash, out.Files)
+	out.Config.Labels[LabelConfigHash] = out.ConfigHash
+	out.Config.Labels[LabelHash] = out.Hash
+	return out, nil
+}
+
+// deployChecks applies deploy: and refuses the parts of it that only mean
+// something to Swarm, which compose silently ignores.
+func (c *converter) deployChecks(s types.ServiceConfig, out *Service) error {
+	d := s.Deploy
+	if d == nil {
+		return nil
+	}
+	fail := func(key, msg string) error { return located(c.src, s.Name, "deploy."+key, msg) }
+	swarmOnly := func(key string) error {
+		return fail(key, "this is a Swarm setting that a single Docker host cannot honour; remove it")
+	}
+	switch {
+	case d.Mode != "" && d.Mode != "replicated":
+		return fail("mode", fmt.Sprintf("mode %q is not supported; only replicated services run on a single host", d.Mode))
+	case len(d.Labels) > 0:
+		return fail("labels", "deploy.labels label a Swarm service, which lockstep does not create; use labels: for container labels")
+	case d.RollbackConfig != nil:
+		return swarmOnly("rollback_config")
+	case len(d.Placement.Constraints) > 0 || len(d.Placement.Preferences) > 0 || d.Placement.MaxReplicas > 0:
+		return swarmOnly("placement")
+	case d.EndpointMode != "":
+		return swarmOnly("endpoint_mode")
+	}
+	if rp := d.RestartPolicy; rp != nil && (rp.Delay != nil || rp.Window != nil) {
+		return fail("restart_policy", "delay and window cannot be honoured by the engine's restart policy; keep only condition and max_attempts")
+	}
+	for _, r := range []struct {
+		key string
+		res *types.Resource
+	}{{"resources.limits", d.Resources.Limits}, {"resources.reservations", d.Resources.Reservations}} {
+		if r.res == nil {
+			continue
+		}
+		if len(r.res.Devices) > 0 {
+			return fail(r.key+".devices", "device reservations (GPUs) are not supported by lockstep; remove them")
+		}
+		if len(r.res.GenericResources) > 0 {
+			return swarmOnly(r.key + ".generic_resources")
+		}
+	}
+	if u := d.UpdateConfig; u != nil {
+		if u.Parallelism != nil || u.Delay != 0 || u.FailureAction != "" || u.Monitor != 0 || u.MaxFailureRatio != 0 {
+			return fail("update_config", "lockstep honours only deploy.update_config.order; remove the other update_config settings")
+		}
+		switch u.Order {
+		case "", StopFirst:
+		case StartFirst:
+			out.UpdateOrder = StartFirst
+		default:
+			return fail("update_config.order", fmt.Sprintf("unknown order %q; use stop-first or start-first", u.Order))
+		}
+	}
+	return nil
+}
+
+func healthConfig(h *types.HealthCheckConfig) *container.HealthConfig {
+	hc := &container.HealthConfig{Test: slices.Clone([]string(h.Test))}
+	if h.Interval != nil {
+		hc.Interval = time.Duration(*h.Interval)
+	}
+	if h.Timeout != nil {
+		hc.Timeout = time.Duration(*h.Timeout)
+	}
+	if h.StartPeriod != nil {
+		hc.StartPeriod = time.Duration(*h.StartPeriod)
+	}
+	if h.StartInterval != nil {
+		hc.StartInterval = time.Duration(*h.StartInterval)
+	}
+	if h.Retries != nil {
+		hc.Retries = int(*h.Retries)
+	}
+	if h.Disable {
+		hc.Test = []string{"NONE"}
+	}
+	return hc
+}
+
+// restartPolicy follows compose: restart: first, deploy.restart_policy
+// overrides it, with Swarm's condition names mapped onto the engine's.
+func restartPolicy(s types.ServiceConfig) container.RestartPolicy {
+	var rp container.RestartPolicy
+	if s.Restart != "" {
+		name, count, _ := strings.Cut(s.Restart, ":")
+		n, _ := strconv.Atoi(count)
+		rp = container.RestartPolicy{Name: restartMode(name), MaximumRetryCount: n}
+	}
+	if s.Deploy != nil && s.Deploy.RestartPolicy != nil {
+		p := s.Deploy.RestartPolicy
+		rp = container.RestartPolicy{Name: restartMode(p.Condition)}
+		if p.MaxAttempts != nil {
+			rp.MaximumRetryCount = int(*p.MaxAttempts)
+		}
+	}
+	return rp
+}
+
+func restartMode(condition string) container.RestartPolicyMode {
+	switch condition {
+	case "none", "no":
+		return container.RestartPolicyDisabled
+	case "any", "always":
+		return container.RestartPolicyAlways
+	case "on-failure":
+		return container.RestartPolicyOnFailure
+	case "unless-stopped":
+		return container.RestartPolicyUnlessStopped
+	}
+	return container.RestartPolicyMode(condition)
+}
+
+// resources follows compose's getDeployResources: the service-level keys
+// first, deploy.resources limits/reservations override them.
+func resources(s types.ServiceConfig) container.Resources {
+	oomKillDisable := s.OomKillDisable
+	r := container.Resources{
+		CgroupParent:       s.CgroupParent,
+		Memory:             int64(s.MemLimit),
+		MemorySwap:         int64(s.MemSwapLimit),
+		MemoryReservation:  int64(s.MemReservation),
+		OomKillDisable:     &oomKillDisable,
+		CPUPeriod:          s.CPUPeriod,
+		CPUQuota:           s.CPUQuota,
+		CPURealtimePeriod:  s.CPURTPeriod,
+		CPURealtimeRuntime: s.CPURTRuntime,
+		CPUShares:          s.CPUShares,
+		NanoCPUs:           int64(s.CPUS * 1e9),
+		CpusetCpus:         s.CPUSet,
+		DeviceCgroupRules:  slices.Clone(s.DeviceCgroupRules),
+	}
+	if s.MemSwappiness != 0 {
+		v := int64(s.MemSwappiness)
+		r.MemorySwappiness = &v
+	}
+	if s.PidsLimit != 0 {
+		v := s.PidsLimit
+		r.PidsLimit = &v
+	}
+	if s.Deploy != nil {
+		if l := s.Deploy.Resources.Limits; l != nil {
+			if l.MemoryBytes != 0 {
+				r.Memory = int64(l.MemoryBytes)
+			}
+			if l.NanoCPUs != 0 {
+				r.NanoCPUs = int64(l.NanoCPUs * 1e9)
+			}
+			if l.Pids > 0 {
+				v := l.Pids
+				r.PidsLimit = &v
+			}
+		}
+		// A CPU or PIDs reservation has no engine equivalent (compose
+		// ignores them as well); a memory reservation is a soft limit.
+		if res := s.Deploy.Resources.Reservations; res != nil && res.MemoryBytes > 0 {
+			r.MemoryReservation = int64(res.MemoryBytes)
+		}
+	}
+	for _, d := range s.Devices {
+		r.Devices = append(r.Devices, container.DeviceMapping{PathOnHost: d.Source, PathInContainer: d.Target, CgroupPermissions: d.Permissions})
+	}
+	for _, name := range sortedKeys(s.Ulimits) {
+		u := s.Ulimits[name]
+		soft, hard := int64(u.Soft), int64(u.Hard)
+		if u.Single != 0 {
+			soft, hard = int64(u.Single), int64(u.Single)
+		}
+		r.Ulimits = append(r.Ulimits, &container.Ulimit{Name: name, Soft: soft, Hard: hard})
+	}
+	return r
+}
+
+func ports(s types.ServiceConfig, cfg *container.Config, host *container.HostConfig, out *Service) error {
+	for _, p := range s.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		port, ok := network.PortFrom(uint16(p.Target), network.IPProtocol(proto))
+		if !ok || p.Target == 0 || p.Target > 65535 {
+			return fmt.Errorf("invalid container port %d/%s", p.Target, proto)
+		}
+		b := network.PortBinding{HostPort: p.Published}
+		if p.HostIP != "" {
+			a, err := netip.ParseAddr(p.HostIP)
+			if err != nil {
+				return fmt.Errorf("invalid host_ip %q: %v", p.HostIP, err)
+			}
+			b.HostIP = a
+		}
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = network.PortSet{}
+			host.PortBindings = network.PortMap{}
+		}
+		cfg.ExposedPorts[port] = struct{}{}
+		host.PortBindings[port] = append(host.PortBindings[port], b)
+		// An unpublished entry ("80") gets an ephemeral host port, which
+		// never collides with the old container during a start-first
+		// update; only a fixed host port does.
+		if p.Published != "" {
+			out.PublishesPorts = true
+		}
+	}
+	return nil
+}
+
+func expose(s types.ServiceConfig, cfg *container.Config) error {
+	for _, e := range s.Expose {
+		spec, proto, _ := strings.Cut(e, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		lo, hi, isRange := strings.Cut(spec, "-")
+		if !isRange {
+			hi = lo
+		}
+		start, err1 := strconv.ParseUint(lo, 10, 16)
+		end, err2 := strconv.ParseUint(hi, 10, 16)
+		if err1 != nil || err2 != nil || start == 0 || end < start {
+			return fmt.Errorf("invalid port %q", e)
+		}
+		for n := start; n <= end; n++ {
+			port, ok := network.PortFrom(uint16(n), network.IPProtocol(proto))
+			if !ok {
+				return fmt.Errorf("invalid port %q", e)
+			}
+			if cfg.ExposedPorts == nil {
+				cfg.ExposedPorts = network.PortSet{}
+			}
+			cfg.ExposedPorts[port] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// volumes converts service volumes the way compose does: plain binds and
+// plain named volumes use HostConfig.Binds (which, unlike the Mounts API,
+// creates a missing host directory when create_host_path allows it);
+// anonymous volumes, tmpfs and mounts with options only the Mounts API
+// expresses use HostConfig.Mounts. The adapter fills the Source of an
+// anonymous volume mount to carry it over on recreate.
+func (c *converter) volumes(s types.ServiceConfig, host *container.HostConfig) ([]File, error) {
+	var files []File
+	for _, v := range s.Volumes {
+		fail := func(msg string) error { return located(c.src, s.Name, "volumes", fmt.Sprintf("%s: %s", v.Target, msg)) }
+		switch v.Type {
+		case types.VolumeTypeBind:
+			f, err := c.bindSource(s.Name, "volumes", v.Source)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, f...)
+			if v.Bind == nil || (bool(v.Bind.CreateHostPath) && v.Bind.Propagation == "" && v.Bind.Recursive == "") {
+				host.Binds = append(host.Binds, bindString(v.Source, v))
+				continue
+			}
+			m := mount.Mount{Type: mount.TypeBind, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly,
+				BindOptions: &mount.BindOptions{Propagation: mount.Propagation(v.Bind.Propagation)}}
+			switch v.Bind.Recursive {
+			case "", "enabled":
+			case "disabled":
+				m.BindOptions.NonRecursive = true
+			case "writable":
+				m.BindOptions.ReadOnlyNonRecursive = true
+			case "readonly":
+				m.BindOptions.ReadOnlyForceRecursive = true
+			default:
+				return nil, fail(fmt.Sprintf("unknown bind.recursive %q; use enabled, disabled, writable or readonly", v.Bind.Recursive))
+			}
+			if v.Bind.SELinux != "" {
+				return nil, fail("bind.selinux cannot be combined with create_host_path: false, propagation or recursive; drop one of them")
+			}
+			host.Mounts = append(host.Mounts, m)
+		case types.VolumeTypeVolume:
+			if v.Source == "" {
+				m := mount.Mount{Type: mount.TypeVolume, Target: v.Target, ReadOnly: v.ReadOnly}
+				if v.Volume != nil && (v.Volume.NoCopy || v.Volume.Subpath != "" || len(v.Volume.Labels) > 0) {
+					m.VolumeOptions = &mount.VolumeOptions{NoCopy: v.Volume.NoCopy, Subpath: v.Volume.Subpath, Labels: cloneMap(v.Volume.Labels)}
+				}
+				host.Mounts = append(host.Mounts, m)
+				continue
+			}
+			vol, ok := c.cp.Volumes[v.Source]
+			if !ok {
+				return nil, fail(fmt.Sprintf("volume %q is not declared under the top-level volumes:; declare it", v.Source))
+			}
+			if v.Volume == nil || (!v.Volume.NoCopy && v.Volume.Subpath == "" && len(v.Volume.Labels) == 0) {
+				host.Binds = append(host.Binds, bindString(vol.Name, v))
+				continue
+			}
+			host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: vol.Name, Target: v.Target, ReadOnly: v.ReadOnly,
+				VolumeOptions: &mount.VolumeOptions{NoCopy: v.Volume.NoCopy, Subpath: v.Volume.Subpath, Labels: cloneMap(v.Volume.Labels)}})
+		case types.VolumeTypeTmpfs:
+			m := mount.Mount{Type: mount.TypeTmpfs, Target: v.Target, ReadOnly: v.ReadOnly}
+			if v.Tmpfs != nil && (v.Tmpfs.Size != 0 || v.Tmpfs.Mode != 0) {
+				m.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: int64(v.Tmpfs.Size), Mode: os.FileMode(v.Tmpfs.Mode)}
+			}
+			host.Mounts = append(host.Mounts, m)
+		default:
+			return nil, fail(fmt.Sprintf("volume type %q is not supported by lockstep; use bind, volume or tmpfs", v.Type))
+		}
+	}
+	return files, nil
+}
+
+// bindString renders a Binds entry as compose does: source:target:mode.
+func bindString(source string, v types.ServiceVolumeConfig) string {
+	opts := []string{"rw"}
+	if v.ReadOnly {
+		opts[0] = "ro"
+	}
+	if v.Bind != nil && v.Bind.SELinux != "" {
+		opts = append(opts, v.Bind.SELinux)
+	}
+	if v.Bind != nil && v.Bind.Propagation != "" {
+		opts = append(opts, v.Bind.Propagation)
+	}
+	if v.Volume != nil && v.Volume.NoCopy {
+		opts = append(opts, "nocopy")
+	}
+	return source + ":" + v.Target + ":" + strings.Join(opts, ",")
+}
+
+// bindSource checks a host path the service mounts or reads. Inside the
+// release it must exist (compose would create an empty directory, which
+// in an immutable release is never what the operator meant) and must not
+// resolve through a symlink to somewhere outside; its content becomes part
+// of the service's hash. Outside the release it is a host path, left to
+// policy.
+func (c *converter) bindSource(service, key, source string) ([]File, error) {
+	if !within(c.opts.ReleaseDir, source) {
+		return nil, nil
+	}
+	rel, _ := filepath.Rel(c.opts.ReleaseDir, source)
+	rel = filepath.ToSlash(rel)
+	if _, err := os.Lstat(source); err != nil {
+		return nil, located(c.src, service, key, fmt.Sprintf("%s does not exist in the release at this commit; add it to the repository, or use an absolute host path", rel))
+	}
+	real, err := filepath.EvalSymlinks(source)
+	if err != nil || !within(c.realRoot, real) {
+		return nil, located(c.src, service, key, fmt.Sprintf("%s resolves through a symlink to outside the release; only repository content can be mounted by relative path", rel))
+	}
+	digest, err := c.digest(real)
+	if err != nil {
+		return nil, fmt.Errorf("load: service %q: digest %s: %w", service, rel, err)
+	}
+	return []File{{Path: rel, Digest: digest}}, nil
+}
+
+// repoFile records a file the service reads at load time (env_file,
+// label_file): compose-go already folded its content into the config; the
+// digest makes "file X changed" explainable.
+func (c *converter) repoFile(service, key, p string, optional bool) ([]File, error) {
+	if optional {
+		if _, err := os.Stat(p); err != nil {
+			return nil, nil
+		}
+	}
+	return c.bindSource(service, key, p)
+}
+
+// fileObjects mounts configs and secrets with a file: source read-only, as
+// compose does for a non-Swarm deployment: configs at /<name> (or target),
+// secrets at /run/secrets/<name> (or target, relative ones under
+// /run/secrets).
+func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfig) ([]File, error) {
+	type ref struct {
+		kind, source, target, uid, gid string
+		mode                           *types.FileMode
+	}
+	var refs []ref
+	for _, r := range s.Configs {
+		refs = append(refs, ref{"configs", r.Source, r.Target, r.UID, r.GID, r.Mode})
+	}
+	for _, r := range s.Secrets {
+		refs = append(refs, ref{"secrets", r.Source, r.Target, r.UID, r.GID, r.Mode})
+	}
+	var files []File
+	for _, r := range refs {
+		fail := func(msg string) error { return located(c.src, s.Name, r.kind, fmt.Sprintf("%s: %s", r.source, msg)) }
+		var obj types.FileObjectConfig
+		if r.kind == "configs" {
+			o, ok := c.cp.Configs[r.source]
+			if !ok {
+				return nil, fail("not declared under the top-level configs:; declare it")
+			}
+			obj = types.FileObjectConfig(o)
+		} else {
+			o, ok := c.cp.Secrets[r.source]
+			if !ok {
+				return nil, fail("not declared under the top-level secrets:; declare it")
+			}
+			obj = types.FileObjectConfig(o)
+		}
+		switch {
+		case bool(obj.External):
+			return nil, fail("external " + r.kind + " live in Swarm, which lockstep does not use; use a file: source")
+		case obj.File == "":
+			return nil, fail("only file: sources are supported by lockstep; put the content in a file of the repository (or an absolute host path) and use file:")
+		case r.uid != "" || r.gid != "" || r.mode != nil:
+			return nil, fail("uid, gid and mode cannot be honoured for a bind-mounted file: source; remove them and set the file's mode in the repository")
+		}
+		target := r.target
+		if r.kind == "configs" && target == "" {
+			target = "/" + r.source
+		}
+		if r.kind == "secrets" {
+			if target == "" {
+				target = r.source
+			}
+			if !path.IsAbs(target) {
+				target = "/run/secrets/" + target
+			}
+		}
+		f, err := c.bindSource(s.Name, r.kind, obj.File)
+		if err != nil {
+			return nil, err
+		}
+		if len(f) == 0 {
+			if _, err := os.Stat(obj.File); err != nil && !within(c.opts.ReleaseDir, obj.File) {
+				return nil, fail(fmt.Sprintf("host file %s does not exist; create it on the host or fix file:", obj.File))
+			}
+		}
+		files = append(files, f...)
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: obj.File, Target: target, ReadOnly: true})
+	}
+	return files, nil
+}
+
+// networking sets HostConfig.NetworkMode and one endpoint per network.
+//
+// network_mode values are passed through as the engine spells them, with
+// one exception the engine adapter must resolve at create time:
+// "service:<name>" names a compose service, and becomes
+// "container:<id of that service's first container>". "container:<name>"
+// is already an engine value.
+func (c *converter) networking(s types.ServiceConfig, host *container.HostConfig) (*network.NetworkingConfig, error) {
+	fail := func(key, msg string) error { return located(c.src, s.Name, key, msg) }
+	if s.NetworkMode != "" {
+		if s.MacAddress != "" {
+			return nil, fail("mac_address", "mac_address needs a network endpoint; it cannot be combined with network_mode")
+		}
+		host.NetworkMode = container.NetworkMode(s.NetworkMode)
+		return &network.NetworkingConfig{}, nil
+	}
+	nets := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
+	for i, key := range s.NetworksByPriority() {
+		n, ok := c.cp.Networks[key]
+		if !ok {
+			return nil, fail("networks", fmt.Sprintf("network %q is not declared under the top-level networks:; declare it", key))
+		}
+		cfg := s.Networks[key]
+		ep := &network.EndpointSettings{}
+		if cfg.ServiceNameAliasEnabled() {
+			ep.Aliases = append(ep.Aliases, s.Name)
+		}
+		mac := ""
+		if cfg != nil {
+			for _, a := range cfg.Aliases {
+				if !slices.Contains(ep.Aliases, a) {
+					ep.Aliases = append(ep.Aliases, a)
+				}
+			}
+			ipam := &network.EndpointIPAMConfig{}
+			var err error
+			if cfg.Ipv4Address != "" {
+				if ipam.IPv4Address, err = netip.ParseAddr(cfg.Ipv4Address); err != nil {
+					return nil, fail("networks."+key+".ipv4_address", fmt.Sprintf("invalid address %q: %v", cfg.Ipv4Address, err))
+				}
+			}
+			if cfg.Ipv6Address != "" {
+				if ipam.IPv6Address, err = netip.ParseAddr(cfg.Ipv6Address); err != nil {
+					return nil, fail("networks."+key+".ipv6_address", fmt.Sprintf("invalid address %q: %v", cfg.Ipv6Address, err))
+				}
+			}
+			for _, l := range cfg.LinkLocalIPs {
+				a, err := netip.ParseAddr(l)
+				if err != nil {
+					return nil, fail("networks."+key+".link_local_ips", fmt.Sprintf("invalid address %q: %v", l, err))
+				}
+				ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
+			}
+			if ipam.IPv4Address.IsValid() || ipam.IPv6Address.IsValid() || len(ipam.LinkLocalIPs) > 0 {
+				ep.IPAMConfig = ipam
+			}
+			ep.DriverOpts = cloneMap(cfg.DriverOpts)
+			if cfg.InterfaceName != "" {
+				if ep.DriverOpts == nil {
+					ep.DriverOpts = map[string]string{}
+				}
+				ep.DriverOpts["com.docker.network.endpoint.ifname"] = cfg.InterfaceName
+			}
+			ep.GwPriority = cfg.GatewayPriority
+			mac = cfg.MacAddress
+		}
+		// Compose puts the service-level mac_address on the primary
+		// (highest priority) network's endpoint.
+		if i == 0 && s.MacAddress != "" {
+			if mac != "" && mac != s.MacAddress {
+				return nil, fail("mac_address", fmt.Sprintf("conflicts with networks.%s.mac_address; set it in one place", key))
+			}
+			mac = s.MacAddress
+		}
+		if mac != "" {
+			hw, err := net.ParseMAC(mac)
+			if err != nil {
+				return nil, fail("mac_address", fmt.Sprintf("invalid MAC address %q: %v", mac, err))
+			}
+			ep.MacAddress = network.HardwareAddr(hw)
+		}
+		if i == 0 {
+			host.NetworkMode = container.NetworkMode(n.Name)
+		}
+		nets.EndpointsConfig[n.Name] = ep
+	}
+	return nets, nil
+}
+
+func (c *converter) dependencies(s types.ServiceConfig) ([]Dependency, error) {
+	var deps []Dependency
+	for _, name := range sortedKeys(s.DependsOn) {
+		d := s.DependsOn[name]
+		if _, active := c.cp.Services[name]; !active {
+			if !d.Required {
+				continue
+			}
+			msg := fmt.Sprintf("depends on service %q, which is not deployed", name)
+			if _, disabled := c.cp.DisabledServices[name]; disabled {
+				msg += " (it declares profiles, and lockstep activates none); remove its profiles or set required: false"
+			} else {
+				msg += "; define it or remove the dependency"
+			}
+			return nil, located(c.src, s.Name, "depends_on", msg)
+		}
+		cond := d.Condition
+		if cond == "" {
+			cond = ConditionStarted
+		}
+		switch cond {
+		case ConditionStarted, ConditionHealthy, ConditionCompleted:
+		default:
+			return nil, located(c.src, s.Name, "depends_on."+name+".condition", fmt.Sprintf("unknown condition %q; use %s, %s or %s", cond, ConditionStarted, ConditionHealthy, ConditionCompleted))
+		}
+		deps = append(deps, Dependency{Service: name, Condition: cond, Restart: d.Restart, Required: d.Required})
+	}
+	return deps, nil
+}
+
+// labels returns the service's own labels plus the compose and lockstep
+// labels of design §4, except those that depend on the hash (added after
+// hashing), the container number (added by ContainerCreate) and
+// com.docker.compose.image, which holds the image ID and is set by the
+// engine adapter once the image is pulled.
+func (c *converter) labels(s types.ServiceConfig, deps []Dependency) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, k := range sortedKeys(s.Labels) {
+		if strings.HasPrefix(k, "com.docker.compose.") || strings.HasPrefix(k, "lockstep.") {
+			return nil, located(c.src, s.Name, "labels", fmt.Sprintf("label %q is reserved for compose and lockstep; rename it", k))
+		}
+		labels[k] = s.Labels[k]
+	}
+	var depends []string
+	for _, d := range deps {
+		depends = append(depends, fmt.Sprintf("%s:%s:%t", d.Service, d.Condition, d.Restart))
+	}
+	files := make([]string, len(c.files))
+	copy(files, c.files)
+	labels[LabelProject] = c.opts.Project
+	labels[LabelService] = s.Name
+	labels[LabelOneoff] = "False"
+	labels[LabelWorkingDir] = c.opts.ReleaseDir
+	labels[LabelConfigFiles] = strings.Join(files, ",")
+	labels[LabelDependsOn] = strings.Join(depends, ",")
+	labels[LabelVersion] = c.opts.Version
+	labels[LabelEnvironment] = c.opts.Environment
+	labels[LabelCommit] = c.opts.Commit
+	return labels, nil
+}
+
+func envList(env types.MappingWithEquals) []string {
+	var out []string
+	for _, k := range sortedKeys(env) {
+		if v := env[k]; v != nil {
+			out = append(out, k+"="+*v)
+		} else {
+			out = append(out, k) // as compose: a bare name, unset in the container
+		}
+	}
+	return out
+}
+
+func cloneMap[M ~map[string]string](m M) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func withoutKeys(m map[string]string, keys ...string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if !slices.Contains(keys, k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func sortedList(l []string) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	slices.Sort(l)
+	return l
+}
+
+func dedupeFiles(files []File) []File {
+	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	return slices.CompactFunc(files, func(a, b File) bool { return a.Path == b.Path })
+}

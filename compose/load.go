@@ -1,0 +1,229 @@
+package compose
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// LoadOptions are the inputs of Load: everything that determines the
+// desired project. Two loads with equal options over equal release trees
+// return deeply equal projects.
+type LoadOptions struct {
+	ReleaseDir   string            // absolute; the project working dir
+	Project      string            // compose project name: [a-z0-9][a-z0-9_-]*
+	Environment  string            // lockstep environment name
+	Commit       string            // 40-hex revision
+	ComposeFiles []string          // relative to ReleaseDir; empty = compose's own discovery at the root
+	PinVars      map[string]string // the pin file's [vars]
+	HostEnvFiles []string          // absolute host-local env files (secrets outside git), in order
+	Version      string            // lockstep version, for the com.docker.compose.version label
+}
+
+// Compose's discovery names, in its order of preference.
+var (
+	defaultFileNames     = []string{"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"}
+	defaultOverrideNames = []string{"compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"}
+)
+
+var (
+	projectNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	commitRE      = regexp.MustCompile(`^[0-9a-f]{40}$`)
+)
+
+// Load reads the compose files of a materialized release and returns the
+// desired project: every active service converted into Engine API create
+// configs, labelled and hashed.
+//
+// Profiles: lockstep activates none, so services that declare `profiles:`
+// are not deployed (they are absent from Project.Services).
+//
+// Every configuration problem is returned as a *LoadError naming the file,
+// line, service and key as far as they are known.
+func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
+	if err := validateOptions(opts); err != nil {
+		return nil, err
+	}
+	files, err := composeFiles(opts)
+	if err != nil {
+		return nil, err
+	}
+	env, err := interpolationEnv(opts)
+	if err != nil {
+		return nil, err
+	}
+	src, err := scanSources(opts.ReleaseDir, files)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("load %s: %w", opts.ReleaseDir, err)
+	}
+
+	missing := &missingVars{}
+	details := types.ConfigDetails{
+		WorkingDir:  opts.ReleaseDir,
+		ConfigFiles: types.ToConfigFiles(files),
+		Environment: env,
+	}
+	cp, loadErr := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
+		o.SetProjectName(opts.Project, true)
+		// Keep compose-go's lookup (details.Environment) and type casts;
+		// only the substitution changes, to catch unset variables.
+		o.Interpolate.Substitute = missing.substitute
+		// Only the local loader compose-go appends itself: nothing remote
+		// can be fetched. scanSources already refused remote references
+		// with a clear message; this is the second line.
+		o.ResourceLoaders = nil
+		o.Profiles = nil
+		o.PruneUnnecessaryResources = true
+	})
+	// An unset variable is the likeliest cause of whatever else failed
+	// (an empty port, an empty image), so it is reported first.
+	if len(missing.names) > 0 {
+		return nil, missingVarError(src, missing.names)
+	}
+	if loadErr != nil {
+		return nil, composeError(src, files, loadErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("load %s: %w", opts.ReleaseDir, err)
+	}
+	return convertProject(opts, files, src, cp)
+}
+
+func validateOptions(opts LoadOptions) error {
+	if !filepath.IsAbs(opts.ReleaseDir) {
+		return fmt.Errorf("load: release dir %q is not absolute", opts.ReleaseDir)
+	}
+	if st, err := os.Stat(opts.ReleaseDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("load: release dir %s is not a directory: %w", opts.ReleaseDir, errors.Join(err, os.ErrNotExist))
+	}
+	if !projectNameRE.MatchString(opts.Project) {
+		return &LoadError{Key: "project", Msg: fmt.Sprintf("invalid compose project name %q: use lowercase letters, digits, '-' and '_', starting with a letter or digit", opts.Project)}
+	}
+	if !commitRE.MatchString(opts.Commit) {
+		return fmt.Errorf("load: commit %q is not a full 40-hex SHA", opts.Commit)
+	}
+	if opts.Environment == "" {
+		return errors.New("load: environment name is empty")
+	}
+	return nil
+}
+
+// composeFiles returns the absolute compose files to load: the ones the pin
+// names, or compose's discovery at the release root (the first of the
+// default names, plus the first matching override file).
+func composeFiles(opts LoadOptions) ([]string, error) {
+	if len(opts.ComposeFiles) > 0 {
+		var out []string
+		for _, f := range opts.ComposeFiles {
+			if filepath.IsAbs(f) || !within(opts.ReleaseDir, filepath.Join(opts.ReleaseDir, f)) {
+				return nil, &LoadError{File: f, Key: "compose_files", Msg: "compose files must be relative paths inside the repository; fix compose_files in the pin file"}
+			}
+			abs := filepath.Join(opts.ReleaseDir, f)
+			if st, err := os.Stat(abs); err != nil || st.IsDir() {
+				return nil, &LoadError{File: filepath.ToSlash(f), Key: "compose_files", Msg: "compose file not found in the release at this commit; fix compose_files in the pin file or add the file", Err: err}
+			}
+			out = append(out, abs)
+		}
+		return out, nil
+	}
+	first := func(names []string) string {
+		for _, n := range names {
+			p := filepath.Join(opts.ReleaseDir, n)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return p
+			}
+		}
+		return ""
+	}
+	main := first(defaultFileNames)
+	if main == "" {
+		return nil, &LoadError{Msg: fmt.Sprintf("no compose file at the repository root (looked for %s); add one or set compose_files in the pin file", strings.Join(defaultFileNames, ", "))}
+	}
+	files := []string{main}
+	if o := first(defaultOverrideNames); o != "" {
+		files = append(files, o)
+	}
+	return files, nil
+}
+
+func missingVarError(src *sources, names []string) error {
+	var errs []error
+	for _, n := range names {
+		file, line := src.findVariable(n)
+		errs = append(errs, &LoadError{File: file, Line: line, Msg: fmt.Sprintf(
+			"variable %s is not set and has no default; set it in the release's .env, the pin file's [vars] or a host env file, or write ${%s:-default}", n, n)})
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	parseErrRE    = regexp.MustCompile(`^failed to parse (\S+?): (.*)$`)
+	validateErrRE = regexp.MustCompile(`^validating (\S+?): (.*)$`)
+	keyPathRE     = regexp.MustCompile(`^([A-Za-z0-9_.\-]+)(?:\s|:|$)`)
+)
+
+// composeError turns a compose-go error into a *LoadError naming the file
+// (and, for schema errors, the key path and its line), keeping compose-go's
+// own wording.
+func composeError(src *sources, files []string, err error) error {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, src.releaseDir+string(filepath.Separator), "")
+	if m := parseErrRE.FindStringSubmatch(msg); m != nil {
+		return &LoadError{File: m[1], Line: lineFromMessage(m[2]), Msg: m[2] + "; fix the YAML syntax", Err: err}
+	}
+	if m := validateErrRE.FindStringSubmatch(msg); m != nil {
+		le := &LoadError{File: m[1], Msg: m[2] + "; see the compose specification for this key", Err: err}
+		if k := keyPathRE.FindStringSubmatch(m[2]); k != nil {
+			le.Key = k[1]
+			if f, line := src.find(strings.Split(k[1], ".")...); line > 0 {
+				le.File, le.Line = f, line
+			}
+		}
+		return le
+	}
+	var rels []string
+	for _, f := range files {
+		rels = append(rels, src.rel(f))
+	}
+	return &LoadError{File: strings.Join(rels, ","), Msg: msg, Err: err}
+}
+
+// located builds a *LoadError for a service key, finding where the key is
+// written.
+func located(src *sources, service, key, msg string) *LoadError {
+	path := append([]string{"services", service}, strings.Split(key, ".")...)
+	file, line := "", 0
+	for len(path) > 2 {
+		if file, line = src.find(path...); line > 0 {
+			break
+		}
+		path = path[:len(path)-1]
+	}
+	if line == 0 {
+		file, line = src.find("services", service)
+	}
+	return &LoadError{File: file, Line: line, Service: service, Key: key, Msg: msg}
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
