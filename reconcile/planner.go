@@ -27,6 +27,14 @@ const (
 // performs them. It is pure: no I/O, and the same inputs always give an
 // identical plan.
 func BuildPlan(desired *compose.Project, observed compose.Observed) *Plan {
+	return BuildPlanSince(desired, observed, nil)
+}
+
+// BuildPlanSince is BuildPlan knowing what the last successful apply of the
+// environment deployed (nil when unknown). With it, a missing container is
+// told apart exactly: a replica the last apply ran is drift ("container
+// missing"), one it did not run is new in this revision.
+func BuildPlanSince(desired *compose.Project, observed compose.Observed, last *Deployed) *Plan {
 	p := &Plan{
 		Environment: desired.Environment,
 		Project:     desired.Name,
@@ -43,7 +51,7 @@ func BuildPlan(desired *compose.Project, observed compose.Observed) *Plan {
 	p.Actions = append(p.Actions, vols...)
 	p.Warnings = append(p.Warnings, warns...)
 
-	sp := planServices(desired, observed)
+	sp := planServices(desired, observed, last)
 	p.Actions = append(p.Actions, sp.early...)
 	p.Actions = append(p.Actions, sp.services...)
 	p.Actions = append(p.Actions, sp.scaleDown...)
@@ -229,7 +237,7 @@ type servicePlan struct {
 	warnings  []string
 }
 
-func planServices(desired *compose.Project, observed compose.Observed) servicePlan {
+func planServices(desired *compose.Project, observed compose.Observed, last *Deployed) servicePlan {
 	var sp servicePlan
 
 	// Sort a copy: the plan must not depend on the order the engine listed
@@ -302,6 +310,13 @@ func planServices(desired *compose.Project, observed compose.Observed) servicePl
 			if len(matches) == 0 {
 				a := Action{Kind: ActCreate, Service: svc.Name, Number: n, Container: name, Image: svc.Image}
 				switch {
+				case last != nil && last.Replicas[svc.Name] >= n:
+					a.Reasons, a.Drift = []string{reasonContainerMissing}, true
+				case last != nil:
+					a.Reasons = []string{reasonNewReplica}
+					if len(own) == 0 && last.Replicas[svc.Name] == 0 {
+						a.Reasons = []string{reasonNewService}
+					}
 				case deployedHere:
 					a.Reasons, a.Drift = []string{reasonContainerMissing}, true
 				case len(own) == 0:

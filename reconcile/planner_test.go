@@ -3,9 +3,12 @@ package reconcile
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockstep-gitops/lockstep/compose"
 )
@@ -511,5 +514,61 @@ func TestBuildPlanDoesNotMutateInputs(t *testing.T) {
 	}
 	if !reflect.DeepEqual(desired, wantD) {
 		t.Error("BuildPlan changed the desired project")
+	}
+}
+
+// TestBuildPlanSinceTellsDriftFromRelease covers the case the engine alone
+// cannot decide: containers a release leaves untouched keep their old commit
+// label, so after a release that changed nothing else, "removed by hand" and
+// "added by the release" look the same. The record of the last apply decides.
+func TestBuildPlanSinceTellsDriftFromRelease(t *testing.T) {
+	base := testProject()
+	atB := func(p *compose.Project) { p.Commit = commitB }
+	withWorker := testProject(atB, func(p *compose.Project) {
+		p.Services = append(p.Services, service("worker", imgWebA))
+	})
+	// Release B only added worker; its apply recorded web, db, migrate and worker.
+	lastB := deployedOf(withWorker, time.Time{})
+	lastA := deployedOf(base, time.Time{})
+	noWorker := func() compose.Observed { return converged(base) } // worker's container is absent
+
+	tests := []struct {
+		name string
+		last *Deployed
+		want string
+	}{
+		{"worker removed by hand after B was applied", lastB, "create prod-worker-1: container missing [drift]"},
+		{"B not applied yet: worker is new", lastA, "create prod-worker-1: new service"},
+		{"no record: the engine's view decides", nil, "create prod-worker-1: new service"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := briefs(BuildPlanSince(withWorker, noWorker(), tc.last))
+			if len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("got %q, want [%q]", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDeployedRecordRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	if d, err := loadDeployed(dir, "prod", "prod"); d != nil || err != nil {
+		t.Fatalf("no record yet: got %+v, %v", d, err)
+	}
+	want := deployedOf(testProject(), time.Unix(1700000000, 0))
+	if err := saveDeployed(dir, "prod", want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadDeployed(dir, "prod", "prod")
+	if err != nil || !got.same(want) || !got.At.Equal(want.At) {
+		t.Fatalf("round trip: got %+v, %v; want %+v", got, err, want)
+	}
+	if d, _ := loadDeployed(dir, "prod", "other-project"); d != nil {
+		t.Fatalf("a record of another project must not be used: %+v", d)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(deployedPath(dir, "prod")))
+	if len(entries) != 1 {
+		t.Fatalf("temp files left beside the record: %v", entries)
 	}
 }
