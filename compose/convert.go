@@ -757,14 +757,16 @@ func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfi
 				target = "/run/secrets/" + target
 			}
 		}
+		if !within(c.opts.ReleaseDir, obj.File) {
+			// A host file (a secret kept out of git): the Mounts API would
+			// fail at create time, after the old container is gone.
+			if _, err := os.Stat(obj.File); err != nil {
+				return nil, fail(fmt.Sprintf("host file %s does not exist; create it on the host or fix file:", obj.File))
+			}
+		}
 		f, err := c.bindSource(s.Name, r.kind, obj.File)
 		if err != nil {
 			return nil, err
-		}
-		if len(f) == 0 {
-			if _, err := os.Stat(obj.File); err != nil && !within(c.opts.ReleaseDir, obj.File) {
-				return nil, fail(fmt.Sprintf("host file %s does not exist; create it on the host or fix file:", obj.File))
-			}
 		}
 		files = append(files, f...)
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: obj.File, Target: target, ReadOnly: true})

@@ -173,6 +173,8 @@ func missingVarError(src *sources, names []string) error {
 var (
 	parseErrRE    = regexp.MustCompile(`^failed to parse (\S+?): (.*)$`)
 	validateErrRE = regexp.MustCompile(`^validating (\S+?): (.*)$`)
+	servicePathRE = regexp.MustCompile(`\bservices\.([A-Za-z0-9_.\-]+?)\.([A-Za-z0-9_\-][A-Za-z0-9_.\-]*)`)
+	serviceErrRE  = regexp.MustCompile(`[Ss]ervice "([^"]+)"`)
 	keyPathRE     = regexp.MustCompile(`^([A-Za-z0-9_.\-]+)(?:\s|:|$)`)
 )
 
@@ -186,14 +188,38 @@ func composeError(src *sources, files []string, err error) error {
 		return &LoadError{File: m[1], Line: lineFromMessage(m[2]), Msg: m[2] + "; fix the YAML syntax", Err: err}
 	}
 	if m := validateErrRE.FindStringSubmatch(msg); m != nil {
-		le := &LoadError{File: m[1], Msg: m[2] + "; see the compose specification for this key", Err: err}
-		if k := keyPathRE.FindStringSubmatch(m[2]); k != nil {
+		detail := m[2]
+		le := &LoadError{File: m[1], Err: err}
+		if k := keyPathRE.FindStringSubmatch(detail); k != nil {
 			le.Key = k[1]
 			if f, line := src.find(strings.Split(k[1], ".")...); line > 0 {
 				le.File, le.Line = f, line
 			}
+			detail = strings.TrimSpace(strings.TrimPrefix(detail, k[1]))
+			if parts := strings.SplitN(k[1], ".", 3); len(parts) == 3 && parts[0] == "services" {
+				le.Service, le.Key = parts[1], parts[2]
+			}
 		}
+		if detail == "false schema" {
+			// The schema's way of saying "additional property".
+			detail = "not a compose key"
+		}
+		le.Msg = detail + "; check the spelling against the compose specification"
 		return le
+	}
+	// Interpolation and conversion errors carry the key path.
+	if m := servicePathRE.FindStringSubmatch(msg); m != nil {
+		key := strings.TrimSuffix(m[2], ".")
+		le := located(src, m[1], key, msg)
+		return &LoadError{File: le.File, Line: le.Line, Service: m[1], Key: key, Msg: msg, Err: err}
+	}
+	// Consistency errors name the service in compose-go's words; point at
+	// where it is defined.
+	if m := serviceErrRE.FindStringSubmatch(msg); m != nil {
+		if file, line := src.find("services", m[1]); line > 0 {
+			msg = strings.TrimPrefix(msg, file+": ")
+			return &LoadError{File: file, Line: line, Service: m[1], Msg: msg, Err: err}
+		}
 	}
 	var rels []string
 	for _, f := range files {

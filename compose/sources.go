@@ -69,9 +69,7 @@ func (s *sources) scan(abs, base string) error {
 		}
 		if err != nil {
 			msg := strings.TrimPrefix(err.Error(), "yaml: ")
-			line := lineFromMessage(msg)
-			msg = lineRE.ReplaceAllString(msg, "")
-			return &LoadError{File: f.rel, Line: line, Msg: "invalid YAML: " + strings.TrimSpace(msg) + "; fix the syntax", Err: err}
+			return &LoadError{File: f.rel, Line: lineFromMessage(msg), Msg: "invalid YAML: " + msg + "; fix the syntax", Err: err}
 		}
 		f.docs = append(f.docs, &doc)
 	}

@@ -1,0 +1,122 @@
+package compose
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func hashes(p *Project) map[string][2]string {
+	out := map[string][2]string{}
+	for _, s := range p.Services {
+		out[s.Name] = [2]string{s.ConfigHash, s.Hash}
+	}
+	return out
+}
+
+// kitchenOpts loads the kitchen-sink release from a fresh directory.
+func kitchenOpts(t *testing.T, commit string) LoadOptions {
+	opts := testOptions(copyRelease(t, "testdata/kitchen"))
+	opts.Commit = commit
+	opts.PinVars = map[string]string{"PIN_VAR": "from-pin"}
+	return opts
+}
+
+// TestHashStableAcrossReleases: the same tree materialized at another
+// commit, in another directory, by another lockstep version, hashes the
+// same, except for services whose image tag is the commit.
+func TestHashStableAcrossReleases(t *testing.T) {
+	a := load(t, kitchenOpts(t, testCommit))
+	optsB := kitchenOpts(t, testCommit)
+	optsB.Version = "9.9.9"
+	b := load(t, optsB)
+	if a.ReleaseDir == b.ReleaseDir {
+		t.Fatal("test needs two release dirs")
+	}
+	ha, hb := hashes(a), hashes(b)
+	for name, h := range ha {
+		if hb[name] != h {
+			t.Errorf("service %s: hash changed with only the release dir and version changing: %v -> %v", name, h, hb[name])
+		}
+	}
+	for i := range a.Networks {
+		if a.Networks[i].Hash != b.Networks[i].Hash {
+			t.Errorf("network %s: hash changed with the version", a.Networks[i].Name)
+		}
+	}
+
+	c := load(t, kitchenOpts(t, testCommit2))
+	hc := hashes(c)
+	for name, h := range ha {
+		changed := hc[name] != h
+		// web and worker use ${LOCKSTEP_COMMIT_SHORT} as their tag.
+		wantChanged := name == "web" || name == "worker"
+		if changed != wantChanged {
+			t.Errorf("service %s at a new commit: changed=%v, want %v", name, changed, wantChanged)
+		}
+	}
+}
+
+// TestHashFollowsRepositoryFiles: a changed file changes the hash of the
+// services that use it, and only theirs.
+func TestHashFollowsRepositoryFiles(t *testing.T) {
+	base := hashes(load(t, kitchenOpts(t, testCommit)))
+	tests := []struct {
+		name         string
+		edit         func(dir string) error
+		configChange bool // the file's content is folded into the config (env_file)
+	}{
+		{"bind-mounted file", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "nginx/nginx.conf"), []byte("worker_processes 2;\n"), 0o644)
+		}, false},
+		{"file added to a bind-mounted dir", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "site/new.html"), []byte("new\n"), 0o644)
+		}, false},
+		{"file in a bind-mounted dir made executable", func(d string) error {
+			return os.Chmod(filepath.Join(d, "site/index.html"), 0o755)
+		}, false},
+		{"config file: source", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "config.toml"), []byte("key = \"other\"\n"), 0o644)
+		}, false},
+		{"env_file", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "web.env"), []byte("WEB_FROM_FILE=2\nREF=${PIN_VAR}\n"), 0o644)
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := kitchenOpts(t, testCommit)
+			if err := tt.edit(opts.ReleaseDir); err != nil {
+				t.Fatal(err)
+			}
+			got := hashes(load(t, opts))
+			for name, h := range base {
+				if name == "web" {
+					if got[name][1] == h[1] {
+						t.Errorf("web's hash did not change")
+					}
+					if (got[name][0] != h[0]) != tt.configChange {
+						t.Errorf("web's config hash changed=%v, want %v", got[name][0] != h[0], tt.configChange)
+					}
+					continue
+				}
+				if got[name] != h {
+					t.Errorf("service %s changed although it does not use the file", name)
+				}
+			}
+		})
+	}
+}
+
+func TestFilesListRepositoryFilesWithDigests(t *testing.T) {
+	p := load(t, kitchenOpts(t, testCommit))
+	web := p.Service("web")
+	want := []string{"config.toml", "nginx/nginx.conf", "secrets/db_password.txt", "site", "web.env"}
+	if len(web.Files) != len(want) {
+		t.Fatalf("files = %v, want paths %v", web.Files, want)
+	}
+	for i, f := range web.Files {
+		if f.Path != want[i] || len(f.Digest) != len("sha256:")+64 {
+			t.Errorf("file %d = %+v, want path %s with a sha256 digest", i, f, want[i])
+		}
+	}
+}
