@@ -219,6 +219,11 @@ func (s *Server) Symlink(t testing.TB, msg, path, target string) string {
 func (s *Server) Submodule(t testing.TB, msg, path, sha string) string {
 	t.Helper()
 	return s.change(t, "main", msg, func() {
+		// An empty directory is how git sees an uninitialized submodule;
+		// without it `git add --all` would stage the gitlink's removal.
+		if err := os.MkdirAll(filepath.Join(s.WorkDir, filepath.FromSlash(path)), 0o755); err != nil {
+			t.Fatalf("gitserver: %v", err)
+		}
 		s.Git(t, "update-index", "--add", "--cacheinfo", "160000,"+sha+","+path)
 	})
 }

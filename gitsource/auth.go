@@ -1,0 +1,198 @@
+package gitsource
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
+)
+
+// Auth says how to authenticate to the remote. Secrets are only ever read
+// from files, never taken from configuration text.
+type Auth struct {
+	// TokenFile holds an HTTPS token (surrounding whitespace is trimmed). It
+	// is sent as basic auth with the user of the URL, or "x-access-token".
+	// The file is read on every network operation, so a rotated token is
+	// picked up without a restart.
+	TokenFile string
+	// SSHKey is the path of a private key for ssh:// and scp-like URLs.
+	SSHKey               string
+	SSHKeyPassphraseFile string
+	// KnownHosts is the path of a known_hosts file. Required for SSH: host
+	// keys are always verified, never trusted on first use or ignored.
+	KnownHosts string
+}
+
+// defaultTokenUser is the user name GitHub and others accept with a token.
+const defaultTokenUser = "x-access-token"
+
+// credentials produces the auth method for one network operation and the
+// secrets that must be scrubbed from whatever that operation returns.
+type credentials interface {
+	method() (transport.AuthMethod, []string, error)
+}
+
+// noCredentials is for public remotes and local paths.
+type noCredentials struct{}
+
+func (noCredentials) method() (transport.AuthMethod, []string, error) { return nil, nil, nil }
+
+// tokenCredentials reads the token file on each use.
+type tokenCredentials struct {
+	user string
+	file string
+}
+
+func (c tokenCredentials) method() (transport.AuthMethod, []string, error) {
+	token, err := readToken(c.file)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &githttp.BasicAuth{Username: c.user, Password: token}, []string{token}, nil
+}
+
+func readToken(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read token file %s: %w", file, err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("token file %s is empty; put the access token in it", file)
+	}
+	if strings.ContainsAny(token, "\r\n") {
+		return "", fmt.Errorf("token file %s has more than one line; it must hold only the token", file)
+	}
+	return token, nil
+}
+
+// sshCredentials holds a parsed key and a host key check built from the
+// configured known_hosts file; both are read once, at New.
+type sshCredentials struct {
+	auth *sshAuth
+}
+
+func (c sshCredentials) method() (transport.AuthMethod, []string, error) { return c.auth, nil, nil }
+
+// sshAuth adds a dial timeout to go-git's public key auth: go-git's SSH
+// transport only bounds the TCP and handshake phase through ClientConfig.
+type sshAuth struct {
+	*gitssh.PublicKeys
+	timeout time.Duration
+}
+
+func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
+	cfg, err := a.PublicKeys.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HostKeyCallback == nil {
+		// Never reached with keys built by newSSHCredentials; kept so that
+		// a future edit cannot silently fall back to go-git's defaults.
+		return nil, errors.New("ssh: no host key verification configured")
+	}
+	cfg.Timeout = a.timeout
+	return cfg, nil
+}
+
+// newCredentials checks that the auth settings fit the URL's transport and
+// loads what can be loaded up front, so that mistakes show at startup.
+func newCredentials(ep *transport.Endpoint, a Auth, timeout time.Duration) (credentials, error) {
+	isHTTP := ep.Protocol == "http" || ep.Protocol == "https"
+	isSSH := ep.Protocol == "ssh"
+	switch {
+	case a.TokenFile != "" && !isHTTP:
+		return nil, fmt.Errorf("auth token_file is only used with http(s) URLs, but the repo URL uses %s; remove it or use an https URL", ep.Protocol)
+	case (a.SSHKey != "" || a.SSHKeyPassphraseFile != "" || a.KnownHosts != "") && !isSSH:
+		return nil, fmt.Errorf("auth ssh_key, ssh_key_passphrase_file and known_hosts are only used with ssh URLs, but the repo URL uses %s; remove them or use an ssh URL", ep.Protocol)
+	}
+	switch {
+	case isHTTP && a.TokenFile != "":
+		if _, err := readToken(a.TokenFile); err != nil {
+			return nil, err
+		}
+		user := ep.User
+		if user == "" {
+			user = defaultTokenUser
+		}
+		return tokenCredentials{user: user, file: a.TokenFile}, nil
+	case isSSH:
+		return newSSHCredentials(ep, a, timeout)
+	}
+	return noCredentials{}, nil
+}
+
+func newSSHCredentials(ep *transport.Endpoint, a Auth, timeout time.Duration) (credentials, error) {
+	if a.SSHKey == "" {
+		return nil, fmt.Errorf("repo URL uses ssh but auth ssh_key is not set; set it to the path of a private key (ssh-agent is not used)")
+	}
+	if a.KnownHosts == "" {
+		return nil, fmt.Errorf("repo URL uses ssh but auth known_hosts is not set; set it to a known_hosts file holding %s's host key (e.g. from `ssh-keyscan %s`, checked out of band): host keys are always verified", ep.Host, ep.Host)
+	}
+	if _, err := os.Stat(a.KnownHosts); err != nil {
+		return nil, fmt.Errorf("known_hosts file: %w", err)
+	}
+	pem, err := os.ReadFile(a.SSHKey)
+	if err != nil {
+		return nil, fmt.Errorf("read ssh key: %w", err)
+	}
+	signer, err := parseSSHKey(a.SSHKey, pem, a.SSHKeyPassphraseFile)
+	if err != nil {
+		return nil, err
+	}
+	db, err := gitssh.NewKnownHostsDb(a.KnownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("load known_hosts file %s: %w", a.KnownHosts, err)
+	}
+	port := ep.Port
+	if port <= 0 {
+		port = gitssh.DefaultPort
+	}
+	hostWithPort := net.JoinHostPort(ep.Host, strconv.Itoa(port))
+	if len(db.HostKeys(hostWithPort)) == 0 {
+		return nil, fmt.Errorf("known_hosts file %s has no key for %s; add the host's key (checked out of band) before connecting", a.KnownHosts, hostWithPort)
+	}
+	user := ep.User
+	if user == "" {
+		user = "git"
+	}
+	keys := &gitssh.PublicKeys{User: user, Signer: signer}
+	keys.HostKeyCallback = db.HostKeyCallback()
+	// Offer only the key types known_hosts has for this host, or the server
+	// may pick another type and the (correct) host would be refused.
+	keys.HostKeyAlgorithms = db.HostKeyAlgorithms(hostWithPort)
+	return sshCredentials{auth: &sshAuth{PublicKeys: keys, timeout: timeout}}, nil
+}
+
+// parseSSHKey parses a private key, decrypting it with the passphrase file
+// when the key is encrypted.
+func parseSSHKey(keyFile string, pem []byte, passphraseFile string) (ssh.Signer, error) {
+	signer, err := ssh.ParsePrivateKey(pem)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case err == nil:
+		return signer, nil
+	case errors.As(err, &missing) && passphraseFile == "":
+		return nil, fmt.Errorf("ssh key %s is encrypted; set auth ssh_key_passphrase_file to a file holding its passphrase", keyFile)
+	case errors.As(err, &missing):
+		pass, rerr := os.ReadFile(passphraseFile)
+		if rerr != nil {
+			return nil, fmt.Errorf("read ssh key passphrase: %w", rerr)
+		}
+		signer, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(strings.TrimRight(string(pass), "\r\n")))
+		if err != nil {
+			return nil, fmt.Errorf("decrypt ssh key %s with the passphrase from %s: %w", keyFile, passphraseFile, err)
+		}
+		return signer, nil
+	default:
+		return nil, fmt.Errorf("parse ssh key %s: %w", keyFile, err)
+	}
+}

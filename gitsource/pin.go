@@ -1,0 +1,251 @@
+package gitsource
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// Pin is what a pin file says an environment runs.
+type Pin struct {
+	File         string            // repo-relative path it was read from
+	Commit       string            // as written: a full 40-hex SHA, or a branch or tag name
+	ComposeFiles []string          // optional compose_files, cleaned, repo-relative
+	Vars         map[string]string // optional [vars]
+	Paused       bool
+}
+
+// pinDoc mirrors the file; Commit is a pointer to tell "missing" from "".
+type pinDoc struct {
+	Commit       *string           `toml:"commit"`
+	ComposeFiles []string          `toml:"compose_files"`
+	Vars         map[string]string `toml:"vars"`
+	Paused       bool              `toml:"paused"`
+}
+
+const allowedPinKeys = "allowed keys are commit, compose_files, paused and the [vars] table"
+
+var (
+	hexOnly = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+	varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ParsePin parses a pin file strictly: unknown keys, a missing commit and
+// values of the wrong type are errors naming the file, the key and the line.
+// When the file decodes, every problem is reported at once (as PinErrors);
+// errors.As with a *PinError finds the first one.
+func ParsePin(file string, data []byte) (Pin, error) {
+	var doc pinDoc
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	err := dec.Decode(&doc)
+
+	var problems PinErrors
+	var strict *toml.StrictMissingError
+	var decErr *toml.DecodeError
+	switch {
+	case err == nil:
+	case errors.As(err, &strict):
+		for _, e := range strict.Errors {
+			row, _ := e.Position()
+			problems = append(problems, &PinError{
+				File: file, Key: strings.Join(e.Key(), "."), Line: row,
+				Message: "unknown key; " + allowedPinKeys,
+			})
+		}
+	case errors.As(err, &decErr):
+		row, _ := decErr.Position()
+		key := strings.Join(decErr.Key(), ".")
+		return Pin{}, PinErrors{{File: file, Key: key, Line: row, Message: typeMessage(key, decErr)}}
+	default:
+		return Pin{}, PinErrors{{File: file, Message: "not valid TOML: " + err.Error()}}
+	}
+
+	lines := keyLines(data)
+	pin := Pin{File: file, Paused: doc.Paused, Vars: doc.Vars}
+
+	if doc.Commit == nil {
+		problems = append(problems, &PinError{File: file, Key: "commit",
+			Message: `missing; set commit = "<full 40-hex SHA>", or a branch or tag name`})
+	} else {
+		pin.Commit = *doc.Commit
+		if msg := checkCommit(pin.Commit); msg != "" {
+			problems = append(problems, &PinError{File: file, Key: "commit", Line: lines["commit"], Message: msg})
+		}
+	}
+
+	if doc.ComposeFiles != nil {
+		if len(doc.ComposeFiles) == 0 {
+			problems = append(problems, &PinError{File: file, Key: "compose_files", Line: lines["compose_files"],
+				Message: "is empty; list at least one compose file, or remove the key to use the default"})
+		}
+		seen := map[string]bool{}
+		for i, f := range doc.ComposeFiles {
+			key := fmt.Sprintf("compose_files[%d]", i)
+			line := lines[key]
+			if line == 0 {
+				line = lines["compose_files"]
+			}
+			clean, msg := checkRepoPath(f)
+			if msg == "" && seen[clean] {
+				msg = fmt.Sprintf("%q is listed twice", f)
+			}
+			if msg != "" {
+				problems = append(problems, &PinError{File: file, Key: key, Line: line, Message: msg})
+				continue
+			}
+			seen[clean] = true
+			pin.ComposeFiles = append(pin.ComposeFiles, clean)
+		}
+	}
+
+	for name := range doc.Vars {
+		key := "vars." + name
+		switch {
+		case !varName.MatchString(name):
+			problems = append(problems, &PinError{File: file, Key: key, Line: lines[key],
+				Message: "is not a valid variable name; use letters, digits and _, not starting with a digit"})
+		case strings.HasPrefix(name, "LOCKSTEP_"):
+			problems = append(problems, &PinError{File: file, Key: key, Line: lines[key],
+				Message: "the LOCKSTEP_ prefix is reserved for the variables lockstep sets itself; rename it"})
+		}
+	}
+
+	if len(problems) > 0 {
+		sortPinErrors(problems)
+		return Pin{}, problems
+	}
+	return pin, nil
+}
+
+// checkCommit returns what is wrong with the commit value, or "".
+func checkCommit(c string) string {
+	switch {
+	case strings.TrimSpace(c) == "":
+		return `is empty; set a full 40-hex commit SHA, or a branch or tag name`
+	case c != strings.TrimSpace(c):
+		return fmt.Sprintf("%q has leading or trailing spaces; remove them", c)
+	case len(c) == 40 && hexOnly.MatchString(c):
+		return ""
+	case hexOnly.MatchString(c) && len(c) >= 7 && len(c) < 40 && strings.ContainsAny(c, "0123456789"):
+		// A name of only hex digits is, in practice, an abbreviated SHA.
+		// Abbreviations are ambiguous as history grows and cannot be
+		// fetched by SHA, so they are refused rather than guessed at.
+		return fmt.Sprintf("%q looks like an abbreviated commit SHA; use the full 40-hex SHA (git rev-parse %s)", c, c)
+	case hexOnly.MatchString(c) && len(c) > 40:
+		return fmt.Sprintf("%q is not a SHA-1 commit id (%d hex digits, want 40)", c, len(c))
+	}
+	ref := c
+	if !strings.HasPrefix(ref, "refs/") {
+		ref = "refs/heads/" + ref
+	}
+	if plumbing.ReferenceName(ref).Validate() != nil {
+		return fmt.Sprintf("%q is neither a full 40-hex commit SHA nor a valid branch or tag name", c)
+	}
+	return ""
+}
+
+// checkRepoPath cleans a repository-relative slash path and says what is
+// wrong with it, if anything.
+func checkRepoPath(p string) (string, string) {
+	switch {
+	case strings.TrimSpace(p) == "":
+		return "", "is empty; give a path relative to the repository root"
+	case strings.HasPrefix(p, "/"):
+		return "", fmt.Sprintf("%q is absolute; give a path relative to the repository root", p)
+	case strings.Contains(p, `\`):
+		return "", fmt.Sprintf("%q contains a backslash; use / to separate directories", p)
+	}
+	clean := path.Clean(p)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Sprintf("%q points outside the repository; compose files must be inside it", p)
+	}
+	if clean == "." {
+		return "", fmt.Sprintf("%q is the repository root, not a file", p)
+	}
+	return clean, ""
+}
+
+// typeMessage turns a go-toml decode error into what the key must be.
+func typeMessage(key string, e *toml.DecodeError) string {
+	if !strings.Contains(e.Error(), "cannot decode") {
+		return "not valid TOML: " + strings.TrimPrefix(e.Error(), "toml: ")
+	}
+	switch {
+	case key == "commit":
+		return `must be a string: a full 40-hex commit SHA, or a branch or tag name, in quotes`
+	case key == "compose_files" || strings.HasPrefix(key, "compose_files"):
+		return `must be an array of strings, e.g. ["deploy/compose.yaml"]`
+	case key == "paused":
+		return "must be true or false (without quotes)"
+	case key == "vars":
+		return "must be a table ([vars]) of string values"
+	case strings.HasPrefix(key, "vars."):
+		return `must be a string; quote numbers and booleans (e.g. PORT = "8080")`
+	}
+	return strings.TrimPrefix(e.Error(), "toml: ")
+}
+
+// keyLines maps dotted keys (and compose_files[i]) to the line that sets
+// them, for errors found after decoding. It only reads documents that
+// already decoded, so parse errors cannot happen here and are ignored.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = table[:0]
+			it := e.Key()
+			for it.Next() {
+				table = append(table, string(it.Node().Data))
+			}
+		case unstable.KeyValue:
+			key := append([]string{}, table...)
+			line := 0
+			it := e.Key()
+			for it.Next() {
+				n := it.Node()
+				if line == 0 {
+					line = p.Shape(n.Raw).Start.Line
+				}
+				key = append(key, string(n.Data))
+			}
+			name := strings.Join(key, ".")
+			lines[name] = line
+			if v := e.Value(); v.Kind == unstable.Array {
+				elems := v.Children()
+				for i := 0; elems.Next(); i++ {
+					lines[fmt.Sprintf("%s[%d]", name, i)] = p.Shape(elems.Node().Raw).Start.Line
+				}
+			}
+		}
+	}
+	return lines
+}
+
+// sortPinErrors orders problems by line, missing-key problems (line 0)
+// last, so the report reads top to bottom like the file.
+func sortPinErrors(es PinErrors) {
+	order := func(e *PinError) int {
+		if e.Line == 0 {
+			return math.MaxInt
+		}
+		return e.Line
+	}
+	slices.SortStableFunc(es, func(a, b *PinError) int {
+		return cmp.Or(cmp.Compare(order(a), order(b)), strings.Compare(a.Key, b.Key))
+	})
+}
