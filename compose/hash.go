@@ -90,6 +90,29 @@ func (c *converter) digest(p string) (string, error) {
 	if d, ok := c.fileCache[p]; ok {
 		return d, nil
 	}
+	d, err := digestPath(p)
+	if err != nil {
+		return "", err
+	}
+	c.fileCache[p] = d
+	return d, nil
+}
+
+// PriorFiles returns the digests that files (paths of a desired service)
+// have in another release directory, typically the one a running container
+// came from, so a plan can name the file that changed. A path that does not
+// exist there is absent from the result.
+func PriorFiles(releaseDir string, files []File) map[string]string {
+	out := make(map[string]string, len(files))
+	for _, f := range files {
+		if d, err := digestPath(filepath.Join(releaseDir, filepath.FromSlash(f.Path))); err == nil {
+			out[f.Path] = d
+		}
+	}
+	return out
+}
+
+func digestPath(p string) (string, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return "", err
@@ -144,9 +167,7 @@ func (c *converter) digest(p string) (string, error) {
 			return "", err
 		}
 	}
-	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
-	c.fileCache[p] = d
-	return d, nil
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func hashFile(h io.Writer, p string) error {

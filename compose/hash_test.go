@@ -120,3 +120,30 @@ func TestFilesListRepositoryFilesWithDigests(t *testing.T) {
 		}
 	}
 }
+
+// TestPriorFilesMatchLoadDigests: the digests PriorFiles reads from an
+// older release are the ones Load computes, so an unchanged file compares
+// equal and a changed one is named.
+func TestPriorFilesMatchLoadDigests(t *testing.T) {
+	p := load(t, kitchenOpts(t, testCommit))
+	var svc *Service
+	for i := range p.Services {
+		if len(p.Services[i].Files) > 0 {
+			svc = &p.Services[i]
+			break
+		}
+	}
+	if svc == nil {
+		t.Fatal("the kitchen release has no service using repository files")
+	}
+	prior := PriorFiles(p.ReleaseDir, svc.Files)
+	for _, f := range svc.Files {
+		if prior[f.Path] != f.Digest {
+			t.Errorf("%s: PriorFiles says %q, Load said %q", f.Path, prior[f.Path], f.Digest)
+		}
+	}
+	other := t.TempDir()
+	if got := PriorFiles(other, svc.Files); len(got) != 0 {
+		t.Errorf("files absent from a release must be absent from the result, got %v", got)
+	}
+}
