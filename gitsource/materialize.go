@@ -168,8 +168,15 @@ func readAllBlob(b *object.Blob) (string, error) {
 		return "", err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, 4096))
-	return string(data), err
+	const maxTarget = 4096 // PATH_MAX on Linux
+	data, err := io.ReadAll(io.LimitReader(r, maxTarget+1))
+	if err != nil {
+		return "", err
+	}
+	if len(data) > maxTarget {
+		return "", fmt.Errorf("target is longer than %d bytes", maxTarget)
+	}
+	return string(data), nil
 }
 
 // checkSymlinks refuses symlinks that are absolute or that, resolved the way

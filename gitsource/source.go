@@ -301,7 +301,7 @@ func (s *Source) fetch(ctx context.Context, spec config.RefSpec, depth int) erro
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return s.authHint(sc.err(ctxErr(ctx, err)))
 	}
-	return nil
+	return s.tidyShallow()
 }
 
 func (s *Source) hasCommit(h plumbing.Hash) bool {
@@ -372,9 +372,6 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 	for _, depth := range deepenSteps {
 		if err := s.fetch(ctx, branchSpec, depth); err != nil {
 			return "", fmt.Errorf("fetch %s@%s (depth %d, looking for %s): %w", s.redacted, s.opts.Branch, depth, sha, err)
-		}
-		if err := s.tidyShallow(); err != nil {
-			return "", err
 		}
 		if s.hasCommit(hash) {
 			s.log.Debug().Str("commit", sha).Int("depth", depth).Msg("found pinned commit in branch history")

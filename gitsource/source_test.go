@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -186,6 +188,36 @@ func TestFetchIsShallowAndSkipsKnownHead(t *testing.T) {
 	}
 	if !cacheHas(t, state, next) {
 		t.Errorf("new head not in cache")
+	}
+
+	// A force-push back to a commit the cache holds: reported, nothing fetched.
+	srv.Branch(t, "main", shas[2])
+	srv.ResetStats()
+	if got, err := src.Fetch(ctx(t)); err != nil || got != shas[2] {
+		t.Fatalf("Fetch after a force-push = %s, %v; want %s", got, err, shas[2])
+	}
+	if st := srv.Stats(); st.UploadPacks != 0 {
+		t.Errorf("Fetch of a cached head after a force-push made %+v requests, want no upload-pack", st)
+	}
+}
+
+func TestNetworkCallsHonourTimeout(t *testing.T) {
+	// A git host that accepts connections and never answers.
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hung.Close)
+	src, _ := newSource(t, hung.URL+"/infra.git", func(o *gitsource.Options) { o.Timeout = 200 * time.Millisecond })
+
+	if _, err := src.Head(ctx(t)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Head against a hung server: err = %v, want a deadline error", err)
+	}
+	if _, err := src.Fetch(ctx(t)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Fetch against a hung server: err = %v, want a deadline error", err)
+	}
+	_, err := src.Resolve(ctx(t), gitsource.Pin{Commit: strings.Repeat("ab", 20)})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Resolve against a hung server: err = %v, want a deadline error", err)
 	}
 }
 
@@ -440,6 +472,21 @@ func TestConcurrentUse(t *testing.T) {
 	for err := range errs {
 		if err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+func TestLocalPathAndFileURL(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	head := srv.Commit(t, "first", map[string]string{"a.txt": "a"})
+	for _, url := range []string{srv.BareDir, "file://" + srv.BareDir} {
+		src, state := newSource(t, url)
+		got, err := src.Fetch(ctx(t))
+		if err != nil || got != head {
+			t.Fatalf("Fetch(%s) = %s, %v; want %s", url, got, err, head)
+		}
+		if !cacheHas(t, state, head) {
+			t.Errorf("Fetch(%s): head not in cache", url)
 		}
 	}
 }
