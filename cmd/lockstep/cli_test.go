@@ -580,3 +580,18 @@ func TestParseInterleaved(t *testing.T) {
 		}
 	}
 }
+
+// TestRunEntryPoint runs the exported entry point main uses, with the
+// production runner seam, on commands that need no runner.
+func TestRunEntryPoint(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	cfg := writeConfig(t, "[repo]\nurl = \"/srv/git/infra.git\"\n")
+	code := Run(context.Background(), []string{"validate", "--config", cfg}, &stdout, &stderr, func(string) string { return "" })
+	if code != exitConfig || !strings.Contains(stderr.String(), "at least one environment is required") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	stdout.Reset()
+	if code := Run(context.Background(), []string{"help"}, &stdout, &stderr, nil); code != exitOK || !strings.Contains(stdout.String(), "Exit codes:") {
+		t.Errorf("help: exit %d", code)
+	}
+}
