@@ -338,7 +338,7 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 
 	out.Config, out.Host, out.Networking = cfg, host, nets
 	out.ConfigHash = configHash(&out, c.opts.ReleaseDir)
-	out.Hash = serviceHash(out.ConfigHash, out.Files)
+	out.Hash = serviceHash(out.ConfigHash, out.Image, out.Files)
 	out.Config.Labels[LabelConfigHash] = out.ConfigHash
 	out.Config.Labels[LabelHash] = out.Hash
 	return out, nil

@@ -27,10 +27,13 @@ var perCommitLabels = []string{
 
 // configHash hashes the service's create configs as canonical JSON
 // (encoding/json sorts map keys), without the per-commit labels and with
-// every path under the release dir rewritten relative to it.
+// every path under the release dir rewritten relative to it. The image
+// reference is left out too: it is compared on its own, so a release that
+// only bumps a tag is explained as "image a -> b" and nothing else.
 func configHash(svc *Service, releaseDir string) string {
 	cfg, host, nets := ContainerCreate(svc, 0)
 	cfg.Labels = withoutKeys(cfg.Labels, perCommitLabels...)
+	cfg.Image = ""
 	for i, b := range host.Binds {
 		host.Binds[i] = releaseRelative(b, releaseDir)
 	}
@@ -58,12 +61,13 @@ func releaseRelative(s, releaseDir string) string {
 	return s
 }
 
-// serviceHash combines the config hash with the content digests of the
-// repository files the service uses: a changed nginx.conf changes nginx's
-// hash and nothing else's.
-func serviceHash(configHash string, files []File) string {
+// serviceHash combines the config hash, the image reference and the content
+// digests of the repository files the service uses: a changed nginx.conf
+// changes nginx's hash and nothing else's.
+func serviceHash(configHash, image string, files []File) string {
 	h := sha256.New()
 	io.WriteString(h, configHash+"\n")
+	io.WriteString(h, "image="+image+"\n")
 	for _, f := range files {
 		fmt.Fprintf(h, "%s=%s\n", f.Path, f.Digest)
 	}

@@ -147,3 +147,21 @@ func TestPriorFilesMatchLoadDigests(t *testing.T) {
 		t.Errorf("files absent from a release must be absent from the result, got %v", got)
 	}
 }
+
+// TestImageBumpKeepsConfigHash: a release that only changes a tag changes
+// the service hash (it must be recreated) but not its config hash, so the
+// plan explains it as an image change and nothing more.
+func TestImageBumpKeepsConfigHash(t *testing.T) {
+	a := load(t, kitchenOpts(t, testCommit))
+	b := load(t, kitchenOpts(t, testCommit2)) // web's tag is ${LOCKSTEP_COMMIT_SHORT}
+	wa, wb := a.Service("web"), b.Service("web")
+	if wa.Image == wb.Image {
+		t.Fatalf("test needs web's image to differ between the commits, both %s", wa.Image)
+	}
+	if wa.ConfigHash != wb.ConfigHash {
+		t.Errorf("config hash changed with only the image tag: %s -> %s", wa.ConfigHash, wb.ConfigHash)
+	}
+	if wa.Hash == wb.Hash {
+		t.Errorf("service hash did not change with the image tag")
+	}
+}
