@@ -1,0 +1,135 @@
+// Package engine owns every call lockstep makes to the Docker Engine API:
+// reading a project's containers, networks, volumes and images back by
+// their compose labels, pulling images with the Docker config's
+// credentials, and creating, starting, stopping, renaming and removing
+// what apply decides.
+//
+// It knows nothing of git, releases or plans, and decides nothing: it does
+// exactly the one call it is asked for, never retries on its own, and never
+// removes a volume, named or anonymous.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile"
+)
+
+var _ reconcile.Engine = (*Engine)(nil)
+
+// Engine is reconcile.Engine on a real Docker engine.
+type Engine struct {
+	cli      *client.Client
+	log      zerolog.Logger
+	keychain authn.Keychain // where Pull finds registry credentials
+}
+
+// New returns an Engine on cli. Registry credentials come from the Docker
+// config keychain (~/.docker/config.json, DOCKER_CONFIG, credential
+// helpers), read at each pull so a `docker login` needs no restart.
+func New(cli *client.Client, log zerolog.Logger) *Engine {
+	return &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain}
+}
+
+// Connect returns a client for the engine at host ("" means DOCKER_HOST,
+// or the default socket), with the API version negotiated down to what the
+// daemon speaks. It pings the daemon, so an unreachable engine is reported
+// here, once, in words an operator can act on.
+func Connect(ctx context.Context, host string) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine address %s: %w", redactHost(host), err)
+	}
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("cannot reach the Docker engine at %s: is dockerd running and can this user open the socket? (%w)", redactHost(cli.DaemonHost()), err)
+	}
+	return cli, nil
+}
+
+// redactHost drops a password from a tcp://user:pass@host address.
+func redactHost(host string) string {
+	if host == "" {
+		return "the default address"
+	}
+	u, err := url.Parse(host)
+	if err != nil || u.User == nil {
+		return host
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// StartContainer starts a created or stopped container.
+func (e *Engine) StartContainer(ctx context.Context, id string) error {
+	if _, err := e.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// StopContainer stops id; timeout is rounded up to whole seconds, the
+// engine's unit, so a grace period is never shortened.
+func (e *Engine) StopContainer(ctx context.Context, id string, timeout *time.Duration) error {
+	opts := client.ContainerStopOptions{}
+	if timeout != nil {
+		secs := int(math.Ceil(max(*timeout, 0).Seconds()))
+		opts.Timeout = &secs
+	}
+	if _, err := e.cli.ContainerStop(ctx, id, opts); err != nil {
+		return fmt.Errorf("stop container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// RemoveContainer removes a stopped container and none of its volumes: an
+// anonymous volume may be about to be inherited, or hold data nobody has
+// backed up. A missing container is an error callers can detect with
+// cerrdefs.IsNotFound.
+func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
+	_, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{RemoveVolumes: false, Force: false})
+	if err != nil {
+		return fmt.Errorf("remove container %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// RenameContainer renames id to name.
+func (e *Engine) RenameContainer(ctx context.Context, id, name string) error {
+	if _, err := e.cli.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name}); err != nil {
+		return fmt.Errorf("rename container %s to %s: %w", shortID(id), name, err)
+	}
+	return nil
+}
+
+// InspectContainer returns the current state of one container.
+func (e *Engine) InspectContainer(ctx context.Context, id string) (compose.Container, error) {
+	res, err := e.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return compose.Container{}, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	return fromInspect(res.Container), nil
+}
+
+// shortID keeps errors readable; names pass through unchanged.
+func shortID(id string) string {
+	if len(id) == 64 {
+		return id[:12]
+	}
+	return id
+}

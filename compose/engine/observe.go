@@ -1,0 +1,221 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+// inspectParallelism bounds concurrent container inspects in Observe: enough
+// to hide round trips on a host with dozens of containers, few enough not
+// to queue up behind a busy daemon.
+const inspectParallelism = 8
+
+// Observe reads back what the engine has for p. Every container is
+// inspected: the list endpoint carries neither the exit code nor the
+// restart count, and the health gate depends on both.
+func (e *Engine) Observe(ctx context.Context, p *compose.Project) (compose.Observed, error) {
+	obs := compose.Observed{Project: p.Name, Images: map[string]string{}}
+	var err error
+	if obs.Containers, err = e.observeContainers(ctx, p.Name); err != nil {
+		return compose.Observed{}, err
+	}
+	if obs.Networks, err = e.observeNetworks(ctx, p); err != nil {
+		return compose.Observed{}, err
+	}
+	if obs.Volumes, err = e.observeVolumes(ctx, p); err != nil {
+		return compose.Observed{}, err
+	}
+	for _, svc := range p.Services {
+		if svc.Image == "" {
+			continue
+		}
+		if _, done := obs.Images[svc.Image]; done {
+			continue
+		}
+		img, err := e.cli.ImageInspect(ctx, svc.Image)
+		if cerrdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return compose.Observed{}, fmt.Errorf("observe project %s: inspect image %s of service %s: %w", p.Name, svc.Image, svc.Name, err)
+		}
+		obs.Images[svc.Image] = img.ID
+	}
+	return obs, nil
+}
+
+func projectFilter(project string) client.Filters {
+	return make(client.Filters).Add("label", compose.LabelProject+"="+project)
+}
+
+func (e *Engine) observeContainers(ctx context.Context, project string) ([]compose.Container, error) {
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: projectFilter(project)})
+	if err != nil {
+		return nil, fmt.Errorf("observe project %s: list containers: %w", project, err)
+	}
+	var ids []string
+	for _, c := range list.Items {
+		// One-off containers (`docker compose run`) are not part of the
+		// project's desired state; touching them would kill someone's job.
+		if c.Labels[compose.LabelOneoff] == "True" {
+			continue
+		}
+		ids = append(ids, c.ID)
+	}
+
+	out := make([]*compose.Container, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, inspectParallelism)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res, err := e.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+			switch {
+			case cerrdefs.IsNotFound(err):
+				// Removed between list and inspect: it is not there.
+			case err != nil:
+				errs[i] = fmt.Errorf("observe project %s: inspect container %s: %w", project, shortID(id), err)
+			default:
+				c := fromInspect(res.Container)
+				out[i] = &c
+			}
+		}()
+	}
+	wg.Wait()
+
+	var ctrs []compose.Container
+	for i := range ids {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if out[i] != nil {
+			ctrs = append(ctrs, *out[i])
+		}
+	}
+	slices.SortFunc(ctrs, func(a, b compose.Container) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Number, b.Number), cmp.Compare(a.Name, b.Name))
+	})
+	return ctrs, nil
+}
+
+// fromInspect converts an inspect response into the observed model.
+func fromInspect(in container.InspectResponse) compose.Container {
+	c := compose.Container{
+		ID:           in.ID,
+		Name:         strings.TrimPrefix(in.Name, "/"),
+		RestartCount: in.RestartCount,
+		ImageID:      in.Image,
+	}
+	if in.Config != nil {
+		c.Image = in.Config.Image
+		c.Labels = maps.Clone(in.Config.Labels)
+	}
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	c.Service = c.Labels[compose.LabelService]
+	if n, err := strconv.Atoi(c.Labels[compose.LabelContainerNumber]); err == nil {
+		c.Number = n
+	}
+	c.Hash = c.Labels[compose.LabelHash]
+	c.ConfigHash = c.Labels[compose.LabelConfigHash]
+	c.Commit = c.Labels[compose.LabelCommit]
+	c.WorkingDir = c.Labels[compose.LabelWorkingDir]
+	if st := in.State; st != nil {
+		c.State = string(st.Status)
+		c.ExitCode = st.ExitCode
+		if st.Health != nil && st.Health.Status != container.NoHealthcheck {
+			c.Health = string(st.Health.Status)
+		}
+	}
+	return c
+}
+
+// observeNetworks returns the networks labelled with the project, plus the
+// ones p names that exist without the label (external networks, or one a
+// human created by hand), so the planner can tell "missing" from "foreign".
+func (e *Engine) observeNetworks(ctx context.Context, p *compose.Project) ([]compose.ObservedNetwork, error) {
+	list, err := e.cli.NetworkList(ctx, client.NetworkListOptions{Filters: projectFilter(p.Name)})
+	if err != nil {
+		return nil, fmt.Errorf("observe project %s: list networks: %w", p.Name, err)
+	}
+	byName := map[string]compose.ObservedNetwork{}
+	for _, n := range list.Items {
+		byName[n.Name] = compose.ObservedNetwork{ID: n.ID, Name: n.Name, Labels: maps.Clone(n.Labels)}
+	}
+	for _, want := range p.Networks {
+		if _, ok := byName[want.Name]; ok {
+			continue
+		}
+		n, found, err := e.inspectNetwork(ctx, want.Name)
+		if err != nil {
+			return nil, fmt.Errorf("observe project %s: network %s (networks.%s): %w", p.Name, want.Name, want.Key, err)
+		}
+		if found {
+			byName[n.Name] = n
+		}
+	}
+	return slices.SortedFunc(maps.Values(byName), func(a, b compose.ObservedNetwork) int {
+		return cmp.Compare(a.Name, b.Name)
+	}), nil
+}
+
+// inspectNetwork looks a network up by exact name. The engine also resolves
+// IDs and ID prefixes, so a name that happens to look like one could match
+// another network: only an exact name counts.
+func (e *Engine) inspectNetwork(ctx context.Context, name string) (compose.ObservedNetwork, bool, error) {
+	res, err := e.cli.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return compose.ObservedNetwork{}, false, nil
+	}
+	if err != nil {
+		return compose.ObservedNetwork{}, false, fmt.Errorf("inspect network %s: %w", name, err)
+	}
+	if res.Network.Name != name {
+		return compose.ObservedNetwork{}, false, nil
+	}
+	return compose.ObservedNetwork{ID: res.Network.ID, Name: res.Network.Name, Labels: maps.Clone(res.Network.Labels)}, true, nil
+}
+
+func (e *Engine) observeVolumes(ctx context.Context, p *compose.Project) ([]compose.ObservedVolume, error) {
+	list, err := e.cli.VolumeList(ctx, client.VolumeListOptions{Filters: projectFilter(p.Name)})
+	if err != nil {
+		return nil, fmt.Errorf("observe project %s: list volumes: %w", p.Name, err)
+	}
+	byName := map[string]compose.ObservedVolume{}
+	for _, v := range list.Items {
+		byName[v.Name] = compose.ObservedVolume{Name: v.Name, Labels: maps.Clone(v.Labels)}
+	}
+	for _, want := range p.Volumes {
+		if _, ok := byName[want.Name]; ok {
+			continue
+		}
+		res, err := e.cli.VolumeInspect(ctx, want.Name, client.VolumeInspectOptions{})
+		if cerrdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("observe project %s: inspect volume %s (volumes.%s): %w", p.Name, want.Name, want.Key, err)
+		}
+		byName[res.Volume.Name] = compose.ObservedVolume{Name: res.Volume.Name, Labels: maps.Clone(res.Volume.Labels)}
+	}
+	return slices.SortedFunc(maps.Values(byName), func(a, b compose.ObservedVolume) int {
+		return cmp.Compare(a.Name, b.Name)
+	}), nil
+}
