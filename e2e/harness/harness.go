@@ -78,7 +78,14 @@ func RequireDocker(t testing.TB) *client.Client {
 
 // StartRegistry serves go-containerregistry's in-memory registry on
 // 127.0.0.1:0 and returns "127.0.0.1:PORT". The daemon treats 127.0.0.0/8
-// as insecure, so it pulls from it over plain HTTP. Stopped at cleanup.
+// as insecure, so it pulls from it over plain HTTP. Stopped at cleanup,
+// after the requests in flight have finished.
+//
+// Every test image shares one layer (the testapp binary), and the daemon
+// shares a layer download between concurrent pulls by digest, whatever
+// registry each pull names. A test that makes its registry fail must fail
+// only blobs unique to it (the image config), or other tests' pulls stall
+// on its retries.
 func StartRegistry(t testing.TB) string {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
@@ -121,9 +128,9 @@ func buildTestApp() {
 func goBuildTestApp() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("build testapp: the go command must be on PATH: %w", err)
 	}
 	gomod, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
 	if err != nil {
