@@ -1,19 +1,214 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"io"
+	"sync"
+	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
+	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/compose/engine"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/gitsource"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
-// errNotWired is returned until the pass runner (reconcile/pass.go's Runner
-// over gitsource, compose and compose/engine) is connected here.
-var errNotWired = errors.New("plan, apply and validate are not wired to the pass runner in this build yet")
+// releasesKept is how many release directories no container uses are kept
+// beyond those in use, for a rollback that works while git is unreachable.
+const releasesKept = 3
 
-// newPassRunner builds the production runner for cfg.
+// newPassRunner wires the real parts: gitsource for revisions, compose for
+// loading, compose/engine for the Docker engine. The engine client is made
+// lazily, so `validate` works on a host where the engine is down.
 func newPassRunner(cfg *config.Config, log zerolog.Logger) (runner, io.Closer, error) {
-	return nil, nil, errNotWired
+	src, err := gitsource.New(gitsource.Options{
+		URL:      cfg.Repo.URL,
+		Branch:   cfg.Repo.Branch,
+		StateDir: cfg.StateDir,
+		Timeout:  cfg.Repo.Timeout,
+		Log:      log,
+		Auth: gitsource.Auth{
+			TokenFile:            cfg.Repo.TokenFile,
+			SSHKey:               cfg.Repo.SSHKey,
+			SSHKeyPassphraseFile: cfg.Repo.SSHKeyPassphraseFile,
+			KnownHosts:           cfg.Repo.KnownHosts,
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	eng := &lazyEngine{host: cfg.Engine.Host, log: log}
+	r := &reconcile.Runner{
+		Source:   revisions{src},
+		Load:     loadRelease,
+		Engine:   eng,
+		Log:      log,
+		StateDir: cfg.StateDir,
+	}
+	return r, eng, nil
+}
+
+// revisions adapts gitsource to what a pass needs: fetch, read the pin at
+// the branch head, resolve it, materialize the release.
+type revisions struct{ src *gitsource.Source }
+
+func (g revisions) Revision(ctx context.Context, env reconcile.Environment, commit string) (reconcile.Revision, error) {
+	head, err := g.src.Fetch(ctx)
+	if err != nil {
+		return reconcile.Revision{}, err
+	}
+	pin, err := g.src.ReadPin(ctx, head, env.PinFile)
+	if err != nil {
+		return reconcile.Revision{Head: head}, err
+	}
+	if commit != "" {
+		pin.Commit = commit
+	}
+	sha, err := g.src.Resolve(ctx, pin)
+	if err != nil {
+		return reconcile.Revision{Head: head}, err
+	}
+	dir, err := g.src.Materialize(ctx, sha)
+	if err != nil {
+		return reconcile.Revision{Head: head, Commit: sha}, err
+	}
+	return reconcile.Revision{
+		Head: head, Commit: sha, ReleaseDir: dir, PinFile: pin.File,
+		ComposeFiles: pin.ComposeFiles, Vars: pin.Vars, Paused: pin.Paused,
+	}, nil
+}
+
+func (g revisions) Prune(inUse map[string]bool) error { return g.src.Prune(inUse, releasesKept) }
+
+// loadRelease loads a revision's compose files. The environment's own
+// compose_files (host config) win over the pin's; neither means compose's
+// default file discovery.
+func loadRelease(ctx context.Context, env reconcile.Environment, rev reconcile.Revision) (*compose.Project, error) {
+	files := env.ComposeFiles
+	if len(files) == 0 {
+		files = rev.ComposeFiles
+	}
+	return compose.Load(ctx, compose.LoadOptions{
+		ReleaseDir:   rev.ReleaseDir,
+		Project:      env.Project,
+		Environment:  env.Name,
+		Commit:       rev.Commit,
+		ComposeFiles: files,
+		PinVars:      rev.Vars,
+		HostEnvFiles: env.EnvFiles,
+		Version:      versionString(),
+	})
+}
+
+// lazyEngine connects to the Docker engine on first use.
+type lazyEngine struct {
+	host string
+	log  zerolog.Logger
+
+	once sync.Once
+	cli  *client.Client
+	eng  *engine.Engine
+	err  error
+}
+
+var _ reconcile.Engine = (*lazyEngine)(nil)
+
+func (l *lazyEngine) get(ctx context.Context) (*engine.Engine, error) {
+	l.once.Do(func() {
+		l.cli, l.err = engine.Connect(ctx, l.host)
+		if l.err == nil {
+			l.eng = engine.New(l.cli, l.log)
+		}
+	})
+	return l.eng, l.err
+}
+
+func (l *lazyEngine) Close() error {
+	if l.cli != nil {
+		return l.cli.Close()
+	}
+	return nil
+}
+
+func (l *lazyEngine) Observe(ctx context.Context, p *compose.Project) (compose.Observed, error) {
+	e, err := l.get(ctx)
+	if err != nil {
+		return compose.Observed{}, err
+	}
+	return e.Observe(ctx, p)
+}
+
+func (l *lazyEngine) Pull(ctx context.Context, ref string) (string, error) {
+	e, err := l.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return e.Pull(ctx, ref)
+}
+
+func (l *lazyEngine) CreateNetwork(ctx context.Context, n compose.Network) error {
+	e, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return e.CreateNetwork(ctx, n)
+}
+
+func (l *lazyEngine) CreateVolume(ctx context.Context, v compose.Volume) error {
+	e, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return e.CreateVolume(ctx, v)
+}
+
+func (l *lazyEngine) CreateContainer(ctx context.Context, p *compose.Project, svc *compose.Service, number int, name, inheritFrom string) (string, error) {
+	e, err := l.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return e.CreateContainer(ctx, p, svc, number, name, inheritFrom)
+}
+
+func (l *lazyEngine) StartContainer(ctx context.Context, id string) error {
+	e, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return e.StartContainer(ctx, id)
+}
+
+func (l *lazyEngine) StopContainer(ctx context.Context, id string, timeout *time.Duration) error {
+	e, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return e.StopContainer(ctx, id, timeout)
+}
+
+func (l *lazyEngine) RemoveContainer(ctx context.Context, id string) error {
+	e, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return e.RemoveContainer(ctx, id)
+}
+
+func (l *lazyEngine) RenameContainer(ctx context.Context, id, name string) error {
+	e, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return e.RenameContainer(ctx, id, name)
+}
+
+func (l *lazyEngine) InspectContainer(ctx context.Context, id string) (compose.Container, error) {
+	e, err := l.get(ctx)
+	if err != nil {
+		return compose.Container{}, err
+	}
+	return e.InspectContainer(ctx, id)
 }
