@@ -1,0 +1,186 @@
+// Package bench measures lockstep's release loop against the real engine and
+// against a baseline run in the same process on the same machine, so the
+// figures are ratios, not absolute times that depend on the host.
+//
+//	go test -run '^$' -bench . -benchtime 5x ./bench/
+//
+// Benchmarks need a Docker engine; they skip without one.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstep-gitops/lockstep/e2e/gitserver"
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
+)
+
+// buildLockstep builds the CLI under test into a temp dir.
+func buildLockstep(b *testing.B) string {
+	b.Helper()
+	_, here, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(here))
+	bin := filepath.Join(b.TempDir(), "lockstep")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/lockstep")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build lockstep: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// world is one benchmark setup: n services of the test app, deployed.
+type world struct {
+	b        *testing.B
+	bin      string
+	config   string
+	git      *gitserver.Server
+	image    string
+	project  string
+	services int
+}
+
+func composeYAML(image string, n int, changed int, version string) string {
+	var s strings.Builder
+	s.WriteString("services:\n")
+	for i := 0; i < n; i++ {
+		v := "1"
+		if i == changed {
+			v = version
+		}
+		fmt.Fprintf(&s, "  svc%02d:\n    image: %s\n    environment:\n      REV: %q\n", i, image, v)
+	}
+	return s.String()
+}
+
+func newWorld(b *testing.B, services int) *world {
+	cli := harness.RequireDocker(b)
+	reg := harness.StartRegistry(b)
+	w := &world{b: b, bin: buildLockstep(b), services: services}
+	w.project = harness.UniqueProject(b, "lsbench")
+	harness.CleanupProject(b, cli, w.project, reg)
+	w.image = harness.PushTestApp(b, reg, "app", "v1", harness.ImageOptions{})
+	w.git = gitserver.Start(b, gitserver.Options{})
+	w.config = filepath.Join(b.TempDir(), "lockstep.toml")
+	cfg := fmt.Sprintf("state_dir = %q\n[repo]\nurl = %q\n[[environment]]\nname = \"bench\"\nproject = %q\n",
+		b.TempDir(), w.git.URL, w.project)
+	if err := os.WriteFile(w.config, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	w.release(composeYAML(w.image, services, -1, ""))
+	w.run("apply", "bench")
+	return w
+}
+
+func (w *world) release(content string) {
+	sha := w.git.Commit(w.b, "release", map[string]string{"compose.yaml": content})
+	w.git.Commit(w.b, "pin", map[string]string{"environments/bench.toml": fmt.Sprintf("commit = %q\n", sha)})
+}
+
+func (w *world) run(args ...string) {
+	w.b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, w.bin, append([]string{"--config", w.config}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		w.b.Fatalf("lockstep %v: %v\n%s", args, err, stderr.String())
+	}
+}
+
+// BenchmarkPlan50 is `lockstep plan` of a converged 50-service project: git
+// check, release load, engine observe and plan, as an operator runs it.
+func BenchmarkPlan50(b *testing.B) {
+	w := newWorld(b, 50)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.run("plan", "bench")
+	}
+}
+
+// BenchmarkApplyNoop50 is `lockstep apply` when nothing changed.
+func BenchmarkApplyNoop50(b *testing.B) {
+	w := newWorld(b, 50)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.run("apply", "bench")
+	}
+}
+
+// BenchmarkRecreate1of20 releases a change to one service of 20 per
+// iteration and applies it; with a compose CLI on the machine the same
+// change is applied by `docker compose up -d` to a twin project, and the
+// ratio is reported (lockstep / compose, lower is better).
+func BenchmarkRecreate1of20(b *testing.B) {
+	w := newWorld(b, 20)
+	baseline := composeCLI()
+	var twinDir, twin string
+	if baseline != nil {
+		twinDir = b.TempDir()
+		twin = w.project + "-compose"
+		cli := harness.RequireDocker(b)
+		harness.CleanupProject(b, cli, twin, "")
+		writeFile(b, filepath.Join(twinDir, "compose.yaml"), composeYAML(w.image, 20, -1, ""))
+		runCompose(b, baseline, twinDir, twin)
+	}
+	var lockstepTime, composeTime time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		version := fmt.Sprint(i + 2)
+		b.StopTimer()
+		w.release(composeYAML(w.image, 20, 7, version))
+		b.StartTimer()
+		start := time.Now()
+		w.run("apply", "bench")
+		lockstepTime += time.Since(start)
+		if baseline != nil {
+			b.StopTimer()
+			writeFile(b, filepath.Join(twinDir, "compose.yaml"), composeYAML(w.image, 20, 7, version))
+			start := time.Now()
+			runCompose(b, baseline, twinDir, twin)
+			composeTime += time.Since(start)
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(lockstepTime.Seconds()/float64(b.N), "lockstep-s/op")
+	if baseline != nil {
+		b.ReportMetric(composeTime.Seconds()/float64(b.N), "compose-s/op")
+		b.ReportMetric(lockstepTime.Seconds()/composeTime.Seconds(), "lockstep/compose")
+	}
+}
+
+func composeCLI() []string {
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		return []string{"docker", "compose"}
+	}
+	if exec.Command("docker-compose", "version").Run() == nil {
+		return []string{"docker-compose"}
+	}
+	return nil
+}
+
+func runCompose(b *testing.B, cli []string, dir, project string) {
+	b.Helper()
+	cmd := exec.Command(cli[0], append(cli[1:], "-p", project, "up", "-d", "--remove-orphans")...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v up: %v\n%s", cli, err, out)
+	}
+}
+
+func writeFile(b *testing.B, path, content string) {
+	b.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
