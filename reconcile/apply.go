@@ -143,7 +143,7 @@ type applier struct {
 
 func (a *applier) do(ctx context.Context, act Action) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("apply %s: %w", describe(act), err)
+		return fmt.Errorf("%s: %w", describe(act), err)
 	}
 	ev := a.opts.Log.Info().Str("action", string(act.Kind)).Strs("reasons", act.Reasons)
 	if act.Service != "" {
@@ -185,13 +185,13 @@ func (a *applier) do(ctx context.Context, act Action) error {
 		err = fmt.Errorf("unknown action kind %q (plan from a newer lockstep?)", act.Kind)
 	}
 	if err != nil {
-		return fmt.Errorf("apply %s: %w", describe(act), err)
+		return fmt.Errorf("%s: %w", describe(act), err)
 	}
 	a.res.Done = append(a.res.Done, act)
 	switch act.Kind {
 	case ActPull:
 		a.res.Pulled++
-	case ActCreateNetwork, ActCreateVolume, ActCreate:
+	case ActCreate:
 		a.res.Created++
 	case ActRecreate:
 		a.res.Recreated++

@@ -62,7 +62,7 @@ func TestApplyFreshProject(t *testing.T) {
 		"create web#1 prod-web-1",
 		"start new3",
 	})
-	want := ApplyResult{Done: plan.Actions, Pulled: 3, Created: 5}
+	want := ApplyResult{Done: plan.Actions, Pulled: 3, Created: 3}
 	if !reflect.DeepEqual(*res, want) {
 		t.Errorf("result = %+v, want %+v", *res, want)
 	}
@@ -533,7 +533,7 @@ func TestApplyStopsAtFirstError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	checkCalls(t, f, []string{"create-network prod_default", "create-volume prod_data"})
-	if len(res.Done) != 1 || res.Done[0].Kind != ActCreateNetwork || res.Created != 1 {
+	if len(res.Done) != 1 || res.Done[0].Kind != ActCreateNetwork || res.Created != 0 {
 		t.Errorf("partial result = %+v", res)
 	}
 }

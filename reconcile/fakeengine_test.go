@@ -24,6 +24,8 @@ type fakeEngine struct {
 	// onInspect runs before each inspect (to cancel a context mid-wait).
 	onInspect func(id string)
 	created   int
+	// observed is what Observe reports (nothing when nil).
+	observed *compose.Observed
 }
 
 var _ Engine = (*fakeEngine)(nil)
@@ -66,7 +68,11 @@ func (f *fakeEngine) script(id string, states ...compose.Container) {
 }
 
 func (f *fakeEngine) Observe(ctx context.Context, p *compose.Project) (compose.Observed, error) {
-	return compose.Observed{}, f.record(ctx, "observe %s", p.Name)
+	var o compose.Observed
+	if f.observed != nil {
+		o = *f.observed
+	}
+	return o, f.record(ctx, "observe %s", p.Name)
 }
 
 func (f *fakeEngine) Pull(ctx context.Context, ref string) (string, error) {

@@ -67,7 +67,9 @@ type Plan struct {
 func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
 
 // ApplyResult says what an apply did. Done lists the actions completed, in
-// order; on error it is the part of the plan that was carried out.
+// order; on error it is the part of the plan that was carried out. The
+// counts are of images and containers; networks and volumes created are in
+// Done only.
 type ApplyResult struct {
 	Done      []Action `json:"done"`
 	Pulled    int      `json:"pulled"`

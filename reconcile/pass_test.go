@@ -1,0 +1,185 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+// fakeSource stands in for gitsource behind the Source interface.
+type fakeSource struct {
+	rev    Revision
+	err    error
+	pruned []map[string]bool
+}
+
+func (s *fakeSource) Revision(ctx context.Context, env Environment, commit string) (Revision, error) {
+	if commit != "" {
+		s.rev.Commit = commit
+	}
+	return s.rev, s.err
+}
+
+func (s *fakeSource) Prune(inUse map[string]bool) error {
+	s.pruned = append(s.pruned, inUse)
+	return nil
+}
+
+type runnerFixture struct {
+	src   *fakeSource
+	eng   *fakeEngine
+	state string
+	r     *Runner
+}
+
+func newRunnerFixture(t *testing.T, observed *compose.Observed, paused bool) *runnerFixture {
+	t.Helper()
+	f := &runnerFixture{
+		src:   &fakeSource{rev: Revision{Head: commitB, Commit: commitA, ReleaseDir: "/state/releases/" + commitA, Paused: paused}},
+		eng:   newFake(),
+		state: t.TempDir(),
+	}
+	f.eng.observed = observed
+	f.r = &Runner{
+		Source: f.src,
+		Load: func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
+			p := testProject()
+			p.ReleaseDir = rev.ReleaseDir
+			return p, nil
+		},
+		Engine:       f.eng,
+		Log:          zerolog.Nop(),
+		StateDir:     f.state,
+		ApplyOptions: ApplyOptions{PollInterval: 1},
+	}
+	return f
+}
+
+var prodEnv = Environment{Name: "prod", Project: "prod", PinFile: "environments/prod.toml"}
+
+// mutating returns the engine calls that change something.
+func mutating(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if !strings.HasPrefix(c, "observe") && !strings.HasPrefix(c, "inspect") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestRunnerApplyFreshProjectRecordsAndPrunes(t *testing.T) {
+	f := newRunnerFixture(t, nil, false)
+	for _, id := range []string{"new1", "new2", "new3"} { // db, migrate, web as the fake numbers them
+		f.eng.script(id, compose.Container{State: "running", Health: "healthy"})
+	}
+	f.eng.script("new2", compose.Container{State: "exited", ExitCode: 0})
+	res, err := f.r.Apply(context.Background(), prodEnv)
+	if err != nil {
+		t.Fatalf("apply: %v\ncalls: %q", err, f.eng.Calls())
+	}
+	if res.Commit != commitA || res.Head != commitB || res.Applied == nil || res.Applied.Created != 3 {
+		t.Fatalf("result: %+v applied %+v", res, res.Applied)
+	}
+	d, err := loadDeployed(f.state, "prod", "prod")
+	if err != nil || d == nil || d.Commit != commitA || d.Replicas["web"] != 1 {
+		t.Fatalf("deployment record after apply: %+v, %v", d, err)
+	}
+	if len(f.src.pruned) != 1 || !f.src.pruned[0][f.src.rev.ReleaseDir] {
+		t.Fatalf("prune must keep the release just applied: %v", f.src.pruned)
+	}
+}
+
+func TestRunnerConvergedApplyTouchesNothing(t *testing.T) {
+	o := converged(testProject())
+	f := newRunnerFixture(t, &o, false)
+	res, err := f.r.Apply(context.Background(), prodEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Plan.Empty() || res.Applied != nil {
+		t.Fatalf("converged host: plan %v, applied %+v", briefs(res.Plan), res.Applied)
+	}
+	if m := mutating(f.eng.Calls()); len(m) != 0 {
+		t.Fatalf("a converged apply made mutating calls: %q", m)
+	}
+	// The record is written once, when first seen converged; not again.
+	d, _ := loadDeployed(f.state, "prod", "prod")
+	if d == nil || d.Commit != commitA {
+		t.Fatalf("converged host not recorded: %+v", d)
+	}
+	st, _ := os.Stat(deployedPath(f.state, "prod"))
+	if _, err := f.r.Apply(context.Background(), prodEnv); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := os.Stat(deployedPath(f.state, "prod"))
+	if !st.ModTime().Equal(st2.ModTime()) {
+		t.Errorf("an unchanged deployment was written again")
+	}
+}
+
+func TestRunnerPausedAppliesNothing(t *testing.T) {
+	f := newRunnerFixture(t, nil, true)
+	res, err := f.r.Apply(context.Background(), prodEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Paused || res.Plan.Empty() {
+		t.Fatalf("paused env: want the pending plan reported, got paused=%v plan %v", res.Paused, briefs(res.Plan))
+	}
+	if m := mutating(f.eng.Calls()); len(m) != 0 {
+		t.Fatalf("paused env: engine calls %q", m)
+	}
+	if d, _ := loadDeployed(f.state, "prod", "prod"); d != nil {
+		t.Fatalf("paused env recorded a deployment: %+v", d)
+	}
+}
+
+func TestRunnerPlanAndValidateWriteNothing(t *testing.T) {
+	f := newRunnerFixture(t, nil, false)
+	res, err := f.r.Plan(context.Background(), prodEnv)
+	if err != nil || res.Plan.Empty() {
+		t.Fatalf("plan: %v, %+v", err, res)
+	}
+	if _, err := f.r.Validate(context.Background(), prodEnv, commitB); err != nil {
+		t.Fatal(err)
+	}
+	if m := mutating(f.eng.Calls()); len(m) != 0 {
+		t.Fatalf("plan/validate made engine calls: %q", m)
+	}
+	if entries, _ := os.ReadDir(f.state); len(entries) != 0 {
+		t.Fatalf("plan/validate wrote state: %v", entries)
+	}
+	if len(f.src.pruned) != 0 {
+		t.Fatalf("plan pruned releases")
+	}
+}
+
+func TestRunnerStopsAtTheFirstFailingStep(t *testing.T) {
+	gitDown := errors.New("git server unreachable")
+	f := newRunnerFixture(t, nil, false)
+	f.src.err = gitDown
+	if _, err := f.r.Apply(context.Background(), prodEnv); !errors.Is(err, gitDown) {
+		t.Fatalf("source error not returned as is: %v", err)
+	}
+	if calls := f.eng.Calls(); len(calls) != 0 {
+		t.Fatalf("engine called although the revision could not be resolved: %q", calls)
+	}
+
+	f = newRunnerFixture(t, nil, false)
+	bad := errors.New("compose.yaml:3: bad")
+	f.r.Load = func(context.Context, Environment, Revision) (*compose.Project, error) { return nil, bad }
+	_, err := f.r.Apply(context.Background(), prodEnv)
+	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "load prod at "+commitA[:12]) {
+		t.Fatalf("load error: %v", err)
+	}
+	if calls := f.eng.Calls(); len(calls) != 0 {
+		t.Fatalf("engine called although the release did not load: %q", calls)
+	}
+}
