@@ -31,9 +31,18 @@ const (
 	DefaultTimeout      = 60 * time.Second
 	DefaultLogLevel     = "info"
 	DefaultLogFormat    = "json"
+	// DefaultDriftInterval is how often the agent compares the host with the
+	// revision even when git has not moved (a container stopped by hand).
+	DefaultDriftInterval = 5 * time.Minute
+	// DefaultShutdownGrace bounds how long SIGTERM waits for the step in
+	// flight.
+	DefaultShutdownGrace = time.Minute
+	DefaultSocket        = "/run/lockstep/lockstep.sock"
 
 	// MinPollInterval keeps a typo ("1ms") from hammering the git host.
 	MinPollInterval = time.Second
+	// MinDriftInterval keeps drift checks from hammering the engine.
+	MinDriftInterval = 10 * time.Second
 	// MinTimeout is the shortest network timeout accepted: below it no fetch
 	// over a real network can succeed, and the failure would look like a
 	// flaky remote rather than a config mistake.
@@ -61,6 +70,9 @@ type Config struct {
 	Repo         Repo
 	Engine       Engine
 	Log          Log
+	Agent        Agent
+	API          API
+	Webhook      Webhook
 	Environments []Environment // in file order; names and projects unique
 }
 
@@ -87,6 +99,25 @@ type Engine struct {
 }
 
 // Log is the [log] table.
+// Agent tunes the daemon's loop.
+type Agent struct {
+	DriftInterval time.Duration // drift_interval: full comparison with the engine even when git is unchanged; default 5m, at least 10s
+	ShutdownGrace time.Duration // shutdown_grace: how long SIGTERM lets the step in flight finish; default 1m
+}
+
+// API is the agent's local API (status, history, sync, health, metrics).
+type API struct {
+	Socket string // socket: unix socket path, mode 0660; default /run/lockstep/lockstep.sock; "" disables it
+	Listen string // listen: optional TCP host:port for the same API (bind to loopback)
+}
+
+// Webhook is the listener for push notifications from git hosts. It is the
+// one listener that may face the internet, so it serves nothing else.
+type Webhook struct {
+	Listen     string // listen: host:port; "" disables webhooks
+	SecretFile string // secret_file: the shared secret deliveries are signed with; required with listen
+}
+
 type Log struct {
 	Level  string // debug, info, warn or error; default info
 	Format string // json or console; default json

@@ -365,6 +365,15 @@ host = "tcp://127.0.0.1:2375"
 [log]
 level = "warn"
 format = "console"
+[agent]
+drift_interval = "1m"
+shutdown_grace = "10s"
+[api]
+socket = "/run/x.sock"
+listen = "127.0.0.1:9100"
+[webhook]
+listen = ":9101"
+secret_file = "/s"
 [[environment]]
 name = "a"
 pin_file = "p.toml"
@@ -383,6 +392,37 @@ env_files = ["/e.env"]
 	}
 	cfg.Repo.TokenFile = https.Repo.TokenFile
 	assertNoZero(t, reflect.ValueOf(*cfg), "Config")
+}
+
+func TestAgentAPIAndWebhookProblems(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"webhook without secret", "[webhook]\nlisten = \":9000\"\n", "[webhook].secret_file: required with [webhook].listen"},
+		{"secret without listen", "[webhook]\nsecret_file = \"/s\"\n", "[webhook].secret_file: set, but [webhook].listen is not"},
+		{"relative secret", "[webhook]\nlisten = \":9000\"\nsecret_file = \"s\"\n", "[webhook].secret_file: must be an absolute path"},
+		{"bad listen", "[api]\nlisten = \"localhost\"\n", "[api].listen: must be host:port"},
+		{"bad port", "[webhook]\nlisten = \":http\"\nsecret_file = \"/s\"\n", "[webhook].listen: port must be a number"},
+		{"no api at all", "[api]\nsocket = \"\"\n", "[api].socket: the local API needs a socket or [api].listen"},
+		{"relative socket", "[api]\nsocket = \"x.sock\"\n", "[api].socket: must be an absolute path"},
+		{"drift too often", "[agent]\ndrift_interval = \"1s\"\n", "[agent].drift_interval: must be at least 10s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "[repo]\nurl = \"https://h/x\"\n[[environment]]\nname = \"a\"\n" + tc.doc
+			_, err := Parse("x.toml", []byte(doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a problem containing %q", err, tc.want)
+			}
+		})
+	}
+	cfg, err := Parse("x.toml", []byte("[repo]\nurl = \"https://h/x\"\n[[environment]]\nname = \"a\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Socket != DefaultSocket || cfg.Agent.DriftInterval != DefaultDriftInterval || cfg.Agent.ShutdownGrace != DefaultShutdownGrace || cfg.Webhook.Listen != "" {
+		t.Fatalf("defaults: agent %+v api %+v webhook %+v", cfg.Agent, cfg.API, cfg.Webhook)
+	}
 }
 
 func assertNoZero(t *testing.T, v reflect.Value, name string) {

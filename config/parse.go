@@ -22,7 +22,25 @@ type file struct {
 	Repo         fileRepo          `toml:"repo"`
 	Engine       fileEngine        `toml:"engine"`
 	Log          fileLog           `toml:"log"`
+	Agent        fileAgent         `toml:"agent"`
+	API          fileAPI           `toml:"api"`
+	Webhook      fileWebhook       `toml:"webhook"`
 	Environments []fileEnvironment `toml:"environment"`
+}
+
+type fileAgent struct {
+	DriftInterval any `toml:"drift_interval"`
+	ShutdownGrace any `toml:"shutdown_grace"`
+}
+
+type fileAPI struct {
+	Socket any `toml:"socket"`
+	Listen any `toml:"listen"`
+}
+
+type fileWebhook struct {
+	Listen     any `toml:"listen"`
+	SecretFile any `toml:"secret_file"`
 }
 
 type fileRepo struct {

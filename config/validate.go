@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -72,8 +74,71 @@ func (c *checker) build(f *file) *Config {
 		c.add(tableKey("log", "format"), "must be json or console, got %q", cfg.Log.Format)
 	}
 
+	cfg.Agent = Agent{
+		DriftInterval: c.duration(tableKey("agent", "drift_interval"), f.Agent.DriftInterval, DefaultDriftInterval, MinDriftInterval),
+		ShutdownGrace: c.duration(tableKey("agent", "shutdown_grace"), f.Agent.ShutdownGrace, DefaultShutdownGrace, MinTimeout),
+	}
+	cfg.API = c.api(&f.API)
+	cfg.Webhook = c.webhook(&f.Webhook)
+
 	cfg.Environments = c.environments(f.Environments)
 	return cfg
+}
+
+func (c *checker) api(f *fileAPI) API {
+	a := API{
+		Socket: c.str(tableKey("api", "socket"), f.Socket, DefaultSocket),
+		Listen: c.str(tableKey("api", "listen"), f.Listen, ""),
+	}
+	if a.Socket != "" && !filepath.IsAbs(a.Socket) {
+		c.add(tableKey("api", "socket"), "must be an absolute path (or \"\" to disable the socket), got %q", a.Socket)
+	}
+	if a.Listen != "" {
+		if msg := checkListen(a.Listen); msg != "" {
+			c.add(tableKey("api", "listen"), "%s", msg)
+		}
+	}
+	if a.Socket == "" && a.Listen == "" {
+		c.add(tableKey("api", "socket"), "the local API needs a socket or [api].listen; status, history and sync talk to the agent through it")
+	}
+	return a
+}
+
+func (c *checker) webhook(f *fileWebhook) Webhook {
+	w := Webhook{
+		Listen:     c.str(tableKey("webhook", "listen"), f.Listen, ""),
+		SecretFile: c.str(tableKey("webhook", "secret_file"), f.SecretFile, ""),
+	}
+	if w.Listen == "" {
+		if w.SecretFile != "" {
+			c.add(tableKey("webhook", "secret_file"), "set, but [webhook].listen is not: webhooks are off without a listen address")
+		}
+		return w
+	}
+	if msg := checkListen(w.Listen); msg != "" {
+		c.add(tableKey("webhook", "listen"), "%s", msg)
+	}
+	switch {
+	case w.SecretFile == "":
+		c.add(tableKey("webhook", "secret_file"), "required with [webhook].listen: deliveries are only accepted when signed with the secret in this file")
+	case !filepath.IsAbs(w.SecretFile):
+		c.add(tableKey("webhook", "secret_file"), "must be an absolute path, got %q", w.SecretFile)
+	}
+	return w
+}
+
+// checkListen accepts host:port with a numeric port (":8080" listens on
+// every address).
+func checkListen(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("must be host:port, got %q", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("port must be a number from 0 to 65535, got %q", port)
+	}
+	_ = host
+	return ""
 }
 
 func (c *checker) repo(f *fileRepo) Repo {
