@@ -208,7 +208,7 @@ func TestProblems(t *testing.T) {
 		{"inline token", repo + "token = \"ghp_secret\"\n" + env, "[repo].token", 3, "unknown key `token`; tokens are read from files: use `token_file`"},
 		{"inline passphrase", repo + "ssh_key_passphrase = \"x\"\n" + env, "[repo].ssh_key_passphrase", 3, "use `ssh_key_passphrase_file`"},
 		{"typo", repo + "brnach = \"dev\"\n" + env, "[repo].brnach", 3, "unknown key `brnach`; did you mean `branch`\\?"},
-		{"unknown table", repo + env + "[metrics]\nport = 1\n", "[metrics]", 5, "unknown table `metrics`; valid keys here: state_dir, repo, engine, log, environment"},
+		{"unknown table", repo + env + "[metrics]\nport = 1\n", "[metrics]", 5, "unknown table `metrics`; valid keys here: state_dir, repo, engine, log, agent, api, webhook, environment"},
 		{"engine host bad", repo + "[engine]\nhost = \"ssh://me@h\"\n" + env, "[engine].host", 4, `not supported`},
 		{"engine unix relative", repo + "[engine]\nhost = \"unix://docker.sock\"\n" + env, "[engine].host", 4, `absolute socket path`},
 		{"log level", repo + "[log]\nlevel = \"verbose\"\n" + env, "[log].level", 4, `one of debug, info, warn, error; got "verbose"`},
