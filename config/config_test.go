@@ -35,7 +35,9 @@ func TestDefaults(t *testing.T) {
 			PollInterval: time.Minute,
 			Timeout:      60 * time.Second,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log:   Log{Level: "info", Format: "json"},
+		Agent: Agent{DriftInterval: 5 * time.Minute, ShutdownGrace: time.Minute},
+		API:   API{Socket: "/run/lockstep/lockstep.sock"},
 		Environments: []Environment{{
 			Name:    "production",
 			PinFile: "environments/production.toml",
