@@ -26,6 +26,7 @@ import (
 // The engine (API < 1.44) does not refuse duplicate network names by
 // itself, hence the lookup before the create.
 func (e *Engine) CreateNetwork(ctx context.Context, n compose.Network) error {
+	e.call("create-network", n.Name)
 	existing, found, err := e.inspectNetwork(ctx, n.Name)
 	if err != nil {
 		return fmt.Errorf("create network %s (networks.%s): %w", n.Name, n.Key, err)
@@ -87,6 +88,7 @@ func ownerOf(project string) string {
 // project label is adopted with a warning, never recreated, because it may
 // hold the data the operator cares about most.
 func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
+	e.call("create-volume", v.Name)
 	res, err := e.cli.VolumeInspect(ctx, v.Name, client.VolumeInspectOptions{})
 	found := err == nil
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -133,6 +135,7 @@ func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
 // connected before returning, and a failed connect removes the new
 // container (not its volumes) so no half-wired container is left behind.
 func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *compose.Service, number int, name, inheritFrom string) (string, error) {
+	e.call("create-container", name)
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("create container %s for service %s: %w", name, svc.Name, err)
 	}

@@ -75,8 +75,16 @@ func redactHost(host string) string {
 	return u.String()
 }
 
+// call logs, at debug level, each mutating call as it begins: what an
+// operator reads when an apply stops half-way ("the last call was stop
+// 1a2b3c"), and the marks the crash-safety test kills the agent at.
+func (e *Engine) call(op, target string) {
+	e.log.Debug().Str("engine_call", op).Str("target", shortID(target)).Msg("engine")
+}
+
 // StartContainer starts a created or stopped container.
 func (e *Engine) StartContainer(ctx context.Context, id string) error {
+	e.call("start", id)
 	if _, err := e.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", shortID(id), err)
 	}
@@ -86,6 +94,7 @@ func (e *Engine) StartContainer(ctx context.Context, id string) error {
 // StopContainer stops id; timeout is rounded up to whole seconds, the
 // engine's unit, so a grace period is never shortened.
 func (e *Engine) StopContainer(ctx context.Context, id string, timeout *time.Duration) error {
+	e.call("stop", id)
 	opts := client.ContainerStopOptions{}
 	if timeout != nil {
 		secs := int(math.Ceil(max(*timeout, 0).Seconds()))
@@ -102,6 +111,7 @@ func (e *Engine) StopContainer(ctx context.Context, id string, timeout *time.Dur
 // backed up. A missing container is an error callers can detect with
 // cerrdefs.IsNotFound.
 func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
+	e.call("remove", id)
 	_, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{RemoveVolumes: false, Force: false})
 	if err != nil {
 		return fmt.Errorf("remove container %s: %w", shortID(id), err)
@@ -111,6 +121,7 @@ func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 
 // RenameContainer renames id to name.
 func (e *Engine) RenameContainer(ctx context.Context, id, name string) error {
+	e.call("rename", id)
 	if _, err := e.cli.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name}); err != nil {
 		return fmt.Errorf("rename container %s to %s: %w", shortID(id), name, err)
 	}

@@ -53,6 +53,7 @@ func (e *PullError) Is(target error) bool {
 // registry failures inside the progress stream with HTTP 200, so the stream
 // is read to the end and its error messages are the result.
 func (e *Engine) Pull(ctx context.Context, ref string) (string, error) {
+	e.call("pull", ref)
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return "", fmt.Errorf("pull %s: not a valid image reference: %w", ref, err)
