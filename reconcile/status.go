@@ -1,0 +1,66 @@
+package reconcile
+
+import "time"
+
+// Pass results, as recorded in history and counted in metrics.
+const (
+	ResultApplied = "applied" // the host changed and now matches the revision
+	ResultNoop    = "noop"    // the host already matched: nothing was done
+	ResultPaused  = "paused"  // the pin says paused: changes were pending, none applied
+	ResultFailed  = "failed"  // the pass stopped at an error (see Error and Class)
+)
+
+// Error classes, decided in one place (Classify) so the loop, the status
+// and the metrics agree on what an error means.
+const (
+	// ClassPermanent needs a human: a broken compose file, a bad pin, a
+	// commit that is not on the branch. Retrying the same revision cannot
+	// help; the agent waits for the branch to move.
+	ClassPermanent = "permanent"
+	// ClassGit is a failure to reach or read the repository: retried with
+	// backoff.
+	ClassGit = "git"
+	// ClassEngine is a failure of the Docker engine or a registry: retried
+	// with backoff.
+	ClassEngine = "engine"
+)
+
+// PassRecord is one pass of one environment, as kept in its history.
+type PassRecord struct {
+	ID          string        `json:"id"` // unique per pass; on every log line of the pass
+	Environment string        `json:"environment"`
+	Trigger     string        `json:"trigger"` // poll, webhook, sync, drift, start
+	Start       time.Time     `json:"start"`
+	Duration    time.Duration `json:"duration_ns"`
+	Head        string        `json:"head,omitempty"`
+	Commit      string        `json:"commit,omitempty"`
+	Plan        string        `json:"plan,omitempty"` // Plan.Summary()
+	Result      string        `json:"result"`         // Result* constant
+	Error       string        `json:"error,omitempty"`
+	Class       string        `json:"class,omitempty"` // Class* constant, for failures
+	Created     int           `json:"created,omitempty"`
+	Recreated   int           `json:"recreated,omitempty"`
+	Removed     int           `json:"removed,omitempty"`
+}
+
+// EnvStatus is what the agent knows of one environment now.
+type EnvStatus struct {
+	Name        string      `json:"name"`
+	Project     string      `json:"project"`
+	Pinned      string      `json:"pinned,omitempty"`  // commit the pin resolves to, at the last pass
+	Running     string      `json:"running,omitempty"` // commit last applied successfully (what runs)
+	LastHealthy string      `json:"last_healthy,omitempty"`
+	LastPass    *PassRecord `json:"last_pass,omitempty"`
+	LastError   string      `json:"last_error,omitempty"`
+	LastSuccess time.Time   `json:"last_success,omitempty"`
+	// Waiting is set when a permanent error keeps the agent from retrying
+	// until the branch moves.
+	Waiting string `json:"waiting,omitempty"`
+	// NextRetry is when a failed pass is retried (zero when not backing off).
+	NextRetry time.Time `json:"next_retry,omitempty"`
+	// Counters since the agent started, for metrics.
+	Passes       map[string]int `json:"passes"` // by Result*
+	Recreated    int            `json:"containers_recreated"`
+	GitErrors    int            `json:"git_errors"`
+	EngineErrors int            `json:"engine_errors"`
+}
