@@ -84,7 +84,13 @@ type fixture struct {
 	project  string
 	stateDir string
 	config   string
+	socket   string // the agent's API socket
+	home     string // HOME of the lockstep processes
 	images   map[string]string
+	// pollInterval and agentExtra tune the agent's config (writeConfig).
+	pollInterval string
+	agentExtra   string
+	proxy        *switchProxy
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -98,7 +104,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.git = gitserver.Start(t, gitserver.Options{})
 	f.stateDir = t.TempDir()
-	f.config = filepath.Join(t.TempDir(), "lockstep.toml")
+	etc := t.TempDir()
+	f.config = filepath.Join(etc, "lockstep.toml")
+	f.socket = filepath.Join(etc, "lockstep.sock")
+	f.home = t.TempDir()
+	f.pollInterval = "1s"
 	f.writeConfig("")
 	return f
 }
@@ -110,15 +120,32 @@ func (f *fixture) writeConfig(extra string) {
 [repo]
 url = %q
 branch = "main"
-poll_interval = "5s"
+poll_interval = %q
+timeout = "10s"
 
+[api]
+socket = %q
+
+[agent]
+drift_interval = "10s"
+shutdown_grace = "30s"
+%s
 [[environment]]
 name = "e2e"
 project = %q
-%s`, f.stateDir, f.git.URL, f.project, extra)
+%s`, f.stateDir, f.gitURL(), f.pollInterval, f.socket, f.agentExtra, f.project, extra)
 	if err := os.WriteFile(f.config, []byte(cfg), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
+}
+
+// gitURL is where lockstep reaches the repository: through the fixture's
+// switchable proxy when one is set up, else the git server directly.
+func (f *fixture) gitURL() string {
+	if f.proxy != nil {
+		return f.proxy.url(f.git.URL)
+	}
+	return f.git.URL
 }
 
 // release commits the compose files (and extra files), then a second commit
