@@ -90,6 +90,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	switch name {
 	case "plan", "apply", "validate":
 		return c.pass(ctx, name, &g, rest)
+	case "demo":
+		return c.demo(ctx, rest)
+	case "demo-serve": // hidden: the web server inside the demo's images
+		return c.demoServe(ctx, rest)
 	case "version":
 		return c.version(rest)
 	case "help":
@@ -221,6 +225,8 @@ Commands:
   apply [ENV...]      run one pass now: make the host match the pinned commit (--json)
   validate [ENV...]   check config, pins and compose files at the branch head
                       (or --commit SHA), touching nothing
+  demo                the whole story offline: deploy, release, roll back, clean up
+                      (--keep leaves it running)
   version             print the version
   help [COMMAND]      show help
 
@@ -262,6 +268,8 @@ at the branch head (or at SHA), touching no container.
   --json         print one JSON array, one object per environment
 
 ` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "demo":
+		return demoHelp, true
 	case "version":
 		return "Usage: lockstep version\n\nPrints the version, the commit it was built from and the Go version.\n", true
 	case "help":
