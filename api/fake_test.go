@@ -1,0 +1,96 @@
+package api_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lockstep-gitops/lockstep/reconcile"
+)
+
+// fakeAgent stands in for the agent loop behind the api.Agent interface.
+type fakeAgent struct {
+	mu       sync.Mutex
+	envs     []reconcile.EnvStatus
+	history  map[string][]reconcile.PassRecord
+	syncs    []string // "env/trigger"
+	limits   []int    // limits History was asked for
+	syncErr  error
+	readyVal atomic.Bool
+}
+
+type unknownEnvError struct{ name string }
+
+func (e *unknownEnvError) Error() string {
+	return fmt.Sprintf("unknown environment %q: this agent runs staging and production", e.name)
+}
+func (e *unknownEnvError) NotFound() bool { return true }
+
+func newFakeAgent() *fakeAgent {
+	return &fakeAgent{
+		envs: []reconcile.EnvStatus{
+			{Name: "staging", Project: "staging", Pinned: sha('a'), Running: sha('a'), Passes: map[string]int{"applied": 1}},
+			{Name: "production", Project: "prod", Pinned: sha('b'), LastError: "fetch: connection refused"},
+		},
+		history: map[string][]reconcile.PassRecord{
+			"staging": {
+				{ID: "p3", Environment: "staging", Trigger: "poll", Result: reconcile.ResultNoop},
+				{ID: "p2", Environment: "staging", Trigger: "sync", Result: reconcile.ResultApplied, Commit: sha('a')},
+				{ID: "p1", Environment: "staging", Trigger: "start", Result: reconcile.ResultFailed, Class: reconcile.ClassGit, Error: "fetch: timeout"},
+			},
+			"production": nil,
+		},
+	}
+}
+
+func sha(c byte) string {
+	b := make([]byte, 40)
+	for i := range b {
+		b[i] = c
+	}
+	return string(b)
+}
+
+func (f *fakeAgent) Status() []reconcile.EnvStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]reconcile.EnvStatus(nil), f.envs...)
+}
+
+func (f *fakeAgent) History(env string, limit int) ([]reconcile.PassRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.limits = append(f.limits, limit)
+	h, ok := f.history[env]
+	if !ok {
+		return nil, &unknownEnvError{env}
+	}
+	if len(h) > limit {
+		h = h[:limit]
+	}
+	return h, nil
+}
+
+func (f *fakeAgent) Sync(env, trigger string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.syncErr != nil {
+		return f.syncErr
+	}
+	if _, ok := f.history[env]; !ok {
+		return fmt.Errorf("queue: %w", &unknownEnvError{env})
+	}
+	f.syncs = append(f.syncs, env+"/"+trigger)
+	return nil
+}
+
+func (f *fakeAgent) Ready() bool { return f.readyVal.Load() }
+
+func (f *fakeAgent) syncCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.syncs...)
+}
+
+var errWedged = errors.New("the agent is shutting down")
