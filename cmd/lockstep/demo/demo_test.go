@@ -2,7 +2,6 @@ package demo
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
 	"debug/elf"
 	"errors"
@@ -168,14 +167,10 @@ func TestFindLibraryMissing(t *testing.T) {
 	}
 }
 
-// layerEntries reads a gzipped tar into name -> header, in order.
+// layerEntries reads a tar into name -> header, in order.
 func layerEntries(t *testing.T, r io.Reader) ([]string, map[string]*tar.Header, map[string][]byte) {
 	t.Helper()
-	gz, err := gzip.NewReader(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
+	tr := tar.NewReader(r)
 	var order []string
 	hdrs := map[string]*tar.Header{}
 	bodies := map[string][]byte{}
