@@ -46,3 +46,7 @@ func (e *LoadError) Error() string {
 }
 
 func (e *LoadError) Unwrap() error { return e.Err }
+
+// Permanent is true: the release is immutable, so loading it again fails
+// the same way until the pin or the host's env files change.
+func (e *LoadError) Permanent() bool { return true }

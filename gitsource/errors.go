@@ -1,20 +1,26 @@
 package gitsource
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // ErrCommitNotFound is matched (errors.Is) by every error that means "the
 // commit a pin names is not available from the remote": a SHA that is not
 // on the tracked branch, or a branch or tag name the remote does not have.
 // It is permanent: retrying will not help until the pin or the remote
 // changes.
-var ErrCommitNotFound = errors.New("commit not found")
+var ErrCommitNotFound error = &permanentError{"commit not found"}
 
 // ErrPinNotFound is matched by the error ReadPin returns when the pin file
-// does not exist at the commit read.
-var ErrPinNotFound = errors.New("pin file not found")
+// does not exist at the commit read. It is permanent for the commit read:
+// only a new commit on the branch (or a config change) can fix it.
+var ErrPinNotFound error = &permanentError{"pin file not found"}
+
+// permanentError is a sentinel for a condition that retrying cannot fix.
+// Permanent lets the agent classify it (reconcile.Classify) without
+// importing this package.
+type permanentError struct{ msg string }
+
+func (e *permanentError) Error() string   { return e.msg }
+func (e *permanentError) Permanent() bool { return true }
 
 // NotOnBranchError says a full SHA could not be found on the tracked branch,
 // even after fetching the branch's whole history.
@@ -35,6 +41,10 @@ func (e *NotOnBranchError) Error() string {
 
 func (e *NotOnBranchError) Is(target error) bool { return target == ErrCommitNotFound }
 
+// Permanent is true: the same pin keeps naming a commit the branch lacks
+// until someone changes the pin or merges the commit.
+func (e *NotOnBranchError) Permanent() bool { return true }
+
 // RefNotFoundError says a branch or tag name a pin uses does not exist on
 // the remote.
 type RefNotFoundError struct {
@@ -52,6 +62,10 @@ func (e *RefNotFoundError) Error() string {
 }
 
 func (e *RefNotFoundError) Is(target error) bool { return target == ErrCommitNotFound }
+
+// Permanent is true: the name stays missing until someone pushes it or
+// changes the pin.
+func (e *RefNotFoundError) Permanent() bool { return true }
 
 // PinError is a problem with the content of a pin file. Line is 1-based, or
 // 0 when the problem is not tied to a line (a missing key).
@@ -73,6 +87,9 @@ func (e *PinError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Message)
 }
 
+// Permanent is true: the pin file at this commit will not change by itself.
+func (e *PinError) Permanent() bool { return true }
+
 // PinErrors is every problem found in one pin file, so an operator fixes
 // them in one go instead of one per deploy attempt.
 type PinErrors []*PinError
@@ -88,6 +105,9 @@ func (es PinErrors) Error() string {
 	return msg
 }
 
+// Permanent is true, as for each *PinError.
+func (es PinErrors) Permanent() bool { return true }
+
 // Unwrap lets errors.As find the individual *PinError values.
 func (es PinErrors) Unwrap() []error {
 	out := make([]error, len(es))
@@ -96,3 +116,18 @@ func (es PinErrors) Unwrap() []error {
 	}
 	return out
 }
+
+// TreeError says a commit's tree holds something lockstep refuses to write
+// as a release: a path that would escape the release directory, a symlink
+// that is absolute or resolves outside it, a submodule, an unknown file
+// mode. Msg names the path and what to do.
+type TreeError struct {
+	Path string // repo-relative path of the offending entry
+	Msg  string
+}
+
+func (e *TreeError) Error() string { return e.Msg }
+
+// Permanent is true: the commit's tree never changes; only a new commit can
+// fix it.
+func (e *TreeError) Permanent() bool { return true }

@@ -116,7 +116,7 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 		for _, e := range t.Entries {
 			p := path.Join(dir, e.Name)
 			if !safeName(e.Name) {
-				return fmt.Errorf("tree path %q has an unsafe component; refusing to write it", path.Join(dir, e.Name))
+				return &TreeError{Path: p, Msg: fmt.Sprintf("tree path %q has an unsafe component; refusing to write it", p)}
 			}
 			switch e.Mode {
 			case filemode.Dir:
@@ -141,9 +141,9 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 				}
 				out = append(out, treeEntry{path: p, mode: e.Mode, hash: e.Hash, target: target})
 			case filemode.Submodule:
-				return fmt.Errorf("%s is a git submodule; submodules are not supported, vendor the files into the repository instead", p)
+				return &TreeError{Path: p, Msg: fmt.Sprintf("%s is a git submodule; submodules are not supported, vendor the files into the repository instead", p)}
 			default:
-				return fmt.Errorf("%s has unsupported git file mode %s", p, e.Mode)
+				return &TreeError{Path: p, Msg: fmt.Sprintf("%s has unsupported git file mode %s", p, e.Mode)}
 			}
 		}
 		return nil
@@ -193,10 +193,10 @@ func checkSymlinks(entries []treeEntry) error {
 			continue
 		}
 		if e.target == "" || strings.HasPrefix(e.target, "/") || strings.Contains(e.target, "\x00") {
-			return fmt.Errorf("symlink %s -> %q is absolute or empty; only relative links inside the repository are allowed", e.path, e.target)
+			return &TreeError{Path: e.path, Msg: fmt.Sprintf("symlink %s -> %q is absolute or empty; only relative links inside the repository are allowed", e.path, e.target)}
 		}
 		if err := resolveInside(byPath, e.path); err != nil {
-			return fmt.Errorf("symlink %s -> %q %w; only links inside the repository are allowed", e.path, e.target, err)
+			return &TreeError{Path: e.path, Msg: fmt.Sprintf("symlink %s -> %q %v; only links inside the repository are allowed", e.path, e.target, err)}
 		}
 	}
 	return nil

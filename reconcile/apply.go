@@ -56,6 +56,10 @@ func (e *PreconditionError) Error() string {
 	return "cannot apply: " + strings.Join(e.Problems, "; ")
 }
 
+// Permanent is true: the host lacks something lockstep must not create, so
+// retrying the same revision fails the same way until a person acts.
+func (e *PreconditionError) Permanent() bool { return true }
+
 // DependencyError says a depends_on condition failed or timed out: the
 // dependency exited with the wrong code, became unhealthy, has no
 // healthcheck, or did not get there in time.
