@@ -77,6 +77,25 @@ type PassResult struct {
 	Applied     *ApplyResult `json:"applied,omitempty"` // nil for plan and validate
 }
 
+// Steps of a pass, as named by StepError.
+const (
+	StepSource  = "source"  // fetch, read the pin, resolve, materialize
+	StepLoad    = "load"    // load the release's compose files
+	StepObserve = "observe" // read what the engine has
+	StepApply   = "apply"   // carry the plan out
+)
+
+// StepError says which step of a pass failed. Its message is the wrapped
+// error's: the step is for Classify, which decides from it what a failure
+// without a more precise type means.
+type StepError struct {
+	Step string // Step* constant
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
 // Validate resolves and loads env at its pin (or at commit), touching
 // nothing on the engine: config, pin and compose files are checked.
 func (r *Runner) Validate(ctx context.Context, env Environment, commit string) (*PassResult, error) {
@@ -112,7 +131,7 @@ func (r *Runner) Apply(ctx context.Context, env Environment) (*PassResult, error
 	applied, err := Apply(ctx, r.Engine, desired, observed, res.Plan, opts)
 	res.Applied = applied
 	if err != nil {
-		return res, fmt.Errorf("apply %s at %s: %w", env.Name, short(res.Commit), err)
+		return res, &StepError{Step: StepApply, Err: fmt.Errorf("apply %s at %s: %w", env.Name, short(res.Commit), err)}
 	}
 	log.Info().Str("plan", res.Plan.Summary()).Msg("applied")
 	r.record(desired, env, log)
@@ -124,12 +143,13 @@ func (r *Runner) load(ctx context.Context, env Environment, commit string) (*Pas
 	res := &PassResult{Environment: env.Name, Project: env.Project}
 	rev, err := r.Source.Revision(ctx, env, commit)
 	if err != nil {
-		return res, nil, err
+		res.Head, res.Commit = rev.Head, rev.Commit // what the source got to, for the record
+		return res, nil, &StepError{Step: StepSource, Err: err}
 	}
 	res.Head, res.Commit, res.ReleaseDir, res.Paused = rev.Head, rev.Commit, rev.ReleaseDir, rev.Paused
 	p, err := r.Load(ctx, env, rev)
 	if err != nil {
-		return res, nil, fmt.Errorf("load %s at %s: %w", env.Name, short(rev.Commit), err)
+		return res, nil, &StepError{Step: StepLoad, Err: fmt.Errorf("load %s at %s: %w", env.Name, short(rev.Commit), err)}
 	}
 	return res, p, nil
 }
@@ -143,7 +163,7 @@ func (r *Runner) plan(ctx context.Context, env Environment) (*PassResult, *compo
 	defer cancel()
 	observed, err := r.Engine.Observe(octx, desired)
 	if err != nil {
-		return res, nil, observed, fmt.Errorf("observe project %s: %w", desired.Name, err)
+		return res, nil, observed, &StepError{Step: StepObserve, Err: fmt.Errorf("observe project %s: %w", desired.Name, err)}
 	}
 	fillPriorFiles(desired, &observed)
 	last, err := loadDeployed(r.StateDir, env.Name, desired.Name)

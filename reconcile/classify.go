@@ -1,0 +1,67 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+)
+
+// permanent is implemented by errors that know retrying cannot help
+// (gitsource's pin and tree errors, compose.LoadError, PreconditionError).
+// Declared here, by its consumer, so reconcile need not import the packages
+// that produce them.
+type permanent interface{ Permanent() bool }
+
+// Classify is the one place that decides what a pass failure means for the
+// agent loop, the status and the metrics: ClassPermanent (wait for the
+// branch to move), ClassGit or ClassEngine (retry with backoff). It returns
+// "" for nil and for a cancelled context, which is the agent stopping, not
+// a failure of anything.
+//
+// An error that says it is permanent wins; otherwise the step of the pass
+// that failed decides: the source step is git, a load failure is the
+// release's content, observe and apply are the engine (or a registry: a tag
+// CI has not pushed yet may be there on the next try).
+func Classify(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.Canceled):
+		return ""
+	case isPermanent(err):
+		return ClassPermanent
+	}
+	var se *StepError
+	if errors.As(err, &se) {
+		switch se.Step {
+		case StepSource:
+			return ClassGit
+		case StepLoad:
+			return ClassPermanent
+		}
+	}
+	// Observe, apply, and anything unlabelled: the engine is the part that
+	// fails in ways a later try can get past.
+	return ClassEngine
+}
+
+// isPermanent reports whether any error in err's tree says it is permanent.
+// errors.As alone would stop at the first error with the method, even one
+// that answers false.
+func isPermanent(err error) bool {
+	if p, ok := err.(permanent); ok && p.Permanent() {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if next := u.Unwrap(); next != nil {
+			return isPermanent(next)
+		}
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if e != nil && isPermanent(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
