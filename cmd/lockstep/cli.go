@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -48,12 +49,14 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	newRunner      newRunnerFunc
+	// hangups delivers SIGHUP to the agent command (config reload).
+	hangups func() (<-chan os.Signal, func())
 }
 
 // Run runs the lockstep command line args (without the program name) and
 // returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, newRunner: newPassRunner}
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, newRunner: newPassRunner, hangups: hangupSignals}
 	return c.run(ctx, args)
 }
 
@@ -94,6 +97,14 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.demo(ctx, rest)
 	case "demo-serve": // hidden: the web server inside the demo's images
 		return c.demoServe(ctx, rest)
+	case "agent":
+		return c.agent(ctx, &g, rest)
+	case "status":
+		return c.status(ctx, &g, rest)
+	case "history":
+		return c.history(ctx, &g, rest)
+	case "sync":
+		return c.sync(ctx, &g, rest)
 	case "version":
 		return c.version(rest)
 	case "help":
@@ -225,6 +236,11 @@ Commands:
   apply [ENV...]      run one pass now: make the host match the pinned commit (--json)
   validate [ENV...]   check config, pins and compose files at the branch head
                       (or --commit SHA), touching nothing
+  agent               the daemon: follow the branch, apply every environment,
+                      serve the local API (run it under systemd)
+  status              what the running agent knows of each environment (--json)
+  history ENV         the agent's recent passes of ENV (--json, --limit N)
+  sync [ENV]          ask the running agent for a pass now (--json)
   demo                the whole story offline: deploy, release, roll back, clean up
                       (--keep leaves it running)
   version             print the version
@@ -266,6 +282,50 @@ at the branch head (or at SHA), touching no container.
 
   --commit SHA   validate the tree at SHA instead of the pinned revision
   --json         print one JSON array, one object per environment
+
+` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "agent":
+		return `Usage: lockstep agent [--config FILE]
+
+The daemon. One pass at a time per environment, driven by the poll timer (the
+cheap "did the branch move?" check first), webhooks, 'lockstep sync' and a
+periodic drift check against the engine. Serves the local API ([api].socket):
+status, history, sync, /healthz (503 until the first pass) and /metrics.
+
+Under systemd (systemd/lockstep.service, Type=notify): READY once the config is
+valid and the API listens; watchdog pings from the loop itself; STATUS= shows
+the last result per environment. SIGTERM starts nothing new and lets the step
+in flight finish (within [agent].shutdown_grace), then exits 0. SIGHUP reloads
+the config only if the new one validates; otherwise the agent keeps running
+on the old one and logs why.
+
+` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "status":
+		return `Usage: lockstep status [--json]
+
+Asks the running agent, over its local API, for each environment: the pinned
+commit, what runs, the last healthy commit, the last pass and its result, and
+the last error (with the next retry) or what it is waiting for.
+
+  --json   print {"environments": [...]}
+
+` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "history":
+		return `Usage: lockstep history [--json] [--limit N] ENV
+
+The running agent's recent passes of ENV, newest last: when, trigger, commit,
+result, duration, plan summary and error.
+
+  --json      print a JSON array of passes
+  --limit N   how many passes (default 20)
+
+` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "sync":
+		return `Usage: lockstep sync [--json] [ENV]
+
+Asks the running agent for a pass now, of ENV or of every environment. A
+nudge: the pass looks at git and the engine as any pass does, and a burst of
+nudges coalesces into one pass.
 
 ` + globalFlagsHelp + "\n" + exitCodesHelp, true
 	case "demo":

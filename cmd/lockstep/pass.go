@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"slices"
 	"strings"
 	"time"
 
@@ -154,13 +153,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 }
 
 func (c *cli) runOne(ctx context.Context, r runner, cmd string, env config.Environment, commit string) (*reconcile.PassResult, error) {
-	re := reconcile.Environment{
-		Name:         env.Name,
-		Project:      env.Project,
-		PinFile:      env.PinFile,
-		ComposeFiles: slices.Clone(env.ComposeFiles),
-		EnvFiles:     slices.Clone(env.EnvFiles),
-	}
+	re := environment(env)
 	switch cmd {
 	case "plan":
 		return r.Plan(ctx, re)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +25,16 @@ const releasesKept = 3
 // loading, compose/engine for the Docker engine. The engine client is made
 // lazily, so `validate` works on a host where the engine is down.
 func newPassRunner(cfg *config.Config, log zerolog.Logger) (runner, io.Closer, error) {
+	r, _, closer, err := buildRunner(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, closer, nil
+}
+
+// buildRunner makes the Runner and the git source it reads from; the agent
+// also uses the source for its cheap "did the branch move?" check.
+func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gitsource.Source, io.Closer, error) {
 	src, err := gitsource.New(gitsource.Options{
 		URL:      cfg.Repo.URL,
 		Branch:   cfg.Repo.Branch,
@@ -38,7 +49,7 @@ func newPassRunner(cfg *config.Config, log zerolog.Logger) (runner, io.Closer, e
 		},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	eng := &lazyEngine{host: cfg.Engine.Host, log: log}
 	r := &reconcile.Runner{
@@ -48,7 +59,18 @@ func newPassRunner(cfg *config.Config, log zerolog.Logger) (runner, io.Closer, e
 		Log:      log,
 		StateDir: cfg.StateDir,
 	}
-	return r, eng, nil
+	return r, src, eng, nil
+}
+
+// environment is the pass's view of a configured environment.
+func environment(env config.Environment) reconcile.Environment {
+	return reconcile.Environment{
+		Name:         env.Name,
+		Project:      env.Project,
+		PinFile:      env.PinFile,
+		ComposeFiles: slices.Clone(env.ComposeFiles),
+		EnvFiles:     slices.Clone(env.EnvFiles),
+	}
 }
 
 // revisions adapts gitsource to what a pass needs: fetch, read the pin at
