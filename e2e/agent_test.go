@@ -257,7 +257,17 @@ func TestAgentSignals(t *testing.T) {
 	if a.healthz() != http.StatusOK {
 		t.Fatalf("agent not serving after a rejected reload")
 	}
+	// A valid config is taken: the agent says so and keeps serving.
 	must(t, os.WriteFile(f.config, good, 0o644))
+	mark = a.lineCount()
+	a.signal(syscall.SIGHUP)
+	a.waitLine(mark, 30*time.Second, "the reload of a valid config", func(m map[string]any) bool {
+		return strings.HasPrefix(fmt.Sprint(m["message"]), "reloading")
+	})
+	a.waitLine(mark, 30*time.Second, "the agent to start again on the new config", func(m map[string]any) bool {
+		return m["message"] == "agent started"
+	})
+	eventually(t, 30*time.Second, "/healthz after the reload", func() bool { return a.healthz() == http.StatusOK })
 
 	// SIGTERM in the middle of an apply: the step in flight finishes, exit 0.
 	B := A
@@ -280,4 +290,60 @@ func TestAgentSignals(t *testing.T) {
 	}
 	a.signal(syscall.SIGTERM)
 	a.wait(60 * time.Second)
+}
+
+// TestAgentNotifiesSystemd speaks systemd's notify protocol with the real
+// agent: READY=1 only once the API answers, STATUS= lines after passes, and
+// watchdog pings when the watchdog is on.
+func TestAgentNotifiesSystemd(t *testing.T) {
+	f := newFixture(t)
+	notify := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	must(t, err)
+	defer conn.Close()
+	f.agentEnv = []string{"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=2000000"}
+	A := stackA(f)
+	f.release("stack A", map[string]string{"compose.yaml": A.yaml(), "worker/config.txt": "threads = 1\n"})
+	a := f.startAgent()
+
+	var got []string
+	buf := make([]byte, 4096)
+	must(t, conn.SetReadDeadline(time.Now().Add(90*time.Second)))
+	ready, status, watchdog := false, false, false
+	for !(ready && status && watchdog) {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("notifications so far %q: %v", got, err)
+		}
+		msg := string(buf[:n])
+		got = append(got, msg)
+		for _, line := range strings.Split(msg, "\n") {
+			switch {
+			case line == "READY=1":
+				ready = true
+				// Ready means the API answers (possibly 503 before the first pass).
+				if code := a.healthz(); code != http.StatusOK && code != http.StatusServiceUnavailable {
+					t.Fatalf("READY=1 sent but the API does not answer (healthz %d)", code)
+				}
+			case strings.HasPrefix(line, "STATUS=e2e@"):
+				status = true
+			case line == "WATCHDOG=1":
+				watchdog = true
+			}
+		}
+	}
+	a.signal(syscall.SIGTERM)
+	must(t, conn.SetReadDeadline(time.Now().Add(60*time.Second)))
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no STOPPING=1 after SIGTERM; got %q: %v", got, err)
+		}
+		if strings.Contains(string(buf[:n]), "STOPPING=1") {
+			break
+		}
+	}
+	if code := a.wait(60 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
 }

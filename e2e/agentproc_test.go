@@ -41,6 +41,7 @@ func (f *fixture) startAgent(args ...string) *agentProc {
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		cmd.Env = append(cmd.Env, "DOCKER_HOST="+h)
 	}
+	cmd.Env = append(cmd.Env, f.agentEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		f.t.Fatal(err)

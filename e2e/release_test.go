@@ -90,6 +90,7 @@ type fixture struct {
 	// pollInterval and agentExtra tune the agent's config (writeConfig).
 	pollInterval string
 	agentExtra   string
+	agentEnv     []string // extra environment of the agent process
 	proxy        *switchProxy
 }
 
