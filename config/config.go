@@ -38,6 +38,12 @@ const (
 	// flight.
 	DefaultShutdownGrace = time.Minute
 	DefaultSocket        = "/run/lockstep/lockstep.sock"
+	// DefaultHealthTimeout bounds how long a changed service may take to
+	// become healthy before the release is rolled back.
+	DefaultHealthTimeout = 2 * time.Minute
+	// DefaultBake is how long a changed service without a healthcheck must
+	// keep running without a restart to count as healthy.
+	DefaultBake = 15 * time.Second
 
 	// MinPollInterval keeps a typo ("1ms") from hammering the git host.
 	MinPollInterval = time.Second
@@ -73,6 +79,8 @@ type Config struct {
 	Agent        Agent
 	API          API
 	Webhook      Webhook
+	Health       Health
+	Notify       []Notify
 	Environments []Environment // in file order; names and projects unique
 }
 
@@ -99,6 +107,19 @@ type Engine struct {
 }
 
 // Log is the [log] table.
+// Health is the health gate run after every apply that changed something.
+type Health struct {
+	Timeout time.Duration // timeout: how long changed services may take to become healthy; default 2m
+	Bake    time.Duration // bake: how long a service without a healthcheck must run without restarting; default 15s
+}
+
+// Notify is one place failures, rollbacks and recoveries are posted to.
+type Notify struct {
+	Kind    string   // kind: "webhook" (JSON POST) or "slack" (incoming webhook)
+	URLFile string   // url_file: file holding the URL (URLs carry secrets)
+	Events  []string // events: failure, rollback, recovery, deploy; default failure, rollback, recovery
+}
+
 // Agent tunes the daemon's loop.
 type Agent struct {
 	DriftInterval time.Duration // drift_interval: full comparison with the engine even when git is unchanged; default 5m, at least 10s
@@ -130,6 +151,9 @@ type Environment struct {
 	ComposeFiles []string // repo-relative; empty means the pin file's, else compose's default discovery
 	Project      string   // compose project name, default Name, unique
 	EnvFiles     []string // absolute host paths of env files holding values that are not in git
+	// HealthTimeout and Bake override [health] for this environment (zero: as [health]).
+	HealthTimeout time.Duration
+	Bake          time.Duration
 }
 
 // PathFrom resolves which config file to read: the --config flag if given,

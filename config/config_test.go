@@ -35,13 +35,16 @@ func TestDefaults(t *testing.T) {
 			PollInterval: time.Minute,
 			Timeout:      60 * time.Second,
 		},
-		Log:   Log{Level: "info", Format: "json"},
-		Agent: Agent{DriftInterval: 5 * time.Minute, ShutdownGrace: time.Minute},
-		API:   API{Socket: "/run/lockstep/lockstep.sock"},
+		Log:    Log{Level: "info", Format: "json"},
+		Agent:  Agent{DriftInterval: 5 * time.Minute, ShutdownGrace: time.Minute},
+		API:    API{Socket: "/run/lockstep/lockstep.sock"},
+		Health: Health{Timeout: 2 * time.Minute, Bake: 15 * time.Second},
 		Environments: []Environment{{
-			Name:    "production",
-			PinFile: "environments/production.toml",
-			Project: "production",
+			HealthTimeout: 2 * time.Minute,
+			Bake:          15 * time.Second,
+			Name:          "production",
+			PinFile:       "environments/production.toml",
+			Project:       "production",
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -210,7 +213,7 @@ func TestProblems(t *testing.T) {
 		{"inline token", repo + "token = \"ghp_secret\"\n" + env, "[repo].token", 3, "unknown key `token`; tokens are read from files: use `token_file`"},
 		{"inline passphrase", repo + "ssh_key_passphrase = \"x\"\n" + env, "[repo].ssh_key_passphrase", 3, "use `ssh_key_passphrase_file`"},
 		{"typo", repo + "brnach = \"dev\"\n" + env, "[repo].brnach", 3, "unknown key `brnach`; did you mean `branch`\\?"},
-		{"unknown table", repo + env + "[metrics]\nport = 1\n", "[metrics]", 5, "unknown table `metrics`; valid keys here: state_dir, repo, engine, log, agent, api, webhook, environment"},
+		{"unknown table", repo + env + "[metrics]\nport = 1\n", "[metrics]", 5, "unknown table `metrics`; valid keys here: state_dir, repo, engine, log, agent, api, webhook, health, notify, environment"},
 		{"engine host bad", repo + "[engine]\nhost = \"ssh://me@h\"\n" + env, "[engine].host", 4, `not supported`},
 		{"engine unix relative", repo + "[engine]\nhost = \"unix://docker.sock\"\n" + env, "[engine].host", 4, `absolute socket path`},
 		{"log level", repo + "[log]\nlevel = \"verbose\"\n" + env, "[log].level", 4, `one of debug, info, warn, error; got "verbose"`},
@@ -320,7 +323,7 @@ func TestExampleFile(t *testing.T) {
 	// Every accepted key must be documented, commented out or not.
 	for _, k := range allKeys(reflect.TypeFor[file](), "") {
 		name := k[strings.LastIndexByte(k, '.')+1:]
-		re := regexp.MustCompile(`(?m)^(# )?` + regexp.QuoteMeta(name) + ` = |^\[\[?` + regexp.QuoteMeta(k) + `\]\]?$`)
+		re := regexp.MustCompile(`(?m)^(# )?` + regexp.QuoteMeta(name) + ` = |^(# )?\[\[?` + regexp.QuoteMeta(k) + `\]\]?$`)
 		if !re.Match(data) {
 			t.Errorf("config.example.toml does not mention %s", k)
 		}
@@ -376,8 +379,17 @@ listen = "127.0.0.1:9100"
 [webhook]
 listen = ":9101"
 secret_file = "/s"
+[health]
+timeout = "1m"
+bake = "5s"
+[[notify]]
+kind = "slack"
+url_file = "/u"
+events = ["failure"]
 [[environment]]
 name = "a"
+health_timeout = "3m"
+bake = "20s"
 pin_file = "p.toml"
 compose_files = ["c.yaml"]
 project = "pa"
@@ -408,6 +420,11 @@ func TestAgentAPIAndWebhookProblems(t *testing.T) {
 		{"no api at all", "[api]\nsocket = \"\"\n", "[api].socket: the local API needs a socket or [api].listen"},
 		{"relative socket", "[api]\nsocket = \"x.sock\"\n", "[api].socket: must be an absolute path"},
 		{"drift too often", "[agent]\ndrift_interval = \"1s\"\n", "[agent].drift_interval: must be at least 10s"},
+		{"notify without kind", "[[notify]]\nurl_file = \"/u\"\n", "[[notify]][0].kind: required"},
+		{"notify bad kind", "[[notify]]\nkind = \"email\"\nurl_file = \"/u\"\n", "[[notify]][0].kind: must be \"webhook\" or \"slack\""},
+		{"notify url inline", "[[notify]]\nkind = \"slack\"\n", "[[notify]][0].url_file: required"},
+		{"notify bad event", "[[notify]]\nkind = \"slack\"\nurl_file = \"/u\"\nevents = [\"oops\"]\n", "[[notify]][0].events: element 0: \"oops\" is not an event"},
+		{"health timeout too short", "[health]\ntimeout = \"10ms\"\n", "[health].timeout: must be at least 1s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,7 +25,20 @@ type file struct {
 	Agent        fileAgent         `toml:"agent"`
 	API          fileAPI           `toml:"api"`
 	Webhook      fileWebhook       `toml:"webhook"`
+	Health       fileHealth        `toml:"health"`
+	Notify       []fileNotify      `toml:"notify"`
 	Environments []fileEnvironment `toml:"environment"`
+}
+
+type fileHealth struct {
+	Timeout any `toml:"timeout"`
+	Bake    any `toml:"bake"`
+}
+
+type fileNotify struct {
+	Kind    any `toml:"kind"`
+	URLFile any `toml:"url_file"`
+	Events  any `toml:"events"`
 }
 
 type fileAgent struct {
@@ -64,11 +77,13 @@ type fileLog struct {
 }
 
 type fileEnvironment struct {
-	Name         any `toml:"name"`
-	PinFile      any `toml:"pin_file"`
-	ComposeFiles any `toml:"compose_files"`
-	Project      any `toml:"project"`
-	EnvFiles     any `toml:"env_files"`
+	HealthTimeout any `toml:"health_timeout"`
+	Bake          any `toml:"bake"`
+	Name          any `toml:"name"`
+	PinFile       any `toml:"pin_file"`
+	ComposeFiles  any `toml:"compose_files"`
+	Project       any `toml:"project"`
+	EnvFiles      any `toml:"env_files"`
 }
 
 // Parse decodes and validates a config document. path is only used to

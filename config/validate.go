@@ -7,8 +7,10 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // nameRE is what environment and project names may look like. It is the
@@ -78,11 +80,67 @@ func (c *checker) build(f *file) *Config {
 		DriftInterval: c.duration(tableKey("agent", "drift_interval"), f.Agent.DriftInterval, DefaultDriftInterval, MinDriftInterval),
 		ShutdownGrace: c.duration(tableKey("agent", "shutdown_grace"), f.Agent.ShutdownGrace, DefaultShutdownGrace, MinTimeout),
 	}
+	cfg.Health = Health{
+		Timeout: c.duration(tableKey("health", "timeout"), f.Health.Timeout, DefaultHealthTimeout, time.Second),
+		Bake:    c.duration(tableKey("health", "bake"), f.Health.Bake, DefaultBake, 0),
+	}
+	cfg.Notify = c.notify(f.Notify)
 	cfg.API = c.api(&f.API)
 	cfg.Webhook = c.webhook(&f.Webhook)
 
 	cfg.Environments = c.environments(f.Environments)
+	for i := range cfg.Environments {
+		e := &cfg.Environments[i]
+		if e.HealthTimeout == 0 {
+			e.HealthTimeout = cfg.Health.Timeout
+		}
+		if e.Bake == 0 {
+			e.Bake = cfg.Health.Bake
+		}
+	}
 	return cfg
+}
+
+// notifyEvents are the events a [[notify]] target can ask for.
+var notifyEvents = []string{"failure", "rollback", "recovery", "deploy"}
+
+func (c *checker) notify(fs []fileNotify) []Notify {
+	var out []Notify
+	for i := range fs {
+		f := &fs[i]
+		k := func(name string) key {
+			n := strconv.Itoa(i)
+			return key{"[[notify]][" + n + "]." + name, "notify." + n + "." + name}
+		}
+		n := Notify{
+			Kind:    c.str(k("kind"), f.Kind, ""),
+			URLFile: c.str(k("url_file"), f.URLFile, ""),
+			Events:  c.strings(k("events"), f.Events),
+		}
+		switch n.Kind {
+		case "webhook", "slack":
+		case "":
+			c.add(k("kind"), "required: \"webhook\" (a JSON POST) or \"slack\" (an incoming webhook)")
+		default:
+			c.add(k("kind"), "must be \"webhook\" or \"slack\", got %q", n.Kind)
+		}
+		switch {
+		case n.URLFile == "":
+			c.add(k("url_file"), "required: the file holding the URL to post to (URLs often carry a secret, so they are not written here)")
+		case !filepath.IsAbs(n.URLFile):
+			c.add(k("url_file"), "must be an absolute path, got %q", n.URLFile)
+		}
+		if f.Events == nil {
+			n.Events = []string{"failure", "rollback", "recovery"}
+		}
+		for j, ev := range n.Events {
+			if !slices.Contains(notifyEvents, ev) {
+				c.add(k("events"), "element %d: %q is not an event; use %s", j, ev, strings.Join(notifyEvents, ", "))
+			}
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func (c *checker) api(f *fileAPI) API {
@@ -334,6 +392,9 @@ func (c *checker) environments(fs []fileEnvironment) []Environment {
 			ComposeFiles: c.strings(k("compose_files"), f.ComposeFiles),
 			Project:      c.str(k("project"), f.Project, ""),
 			EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
+			// Zero means "as [health]": filled in below, once [health] is known.
+			HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
+			Bake:          c.duration(k("bake"), f.Bake, 0, 0),
 		}
 
 		nameOK, nameDup := false, false
