@@ -426,3 +426,58 @@ func TestEmbeddedStackLoads(t *testing.T) {
 		t.Errorf("web files %v, want none (a worker config change must not recreate web)", web.Files)
 	}
 }
+
+// TestRepoOrigin checks that once the repository has an origin, every
+// commit reaches it: the agent watches the origin, so a commit that stayed
+// in the worktree would never be deployed.
+func TestRepoOrigin(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skipf("SKIPPED: pushing to the demo origin runs git-receive-pack and git is not on PATH: %v", err)
+	}
+	t.Setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	tmp := t.TempDir()
+	repo, base, err := InitRepo(filepath.Join(tmp, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := filepath.Join(tmp, "origin.git")
+	if err := repo.AddOrigin(origin); err != nil {
+		t.Fatal(err)
+	}
+	originHead := func() string {
+		t.Helper()
+		r, err := git.PlainOpen(origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := r.Reference(plumbing.NewBranchReferenceName(Branch), true)
+		if err != nil {
+			t.Fatalf("origin %s: %v", origin, err)
+		}
+		return ref.Hash().String()
+	}
+	if got := originHead(); got != base {
+		t.Errorf("origin after AddOrigin at %s, want %s", got, base)
+	}
+	rel, err := repo.Release("release", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := originHead(); got != rel {
+		t.Errorf("origin after the release at %s, want %s", got, rel)
+	}
+	if got := headFile(t, origin, PinPath); got != PinFile(base) {
+		t.Errorf("pin at the origin:\n%s\nwant:\n%s", got, PinFile(base))
+	}
+	v2, err := repo.SetWebTag("v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := originHead(); got != v2 {
+		t.Errorf("origin after web v2 at %s, want %s", got, v2)
+	}
+	if err := repo.AddOrigin(origin); err == nil {
+		t.Error("a second AddOrigin succeeded; want an error (the origin exists)")
+	}
+}

@@ -10,6 +10,7 @@
 package demo
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	git "github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -45,12 +47,18 @@ var content embed.FS
 var author = object.Signature{Name: "lockstep demo", Email: "demo@lockstep.invalid"}
 
 // Repo is the demo's git repository, with a worktree that commits are made
-// in, the way a person (or a merge button) would make them.
+// in, the way a person (or a merge button) would make them. Once it has an
+// origin (AddOrigin), every commit is pushed there, as a merge lands on the
+// git server.
 type Repo struct {
-	Dir  string
-	repo *git.Repository
-	wt   *git.Worktree
+	Dir    string
+	Origin string // bare repository the agent watches; "" until AddOrigin
+	repo   *git.Repository
+	wt     *git.Worktree
 }
+
+// pushTimeout bounds one push to the local origin.
+const pushTimeout = time.Minute
 
 // InitRepo creates a repository at dir (which must not hold one) on branch
 // main, writes the embedded example stack into it and commits it. The
@@ -116,7 +124,48 @@ func (r *Repo) Commit(msg string, files map[string]string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("demo commit %q: %w", msg, err)
 	}
+	if r.Origin != "" {
+		if err := r.push(); err != nil {
+			return "", fmt.Errorf("demo commit %q: %w", msg, err)
+		}
+	}
 	return h.String(), nil
+}
+
+// AddOrigin creates a bare repository at dir, the demo's git server, and
+// pushes main to it; every later Commit is pushed too. The agent must watch
+// the origin, not the worktree: go-git rewrites a branch file in place when
+// it commits, so a poll reading the worktree's refs at that instant could
+// see an empty branch, while git-receive-pack updates the origin's branch
+// with a lock file and a rename.
+func (r *Repo) AddOrigin(dir string) error {
+	_, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName(Branch)},
+		Bare:        true,
+	})
+	if err != nil {
+		return fmt.Errorf("create the demo's origin repository at %s: %w", dir, err)
+	}
+	if _, err := r.repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{dir}}); err != nil {
+		return fmt.Errorf("demo repository %s: add origin %s: %w", r.Dir, dir, err)
+	}
+	r.Origin = dir
+	return r.push()
+}
+
+// push sends main to the origin through git-receive-pack.
+func (r *Repo) push() error {
+	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+	defer cancel()
+	ref := plumbing.NewBranchReferenceName(Branch)
+	err := r.repo.PushContext(ctx, &git.PushOptions{
+		RemoteName: "origin",
+		RefSpecs:   []gitconfig.RefSpec{gitconfig.RefSpec(ref + ":" + ref)},
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return fmt.Errorf("push %s to %s (needs git-receive-pack, from git): %w", Branch, r.Origin, err)
+	}
+	return nil
 }
 
 // Release commits the pin file naming commit: what merging a release PR
