@@ -24,6 +24,8 @@ type stack struct {
 	WebImage, WorkerImage, DBImage string
 	WithWorker                     bool
 	Extra                          string // appended to web's service block
+	WorkerEnv                      string // extra lines under worker's environment
+	Services                       string // extra service blocks, appended after db
 }
 
 func (s stack) yaml() string {
@@ -47,11 +49,11 @@ func (s stack) yaml() string {
     image: %s
     environment:
       CONFIG_FILE: /etc/worker/config.txt
-    volumes:
+%s    volumes:
       - ./worker/config.txt:/etc/worker/config.txt:ro
       - workerdata:/data
     networks: [backend]
-`, s.WorkerImage)
+`, s.WorkerImage, s.WorkerEnv)
 	}
 	fmt.Fprintf(&b, `  db:
     image: %s
@@ -65,11 +67,11 @@ func (s stack) yaml() string {
       timeout: 3s
       retries: 30
     networks: [backend]
-networks:
+%snetworks:
   backend: {}
 volumes:
   dbdata: {}
-`, s.DBImage)
+`, s.DBImage, s.Services)
 	if s.WithWorker {
 		b.WriteString("  workerdata: {}\n")
 	}
