@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,21 +26,23 @@ import (
 	"github.com/lockstep-gitops/lockstep/compose"
 	"github.com/lockstep-gitops/lockstep/compose/engine"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 const demoHelp = `Usage: lockstep demo [--keep] [--log-level LEVEL]
 
 Tells the whole story on this host, offline, in well under a minute: makes a
 throw-away infrastructure repository and images packed from this lockstep
-binary, deploys v1, merges a release of v2 (only the service that changed is
-recreated), reverts the release (rolled back), then removes everything it
-created. It runs the same pass runner as 'lockstep apply' and the agent.
+binary, starts the agent against it (in-process, polling every second), and
+tells what the agent does: it deploys v1; a merged release of v2 converges
+(only the service that changed is recreated); reverting the release rolls
+back. Then it stops the agent and removes everything it created.
 
 Needs a Docker engine (DOCKER_HOST or the default socket) and git on PATH.
 
   --keep              leave the stack, its images and files in place, and print
-                      how to look at them and how to remove them
-  --log-level LEVEL   log level of the passes (stderr); default warn
+                      how to look at them, run the agent on them, and remove them
+  --log-level LEVEL   log level of the agent (stderr); default warn
 `
 
 // demoTimeout bounds the whole story: it finishes in seconds, so a run
@@ -66,9 +68,10 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 		return c.usageError("--log-level %q: use debug, info, warn or error", *logLevel)
 	}
 	// gitsource reads a repository on a local path through go-git's file
-	// transport, which runs git-upload-pack.
+	// transport, which runs git-upload-pack; the demo's merges push to it
+	// through git-receive-pack.
 	if _, err := exec.LookPath("git"); err != nil {
-		fmt.Fprintf(c.stderr, "lockstep: demo needs git on this host: lockstep reads the demo's local repository through git-upload-pack, and git is not on PATH (%v); install git and run it again\n", err)
+		fmt.Fprintf(c.stderr, "lockstep: demo needs git on this host: the demo pushes to its local repository through git-receive-pack and lockstep reads it through git-upload-pack, and git is not on PATH (%v); install git and run it again\n", err)
 		return exitFailure
 	}
 	bin, err := os.Executable()
@@ -154,10 +157,12 @@ type demoStory struct {
 	dir      string // everything on disk lives under it
 	logLevel string
 
-	port    int
-	images  []string // references loaded into the engine
-	steps   int
-	timings []demoTiming
+	port     int
+	images   []string // references loaded into the engine
+	env      string   // the environment the agent runs
+	lastPass string   // ID of the last agent pass narrated
+	steps    int
+	timings  []demoTiming
 }
 
 type demoTiming struct {
@@ -178,8 +183,10 @@ func (s *demoStory) timed(what string, since time.Time) {
 	s.timings = append(s.timings, demoTiming{what, time.Since(since)})
 }
 
-// tell runs the story: images, repository, deploy v1, release v2, roll
-// back, and a pass that finds nothing to do. It stops at the first error.
+// tell runs the story: images, repository, the agent deploying v1, a
+// release of v2 and its revert noticed by the agent's poll, and a sync
+// that finds nothing to do. It stops at the first error; the agent is
+// stopped before it returns, whatever happened.
 func (s *demoStory) tell(ctx context.Context) error {
 	t0 := time.Now()
 	s.step("Pack this lockstep binary into the demo images and load them into the engine (no registry)")
@@ -207,15 +214,6 @@ func (s *demoStory) tell(ctx context.Context) error {
 
 	t0 = time.Now()
 	s.step("Create the infrastructure repository and the agent config")
-	run, env, closer, err := s.setUp()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := closer.Close(); err != nil {
-			fmt.Fprintf(s.c.stderr, "lockstep: demo: release the pass runner: %v\n", err)
-		}
-	}()
 	repo, base, err := demo.InitRepo(filepath.Join(s.dir, "repo"))
 	if err != nil {
 		return err
@@ -227,15 +225,25 @@ func (s *demoStory) tell(ctx context.Context) error {
 		return err
 	}
 	s.say("%s  %s  (%s)", short(rel1), rel1Msg, demo.PinPath)
-	s.say("repository %s, config %s", repo.Dir, s.configPath())
+	if err := repo.AddOrigin(s.originPath()); err != nil {
+		return err
+	}
+	cfg, env, err := s.setUp()
+	if err != nil {
+		return err
+	}
+	s.say("repository %s (pushed to %s, which the agent watches)", repo.Dir, repo.Origin)
+	s.say("config %s: poll the branch every %s", s.configPath(), cfg.Repo.PollInterval)
 	s.timed("repository", t0)
 
 	t0 = time.Now()
-	s.step("lockstep apply demo: deploy the pinned commit")
-	if err := s.apply(ctx, run, env); err != nil {
+	s.step("Start the agent: its first pass deploys the pinned commit")
+	ag, stop, err := s.startAgent(ctx, cfg, env)
+	if err != nil {
 		return err
 	}
-	if err := s.get(ctx, "v1"); err != nil {
+	defer stop()
+	if err := s.converge(ctx, ag, base, "v1"); err != nil {
 		return err
 	}
 	s.timed("deploy v1", t0)
@@ -253,11 +261,8 @@ func (s *demoStory) tell(ctx context.Context) error {
 		return err
 	}
 	s.say("%s  %s", short(rel2), rel2Msg)
-	s.say("lockstep apply demo: only web changed, so only web is recreated")
-	if err := s.apply(ctx, run, env); err != nil {
-		return err
-	}
-	if err := s.get(ctx, "v2"); err != nil {
+	s.say("the agent's next poll sees the branch move; only web changed, so only web is recreated")
+	if err := s.converge(ctx, ag, v2, "v2"); err != nil {
 		return err
 	}
 	s.timed("release v2", t0)
@@ -269,31 +274,44 @@ func (s *demoStory) tell(ctx context.Context) error {
 		return err
 	}
 	s.say("%s  Revert %q  (the pin names %s again)", short(revert), rel2Msg, short(base))
-	s.say("lockstep apply demo: a rollback is an ordinary release of an older commit")
-	if err := s.apply(ctx, run, env); err != nil {
-		return err
-	}
-	if err := s.get(ctx, "v1"); err != nil {
+	s.say("a rollback is an ordinary release of an older commit")
+	if err := s.converge(ctx, ag, base, "v1"); err != nil {
 		return err
 	}
 	s.timed("rollback", t0)
 
 	t0 = time.Now()
-	s.step("Apply once more: the host matches git, so nothing is touched")
-	if err := s.apply(ctx, run, env); err != nil {
+	s.step("lockstep sync: a full pass now; the host matches git, so nothing is touched")
+	before, err := s.snapshot(ctx)
+	if err != nil {
 		return err
 	}
-	s.timed("no-op pass", t0)
+	if err := ag.Sync(env.Name, reconcile.TriggerSync); err != nil {
+		return fmt.Errorf("sync %s: %w", env.Name, err)
+	}
+	rec, err := s.await(ctx, ag, "run the pass lockstep sync asked for", func(r reconcile.PassRecord) bool {
+		return r.Trigger == reconcile.TriggerSync
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.showChanges(ctx, before); err != nil {
+		return err
+	}
+	if rec.Result != reconcile.ResultNoop {
+		return fmt.Errorf("the sync pass %s at %s %s (%s), want nothing to do: the host had drifted from git during the demo", rec.ID, short(rec.Commit), rec.Result, rec.Plan)
+	}
+	s.timed("sync", t0)
 	return nil
 }
 
 // setUp writes the host side of the demo, as an operator would: the agent
-// config and the host-local env file, and builds the pass runner from them
-// exactly as `lockstep apply` does.
-func (s *demoStory) setUp() (runner, config.Environment, io.Closer, error) {
+// config and the host-local env file. It returns the loaded config and its
+// one environment.
+func (s *demoStory) setUp() (*config.Config, config.Environment, error) {
 	port, err := freePort()
 	if err != nil {
-		return nil, config.Environment{}, nil, fmt.Errorf("find a free port on 127.0.0.1 for the web service: %w", err)
+		return nil, config.Environment{}, fmt.Errorf("find a free port on 127.0.0.1 for the web service: %w", err)
 	}
 	s.port = port
 	hostEnv := filepath.Join(s.dir, "host.env")
@@ -301,68 +319,295 @@ func (s *demoStory) setUp() (runner, config.Environment, io.Closer, error) {
 		"# differ from host to host, so they are not in git.\n" +
 		fmt.Sprintf("%s=%s\n%s=%d\n", demo.VarImages, s.project, demo.VarPort, port)
 	if err := os.WriteFile(hostEnv, []byte(envText), 0o644); err != nil {
-		return nil, config.Environment{}, nil, fmt.Errorf("write the demo's host env file: %w", err)
+		return nil, config.Environment{}, fmt.Errorf("write the demo's host env file: %w", err)
 	}
+	// The poll interval is the minimum, so a merge is deployed within a
+	// second or two without a webhook. A short shutdown grace lets Ctrl-C
+	// stop the agent quickly; cleanup removes whatever a cut pass left.
 	cfgText := "# The agent config of the demo host, written by lockstep demo.\n" +
 		fmt.Sprintf("state_dir = %q\n\n", filepath.Join(s.dir, "state")) +
-		fmt.Sprintf("[repo]\nurl = %q\nbranch = %q\n\n", filepath.Join(s.dir, "repo"), demo.Branch) +
+		fmt.Sprintf("[repo]\nurl = %q\nbranch = %q\npoll_interval = %q\n\n", s.originPath(), demo.Branch, demoPollInterval) +
+		fmt.Sprintf("[agent]\nshutdown_grace = %q\n\n", demoShutdownGrace) +
+		fmt.Sprintf("[api]\nsocket = %q\n\n", filepath.Join(s.dir, "lockstep.sock")) +
 		fmt.Sprintf("[log]\nlevel = %q\nformat = \"console\"\n\n", s.logLevel) +
 		fmt.Sprintf("[[environment]]\nname = %q\nproject = %q\nenv_files = [%q]\n", demo.Environment, s.project, hostEnv)
 	if err := os.WriteFile(s.configPath(), []byte(cfgText), 0o644); err != nil {
-		return nil, config.Environment{}, nil, fmt.Errorf("write the demo's agent config: %w", err)
+		return nil, config.Environment{}, fmt.Errorf("write the demo's agent config: %w", err)
 	}
 	cfg, err := config.Load(s.configPath())
 	if err != nil {
-		return nil, config.Environment{}, nil, fmt.Errorf("the demo's own config does not load (a bug in lockstep demo): %w", err)
+		return nil, config.Environment{}, fmt.Errorf("the demo's own config does not load (a bug in lockstep demo): %w", err)
 	}
 	env, ok := cfg.Environment(demo.Environment)
 	if !ok {
-		return nil, config.Environment{}, nil, fmt.Errorf("the demo's config %s has no environment %q (a bug in lockstep demo)", s.configPath(), demo.Environment)
+		return nil, config.Environment{}, fmt.Errorf("the demo's config %s has no environment %q (a bug in lockstep demo)", s.configPath(), demo.Environment)
 	}
-	log := newLogger(s.c.stderr, cfg.Log, "", "")
-	run, closer, err := s.c.newRunner(cfg, log)
-	if err != nil {
-		return nil, config.Environment{}, nil, err
-	}
-	if closer == nil {
-		closer = io.NopCloser(nil)
-	}
-	return run, env, closer, nil
+	return cfg, env, nil
 }
 
-func (s *demoStory) configPath() string { return filepath.Join(s.dir, "lockstep.toml") }
+// Agent settings of the demo config (see setUp).
+const (
+	demoPollInterval  = "1s"
+	demoShutdownGrace = "2s"
+)
 
-// apply runs one apply pass, the same one `lockstep apply demo` runs, and
-// prints its plan and outcome.
-func (s *demoStory) apply(ctx context.Context, run runner, env config.Environment) error {
-	pr, err := s.c.runOne(ctx, run, "apply", env, "")
-	if pr != nil && pr.Plan != nil {
-		var buf bytes.Buffer
-		if werr := pr.Plan.WriteText(&buf); werr == nil {
-			s.indent(buf.String())
-		}
-		switch {
-		case pr.Applied != nil:
-			s.say("%s", appliedLine(pr.Plan, pr.Applied, err != nil))
-		case err == nil && pr.Plan.Empty():
-			s.say("up to date at %s: no container touched", short(pr.Commit))
-		}
-	}
+func (s *demoStory) configPath() string { return filepath.Join(s.dir, "lockstep.toml") }
+func (s *demoStory) originPath() string { return filepath.Join(s.dir, "origin.git") }
+
+// startAgent runs the real agent in-process, wired exactly as `lockstep
+// agent` wires it (buildRunner), without its API listeners: the demo reads
+// the agent's status and history directly. stop cancels it and waits until
+// it has stopped and released the engine client, so cleanup never races a
+// pass.
+func (s *demoStory) startAgent(ctx context.Context, cfg *config.Config, env config.Environment) (*reconcile.Agent, func(), error) {
+	log := newLogger(s.c.stderr, cfg.Log, "", "")
+	r, src, closer, err := buildRunner(cfg, log)
 	if err != nil {
-		return fmt.Errorf("apply %s: %w", env.Name, err)
+		return nil, nil, err
 	}
-	if pr == nil || pr.Plan == nil {
-		return fmt.Errorf("apply %s: the pass returned no plan", env.Name)
+	ag, err := reconcile.NewAgent(r, src, reconcile.AgentOptions{
+		Environments:  []reconcile.Environment{environment(env)},
+		PollInterval:  cfg.Repo.PollInterval,
+		DriftInterval: cfg.Agent.DriftInterval,
+		ShutdownGrace: cfg.Agent.ShutdownGrace,
+		StateDir:      cfg.StateDir,
+		Log:           log,
+	})
+	if err != nil {
+		return nil, nil, errors.Join(err, closer.Close())
+	}
+	s.env = env.Name
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(actx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(s.c.stderr, "lockstep: demo: the agent stopped with: %v\n", err)
+		}
+		if err := closer.Close(); err != nil {
+			fmt.Fprintf(s.c.stderr, "lockstep: demo: release the agent's engine client: %v\n", err)
+		}
+	}
+	return ag, stop, nil
+}
+
+// converge waits until the agent runs commit, narrating its passes and
+// what they did to the containers, then asks web what it serves.
+func (s *demoStory) converge(ctx context.Context, ag *reconcile.Agent, commit, version string) error {
+	before, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s.await(ctx, ag, "run "+short(commit), func(r reconcile.PassRecord) bool {
+		return r.Commit == commit && (r.Result == reconcile.ResultApplied || r.Result == reconcile.ResultNoop)
+	})
+	if err != nil {
+		return err
+	}
+	st, ok := s.status(ag)
+	if !ok || st.Running != commit {
+		return fmt.Errorf("the agent's last pass deployed %s, but its status says it runs %q (a bug in lockstep)", short(commit), st.Running)
+	}
+	if err := s.showChanges(ctx, before); err != nil {
+		return err
+	}
+	s.say("agent status: running %s, pinned %s, last healthy %s", short(st.Running), short(st.Pinned), short(st.LastHealthy))
+	return s.get(ctx, version)
+}
+
+// status is the agent's status of the demo environment.
+func (s *demoStory) status(ag *reconcile.Agent) (reconcile.EnvStatus, bool) {
+	for _, st := range ag.Status() {
+		if st.Name == s.env {
+			return st, true
+		}
+	}
+	return reconcile.EnvStatus{}, false
+}
+
+// demoStepTimeout bounds how long one step waits for the agent: a pass of
+// the demo takes seconds, a poll one second.
+const demoStepTimeout = time.Minute
+
+// await prints every pass the agent records from now on until one
+// satisfies done, and returns it. A failure the agent will not retry
+// (permanent: it waits for the branch to move, and nothing will move it)
+// ends the wait at once; one it retries is shown and waited out.
+func (s *demoStory) await(ctx context.Context, ag *reconcile.Agent, what string, done func(reconcile.PassRecord) bool) (reconcile.PassRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, demoStepTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var lastFailed *reconcile.PassRecord
+	for {
+		recs, err := ag.History(s.env, 0)
+		if err != nil {
+			return reconcile.PassRecord{}, err
+		}
+		for _, rec := range newPasses(recs, s.lastPass) {
+			s.lastPass = rec.ID
+			s.say("%s", passLine(rec))
+			if done(rec) {
+				return rec, nil
+			}
+			if rec.Result == reconcile.ResultFailed {
+				if rec.Class == reconcile.ClassPermanent {
+					return rec, fmt.Errorf("the agent's pass %s failed and it will not retry until the branch moves: %s", rec.ID, rec.Error)
+				}
+				lastFailed = &rec
+			}
+		}
+		select {
+		case <-ctx.Done():
+			msg := fmt.Sprintf("the agent did not %s within %s", what, demoStepTimeout)
+			if errors.Is(ctx.Err(), context.Canceled) {
+				msg = "stopped while waiting for the agent to " + what
+			}
+			if lastFailed != nil {
+				return reconcile.PassRecord{}, fmt.Errorf("%s; its last failed pass: %s: %w", msg, lastFailed.Error, ctx.Err())
+			}
+			if st, ok := s.status(ag); ok && st.LastError != "" {
+				return reconcile.PassRecord{}, fmt.Errorf("%s; its last error: %s: %w", msg, st.LastError, ctx.Err())
+			}
+			return reconcile.PassRecord{}, fmt.Errorf("%s: %w", msg, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// newPasses returns the records after the one with ID last (all of them
+// when last is "" or no longer kept).
+func newPasses(recs []reconcile.PassRecord, last string) []reconcile.PassRecord {
+	if last == "" {
+		return recs
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].ID == last {
+			return recs[i+1:]
+		}
+	}
+	return recs
+}
+
+// passLine tells one pass of the agent from its history record.
+func passLine(rec reconcile.PassRecord) string {
+	took := rec.Duration.Round(10 * time.Millisecond)
+	at := "at " + short(rec.Commit)
+	if rec.Commit == "" {
+		at = "before resolving the pin"
+	}
+	switch rec.Result {
+	case reconcile.ResultFailed:
+		return fmt.Sprintf("agent pass %s (%s) %s: failed (%s error): %s (%s)", rec.ID, rec.Trigger, at, rec.Class, rec.Error, took)
+	case reconcile.ResultNoop:
+		why := "nothing to do"
+		if rec.Trigger == reconcile.TriggerPoll || rec.Trigger == reconcile.TriggerWebhook {
+			why = "the branch moved, the pin did not: nothing to do"
+		}
+		return fmt.Sprintf("agent pass %s (%s) %s: %s (%s)", rec.ID, rec.Trigger, at, why, took)
+	default:
+		return fmt.Sprintf("agent pass %s (%s) %s: %s: %s (%s)", rec.ID, rec.Trigger, at, rec.Result, rec.Plan, took)
+	}
+}
+
+// demoState is what the engine holds of the project: containers by name,
+// networks by name, each with its ID.
+type demoState struct {
+	containers map[string]demoContainer
+	networks   map[string]string
+}
+
+type demoContainer struct{ id, image string }
+
+// snapshot reads the project's containers and networks from the engine by
+// their compose label: what the narration compares, rather than trusting
+// what the agent says it did.
+func (s *demoStory) snapshot(ctx context.Context) (demoState, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st := demoState{containers: map[string]demoContainer{}, networks: map[string]string{}}
+	filter := make(client.Filters).Add("label", compose.LabelProject+"="+s.project)
+	ctrs, err := s.docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter})
+	if err != nil {
+		return st, fmt.Errorf("list the containers of project %s: %w", s.project, err)
+	}
+	for _, ct := range ctrs.Items {
+		name := ct.ID
+		if len(ct.Names) > 0 {
+			name = strings.TrimPrefix(ct.Names[0], "/")
+		}
+		st.containers[name] = demoContainer{id: ct.ID, image: ct.Image}
+	}
+	nets, err := s.docker.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
+	if err != nil {
+		return st, fmt.Errorf("list the networks of project %s: %w", s.project, err)
+	}
+	for _, n := range nets.Items {
+		st.networks[n.Name] = n.ID
+	}
+	return st, nil
+}
+
+// showChanges prints what changed on the engine since before.
+func (s *demoStory) showChanges(ctx context.Context, before demoState) error {
+	after, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	for _, line := range engineChanges(before, after) {
+		s.say("%s", line)
 	}
 	return nil
 }
 
-// indent prints text under the current step.
-func (s *demoStory) indent(text string) {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		s.say("%s", sc.Text())
+// engineChanges lists, sorted by name, what differs between two snapshots:
+// networks created or removed, and every container created, recreated
+// (a new ID under the same name), removed or untouched.
+func engineChanges(before, after demoState) []string {
+	var lines []string
+	for _, name := range slices.Sorted(maps.Keys(after.networks)) {
+		if _, ok := before.networks[name]; !ok {
+			lines = append(lines, "+ network "+name+" created")
+		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(before.networks)) {
+		if _, ok := after.networks[name]; !ok {
+			lines = append(lines, "- network "+name+" removed")
+		}
+	}
+	names := slices.Sorted(maps.Keys(after.containers))
+	for name := range before.containers {
+		if _, ok := after.containers[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		b, had := before.containers[name]
+		a, has := after.containers[name]
+		switch {
+		case !had:
+			lines = append(lines, fmt.Sprintf("+ %s created (image %s)", name, a.image))
+		case !has:
+			lines = append(lines, fmt.Sprintf("- %s removed", name))
+		case a.id != b.id && a.image != b.image:
+			lines = append(lines, fmt.Sprintf("~ %s recreated (image %s -> %s)", name, b.image, a.image))
+		case a.id != b.id:
+			lines = append(lines, fmt.Sprintf("~ %s recreated (same image %s)", name, a.image))
+		default:
+			lines = append(lines, fmt.Sprintf("= %s untouched (container %s)", name, shortID(a.id)))
+		}
+	}
+	return lines
+}
+
+// shortID is a container ID as `docker ps` shows it.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // get asks the web service what it runs, the way `curl` would, and checks
@@ -537,6 +782,8 @@ func (s *demoStory) printKeep() {
 	}
 	fmt.Fprintf(s.out, "   git -C %s log --oneline\n", filepath.Join(s.dir, "repo"))
 	fmt.Fprintf(s.out, "   lockstep plan --config %s\n", s.configPath())
+	fmt.Fprintf(s.out, "The agent stopped with the demo; to keep the stack following the repository:\n")
+	fmt.Fprintf(s.out, "   lockstep agent --config %s\n", s.configPath())
 	fmt.Fprintf(s.out, "Remove it all with:\n   %s\n", s.removeHint())
 	fmt.Fprintf(s.out, "(without Docker Compose v2, instead of its `down`: %s)\n", s.removeHintNoCompose())
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/cmd/lockstep/demo"
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 // TestMain lets this test binary stand in for lockstep inside the demo's
@@ -65,6 +67,13 @@ func runDemo(t *testing.T, cli *client.Client, tmp string, args ...string) (int,
 		t.Fatalf("the demo did not say its project name")
 	}
 	project := m[1]
+	safetyNet(t, cli, tmp, project)
+	return code, out, project
+}
+
+// safetyNet removes, at the end of the test, anything left with project's
+// name, so a failing run cannot leak.
+func safetyNet(t *testing.T, cli *client.Client, tmp, project string) {
 	t.Cleanup(func() {
 		s := &demoStory{out: io.Discard, docker: cli, project: project, dir: filepath.Join(tmp, "unused")}
 		for _, spec := range []string{"web:v1", "web:v2", "worker:v1"} {
@@ -76,7 +85,6 @@ func runDemo(t *testing.T, cli *client.Client, tmp string, args ...string) (int,
 			t.Errorf("safety-net cleanup of %s: %v", project, err)
 		}
 	})
-	return code, out, project
 }
 
 // leftovers lists what the engine still holds of project: containers,
@@ -123,31 +131,56 @@ func TestDemo(t *testing.T) {
 		t.Errorf("web answered versions %v, want v1 v2 v1", versions)
 	}
 
-	// Each step's plan: the release and the rollback recreate web only,
-	// and the last pass changes nothing.
+	// Each step: the agent's pass (from its history), what changed on the
+	// engine (read back by label), the agent's status. The release and the
+	// rollback recreate web only; the sync pass changes nothing.
 	steps := regexp.MustCompile(`(?m)^\d+\. `).Split(out, -1)
 	if len(steps) != 8 { // the preamble and 7 steps
 		t.Fatalf("got %d steps, want 7:\n%s", len(steps)-1, out)
 	}
-	deploy, release, rollback, noop, cleanup := steps[3], steps[4], steps[5], steps[6], steps[7]
-	for _, want := range []string{"+ create web (" + project + "-web-1)", "+ create worker (" + project + "-worker-1)", "+ network " + project + "_default"} {
+	deploy, release, rollback, sync, cleanup := steps[3], steps[4], steps[5], steps[6], steps[7]
+	web, worker := project+"-web-1", project+"-worker-1"
+	img := func(spec string) string { return project + "/" + spec }
+	for _, want := range []string{
+		"(start) at ", "applied: 3 to create",
+		"+ network " + project + "_default created",
+		"+ " + web + " created (image " + img("web:v1") + ")",
+		"+ " + worker + " created (image " + img("worker:v1") + ")",
+	} {
 		if !strings.Contains(deploy, want) {
 			t.Errorf("deploy step lacks %q:\n%s", want, deploy)
 		}
 	}
-	for name, step := range map[string]string{"release": release, "rollback": rollback} {
-		if !strings.Contains(step, "~ recreate web ("+project+"-web-1)") || !strings.Contains(step, "1 change: 1 to recreate") {
-			t.Errorf("%s step does not recreate exactly web:\n%s", name, step)
+	for name, step := range map[string]struct{ text, from, to string }{
+		"release":  {release, "web:v1", "web:v2"},
+		"rollback": {rollback, "web:v2", "web:v1"},
+	} {
+		for _, want := range []string{
+			"(poll) at ", "applied: 1 to recreate",
+			"~ " + web + " recreated (image " + img(step.from) + " -> " + img(step.to) + ")",
+			"= " + worker + " untouched (container ",
+		} {
+			if !strings.Contains(step.text, want) {
+				t.Errorf("%s step lacks %q:\n%s", name, want, step.text)
+			}
 		}
-		if strings.Contains(step, "worker (") {
-			t.Errorf("%s step touches the worker:\n%s", name, step)
+		if n := strings.Count(step.text, "applied:"); n != 1 {
+			t.Errorf("%s step has %d applied passes, want 1:\n%s", name, n, step.text)
 		}
 	}
-	if !strings.Contains(release, "image "+project+"/web:v1 -> "+project+"/web:v2") {
-		t.Errorf("release step does not give the image change as the reason:\n%s", release)
+	// The worker is the very same container from the first deploy to the
+	// end.
+	ids := regexp.MustCompile(`= `+regexp.QuoteMeta(worker)+` untouched \(container ([0-9a-f]{12})\)`).FindAllStringSubmatch(out, -1)
+	if len(ids) != 3 || ids[0][1] != ids[1][1] || ids[1][1] != ids[2][1] {
+		t.Errorf("worker containers across release, rollback and sync: %v, want one and the same", ids)
 	}
-	if !strings.Contains(noop, "no changes") {
-		t.Errorf("the last pass is not a no-op:\n%s", noop)
+	for _, want := range []string{"(sync) at ", "nothing to do", "= " + web + " untouched", "= " + worker + " untouched"} {
+		if !strings.Contains(sync, want) {
+			t.Errorf("sync step lacks %q:\n%s", want, sync)
+		}
+	}
+	if strings.Contains(sync, "created") || strings.Contains(sync, "recreated") || strings.Contains(sync, "removed") {
+		t.Errorf("the sync pass changed something:\n%s", sync)
 	}
 	if !strings.Contains(cleanup, "removed 2 containers, 1 network, 3 image tags") {
 		t.Errorf("cleanup step:\n%s", cleanup)
@@ -196,6 +229,9 @@ func TestDemoKeep(t *testing.T) {
 	left := leftovers(t, cli, project)
 	if len(left) == 0 {
 		t.Error("--keep left nothing running")
+	}
+	if !strings.Contains(out, "lockstep agent --config ") {
+		t.Errorf("--keep does not say how to run the agent on the stack:\n%s", out)
 	}
 	// The config the demo printed works with the ordinary commands.
 	cfg := regexp.MustCompile(`lockstep plan --config (\S+)`).FindStringSubmatch(out)
@@ -247,5 +283,152 @@ func TestDemoCommandLine(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderr)
 			}
 		})
+	}
+}
+
+// cancelOn is the demo's stdout that cancels the run once the story gets
+// to a given text: a Ctrl-C at a known point, without timing.
+type cancelOn struct {
+	bytes.Buffer
+	text   string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	if strings.Contains(w.String(), w.text) {
+		w.cancel()
+	}
+	return n, err
+}
+
+// TestDemoInterrupted stops the demo (as Ctrl-C does) while the agent is
+// due to deploy the release: it exits 1, says it was interrupted, and
+// still removes everything it made.
+func TestDemoInterrupted(t *testing.T) {
+	cli := harness.RequireDocker(t)
+	tmp := t.TempDir()
+	getenv := demoEnv(t, tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	stdout := &cancelOn{text: "the agent's next poll sees the branch move", cancel: cancel}
+	var stderr bytes.Buffer
+	code := Run(ctx, []string{"demo"}, stdout, &stderr, getenv)
+	out := stdout.String()
+	t.Logf("lockstep demo: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr.String())
+	m := demoProjectRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("the demo did not say its project name")
+	}
+	project := m[1]
+	safetyNet(t, cli, tmp, project)
+	if code != exitFailure || !strings.Contains(stderr.String(), "demo interrupted") {
+		t.Errorf("interrupted demo: exit %d, stderr %q; want 1 and \"demo interrupted\"", code, stderr.String())
+	}
+	if !strings.Contains(out, "Clean up") {
+		t.Errorf("the interrupted demo did not clean up:\n%s", out)
+	}
+	if left := leftovers(t, cli, project); len(left) > 0 {
+		t.Errorf("the interrupted demo left: %s", strings.Join(left, "; "))
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("the interrupted demo left %s in its temp dir", e.Name())
+	}
+}
+
+func TestEngineChanges(t *testing.T) {
+	ctr := func(id, image string) demoContainer { return demoContainer{id: id, image: image} }
+	tests := []struct {
+		name          string
+		before, after demoState
+		want          []string
+	}{
+		{
+			name:   "first deploy",
+			before: demoState{},
+			after: demoState{
+				containers: map[string]demoContainer{"p-worker-1": ctr("b", "p/worker:v1"), "p-web-1": ctr("a", "p/web:v1")},
+				networks:   map[string]string{"p_default": "n1"},
+			},
+			want: []string{"+ network p_default created", "+ p-web-1 created (image p/web:v1)", "+ p-worker-1 created (image p/worker:v1)"},
+		},
+		{
+			name: "release recreates web only",
+			before: demoState{
+				containers: map[string]demoContainer{"p-web-1": ctr("a", "p/web:v1"), "p-worker-1": ctr("b0123456789abcdef", "p/worker:v1")},
+				networks:   map[string]string{"p_default": "n1"},
+			},
+			after: demoState{
+				containers: map[string]demoContainer{"p-web-1": ctr("c", "p/web:v2"), "p-worker-1": ctr("b0123456789abcdef", "p/worker:v1")},
+				networks:   map[string]string{"p_default": "n1"},
+			},
+			want: []string{"~ p-web-1 recreated (image p/web:v1 -> p/web:v2)", "= p-worker-1 untouched (container b0123456789a)"},
+		},
+		{
+			name:   "same image, new container; orphan and network removed",
+			before: demoState{containers: map[string]demoContainer{"p-web-1": ctr("a", "p/web:v1"), "p-old-1": ctr("o", "p/old:v1")}, networks: map[string]string{"p_back": "n2"}},
+			after:  demoState{containers: map[string]demoContainer{"p-web-1": ctr("d", "p/web:v1")}},
+			want:   []string{"- network p_back removed", "- p-old-1 removed", "~ p-web-1 recreated (same image p/web:v1)"},
+		},
+		{name: "nothing at all", want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := engineChanges(tt.before, tt.after); !slices.Equal(got, tt.want) {
+				t.Errorf("engineChanges:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPassLine(t *testing.T) {
+	commit := "4d2e1aa9c0de0123456789abcdef0123456789ab"
+	tests := []struct {
+		rec  reconcile.PassRecord
+		want string
+	}{
+		{
+			reconcile.PassRecord{ID: "p1", Trigger: reconcile.TriggerStart, Commit: commit, Result: reconcile.ResultApplied, Plan: "3 to create", Duration: 1234 * time.Millisecond},
+			"agent pass p1 (start) at 4d2e1aa9c0de: applied: 3 to create (1.23s)",
+		},
+		{
+			reconcile.PassRecord{ID: "p2", Trigger: reconcile.TriggerPoll, Commit: commit, Result: reconcile.ResultNoop, Plan: "no changes"},
+			"agent pass p2 (poll) at 4d2e1aa9c0de: the branch moved, the pin did not: nothing to do (0s)",
+		},
+		{
+			reconcile.PassRecord{ID: "p3", Trigger: reconcile.TriggerSync, Commit: commit, Result: reconcile.ResultNoop, Plan: "no changes"},
+			"agent pass p3 (sync) at 4d2e1aa9c0de: nothing to do (0s)",
+		},
+		{
+			reconcile.PassRecord{ID: "p4", Trigger: reconcile.TriggerPoll, Result: reconcile.ResultFailed, Class: reconcile.ClassGit, Error: "fetch: connection refused"},
+			"agent pass p4 (poll) before resolving the pin: failed (git error): fetch: connection refused (0s)",
+		},
+	}
+	for _, tt := range tests {
+		if got := passLine(tt.rec); got != tt.want {
+			t.Errorf("passLine(%s):\n got %q\nwant %q", tt.rec.ID, got, tt.want)
+		}
+	}
+}
+
+func TestNewPasses(t *testing.T) {
+	recs := []reconcile.PassRecord{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	ids := func(rs []reconcile.PassRecord) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tt := range []struct{ last, want string }{
+		{"", "a,b,c"}, {"a", "b,c"}, {"c", ""}, {"trimmed-away", "a,b,c"},
+	} {
+		if got := ids(newPasses(recs, tt.last)); got != tt.want {
+			t.Errorf("newPasses after %q = %q, want %q", tt.last, got, tt.want)
+		}
 	}
 }
