@@ -30,6 +30,9 @@ const (
 	TriggerRetry   = "retry"   // backoff after a git or engine failure ran out
 	TriggerWebhook = "webhook" // a push notification: look at git now
 	TriggerSync    = "sync"    // an operator asked (lockstep sync): always a pass
+	// TriggerRollback is `lockstep rollback`: the last healthy revision is
+	// applied again and the pinned commit held back.
+	TriggerRollback = "rollback"
 )
 
 // Agent defaults, for options left zero.
@@ -52,6 +55,12 @@ type AgentOptions struct {
 	Clock         Clock  // nil = real
 	Log           zerolog.Logger
 	OnPass        func(PassRecord) // called after every pass (metrics); must not block
+	// OnEvent is called for failures, rollbacks, recoveries and deploys
+	// (notifications), from the environment's loop: it must not block.
+	OnEvent func(Event)
+	// Health overrides the Runner's health gate options where set (each
+	// Environment's HealthTimeout and Bake override both).
+	Health GateOptions
 
 	// PassTimeout bounds one pass (pull and health waits included).
 	PassTimeout time.Duration
@@ -98,6 +107,14 @@ type envLoop struct {
 	waits     int           // how many times it did (tests use it to know the loop is idle)
 	busySince time.Time     // zero unless a pass or head check is in flight
 	busyFor   time.Duration // how long that may take before the loop counts as wedged
+	// healthy mirrors the Runner's record of healthy revisions, newest
+	// first; quarantine the commits held back (persisted here).
+	healthy    []HealthyRevision
+	quarantine []Quarantine
+	// rollbackQueued is set by Rollback for the loop to act on.
+	rollbackQueued bool
+	// alerting is set once a failure event went out, until a recovery.
+	alerting bool
 }
 
 // loopState is what one environment loop remembers between events. Only
@@ -150,7 +167,19 @@ func NewAgent(r *Runner, heads HeadSource, opts AgentOptions) (*Agent, error) {
 		}
 		l := &envLoop{env: env, wake: make(chan struct{}, 1)}
 		l.hist = loadHistory(opts.StateDir, env.Name, opts.HistorySize, now, a.log)
+		var err error
+		if l.healthy, err = loadHealthy(opts.StateDir, env.Name); err != nil {
+			a.log.Warn().Err(err).Str("env", env.Name).Msg("ignoring the unreadable record of healthy revisions: no rollback target until the next healthy pass")
+		}
+		if l.quarantine, err = loadQuarantine(opts.StateDir, env.Name); err != nil {
+			// Failing open would redeploy a release known to be broken.
+			return nil, fmt.Errorf("agent: environment %s: quarantined commits: %w", env.Name, err)
+		}
 		l.status = a.restoredStatus(env, l.hist)
+		l.status.Quarantined = quarantinedCommits(l.quarantine)
+		if len(l.healthy) > 0 {
+			l.status.LastHealthy = l.healthy[0].Commit
+		}
 		a.loops = append(a.loops, l)
 		a.byName[env.Name] = l
 	}
@@ -173,12 +202,18 @@ func (a *Agent) restoredStatus(env Environment, h *history) EnvStatus {
 		last := h.records[n-1]
 		st.LastPass = &last
 		st.Pinned = last.Commit
-		if last.Result == ResultFailed {
+		if last.Result == ResultFailed || last.Result == ResultRolledBack {
 			st.LastError = last.Error
 		}
 		for i := n - 1; i >= 0; i-- {
-			if h.records[i].Result != ResultFailed {
+			if r := h.records[i].Result; r != ResultFailed && r != ResultRolledBack {
 				st.LastSuccess = h.records[i].Start
+				break
+			}
+		}
+		for i := n - 1; i >= 0; i-- {
+			if h.records[i].Class == ClassHealth {
+				st.LastFailure = h.records[i].Error
 				break
 			}
 		}
@@ -189,7 +224,6 @@ func (a *Agent) restoredStatus(env Environment, h *history) EnvStatus {
 	}
 	if d != nil {
 		st.Running = d.Commit
-		st.LastHealthy = d.Commit
 	}
 	return st
 }
@@ -258,6 +292,65 @@ func stronger(queued, next string) string {
 		return next
 	}
 	return queued
+}
+
+// NothingToRollBackError is Rollback's answer when the environment has no
+// healthy revision other than the pinned commit.
+type NothingToRollBackError struct {
+	Environment string
+	Pinned      string
+}
+
+func (e *NothingToRollBackError) Error() string {
+	return fmt.Sprintf("environment %s has no healthy revision to roll back to (other than the pinned %s): one is recorded after each release that passes the health gate", e.Environment, short(e.Pinned))
+}
+
+// Conflict is true: the API answers 409.
+func (e *NothingToRollBackError) Conflict() bool { return true }
+
+// Retry clears env's quarantine and queues a pass: the pinned commit is
+// tried again, health gate and rollback included.
+func (a *Agent) Retry(env string) error {
+	l, ok := a.byName[env]
+	if !ok {
+		return a.unknown(env)
+	}
+	a.mu.Lock()
+	if len(l.quarantine) > 0 {
+		a.log.Info().Str("env", env).Strs("released", quarantinedCommits(l.quarantine)).Msg("quarantine cleared by lockstep retry")
+		a.setQuarantine(l, nil, a.log)
+		l.status.Waiting = ""
+	}
+	a.mu.Unlock()
+	return a.Sync(env, TriggerSync)
+}
+
+// Rollback queues the emergency brake for env: apply its last healthy
+// revision (other than the pinned commit) again, from the release
+// directory on disk, without asking git, and hold the pinned commit back
+// until the pin names another one. It fails with *NothingToRollBackError
+// when there is no such revision.
+func (a *Agent) Rollback(env string) error {
+	l, ok := a.byName[env]
+	if !ok {
+		return a.unknown(env)
+	}
+	a.mu.Lock()
+	target, ok := rollbackTarget(l.healthy, l.status.Pinned)
+	if ok {
+		l.rollbackQueued = true
+	}
+	pinned := l.status.Pinned
+	a.mu.Unlock()
+	if !ok {
+		return &NothingToRollBackError{Environment: env, Pinned: pinned}
+	}
+	a.log.Info().Str("env", env).Str("to", target.Commit).Msg("rollback requested")
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 func (a *Agent) unknown(env string) error {
@@ -361,7 +454,12 @@ func (a *Agent) loop(ctx context.Context, l *envLoop) {
 			a.mu.Lock()
 			trigger := l.pending
 			l.pending = ""
+			rollback := l.rollbackQueued
+			l.rollbackQueued = false
 			a.mu.Unlock()
+			if rollback {
+				a.manualRollback(ctx, l, st)
+			}
 			switch trigger {
 			case "":
 			case TriggerSync:
@@ -493,6 +591,8 @@ func (a *Agent) setBusy(l *envLoop, limit time.Duration) {
 
 // pass runs one pass of l's environment, records it and decides what comes
 // next: nothing, a retry after backoff, or waiting for the branch to move.
+// A pinned commit in quarantine is not applied. A release that fails the
+// health gate is quarantined and the last healthy revision applied again.
 func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger string) {
 	if ctx.Err() != nil {
 		return // shutting down: start nothing new
@@ -501,40 +601,196 @@ func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger str
 	start := a.clock.Now()
 	id := newPassID(start)
 	plog := a.log.With().Str("pass", id).Logger()
+	runner := a.passRunner(plog)
 
-	// A shallow copy: the Runner holds no state between passes, and each
-	// pass's lines must carry its own id.
-	runner := *a.runner
-	runner.Log = plog
-	pctx, cancel := a.passContext(ctx)
 	a.setBusy(l, a.opts.PassTimeout+a.opts.ShutdownGrace)
-	res, err := runner.Apply(pctx, l.env)
+	pctx, cancel := a.passContext(ctx)
+	rev, err := runner.Resolve(pctx, l.env)
+	res := &PassResult{Environment: l.env.Name, Project: l.env.Project, Head: rev.Head, Commit: rev.Commit}
+	if err == nil {
+		if q, held := a.checkQuarantine(l, rev, plog); held {
+			cancel()
+			a.setBusy(l, 0)
+			a.skipQuarantined(l, st, rev, q, trigger, plog)
+			return
+		}
+		res, err = runner.ApplyRevision(pctx, l.env, rev)
+	}
 	cancel()
 	a.setBusy(l, 0)
 
-	rec := PassRecord{
-		ID: id, Environment: l.env.Name, Trigger: trigger,
-		Start: start.UTC(), Duration: a.clock.Now().Sub(start),
+	a.mu.Lock()
+	previous := l.status.Running
+	a.mu.Unlock()
+	rec := PassRecord{ID: id, Environment: l.env.Name, Trigger: trigger, Start: start.UTC()}
+	fillRecord(&rec, res)
+	var (
+		running string     // what runs after the pass, when known to have changed
+		healthy []Revision // revisions found healthy, oldest first
+		events  []Event
+	)
+	if res != nil && res.Healthy {
+		healthy = append(healthy, rev)
 	}
-	if res != nil {
-		rec.Head, rec.Commit = res.Head, res.Commit
-		if res.Plan != nil {
-			rec.Plan = res.Plan.Summary()
-		}
-		if res.Applied != nil {
-			rec.Created, rec.Recreated, rec.Removed = res.Applied.Created, res.Applied.Recreated, res.Applied.Removed
-		}
-	}
+	var ge *GateError
 	switch {
+	case err != nil && errors.As(err, &ge):
+		running = rev.Commit // applied, just not healthy
+		rec.Result, rec.Error, rec.Class = ResultFailed, err.Error(), ClassHealth
+		rec.Service, rec.Logs = ge.Service, ge.Logs
+		a.quarantineCommit(l, Quarantine{Commit: rev.Commit, Service: ge.Service, Reason: ge.Error(), At: start.UTC()}, plog)
+		events = append(events, Event{Kind: EventFailure, Commit: rev.Commit, Previous: previous, Service: ge.Service, Reason: ge.Reason, Logs: ge.Logs})
+		a.mu.Lock()
+		target, ok := rollbackTarget(l.healthy, rev.Commit)
+		a.mu.Unlock()
+		if !ok {
+			rec.Error += "; no healthy revision to roll back to: left running and quarantined"
+			plog.Error().Str("env", l.env.Name).Str("commit", rev.Commit).Str("service", ge.Service).Str("reason", ge.Reason).
+				Msg("release failed its health gate and there is no healthy revision to go back to: left running, quarantined")
+			break
+		}
+		plog.Warn().Str("env", l.env.Name).Str("commit", rev.Commit).Str("service", ge.Service).Str("reason", ge.Reason).Str("to", target.Commit).
+			Msg("release failed its health gate: rolling back to the last healthy revision")
+		rbRev, rbRes, rbErr := a.rollbackTo(ctx, l, &runner, target, plog)
+		if rbRes != nil && rbRes.Healthy {
+			healthy = append(healthy, rbRev)
+		}
+		if rbErr != nil {
+			if rbRes != nil && rbRes.Applied != nil && errors.As(rbErr, new(*GateError)) {
+				running = target.Commit
+			}
+			rec.Error += fmt.Sprintf("; ROLLBACK to %s FAILED too: %v", short(target.Commit), rbErr)
+			plog.Error().Err(rbErr).Str("env", l.env.Name).Str("commit", rev.Commit).Str("to", target.Commit).
+				Msg("ROLLBACK FAILED: the last healthy revision did not come back healthy either; a person must act (nothing more is tried)")
+			events = append(events, failureEvent(target.Commit, rev.Commit, "rollback failed: ", rbErr))
+			break
+		}
+		running = target.Commit
+		rec.Result, rec.RolledBackTo = ResultRolledBack, target.Commit
+		rec.Error += "; rolled back to " + short(target.Commit)
+		events = append(events, Event{Kind: EventRollback, Commit: target.Commit, Previous: rev.Commit, Service: ge.Service, Reason: ge.Reason})
 	case err != nil:
 		rec.Result, rec.Error, rec.Class = ResultFailed, err.Error(), Classify(err)
-	case res != nil && res.Paused && res.Plan != nil && !res.Plan.Empty():
+	case res.Paused && res.Plan != nil && !res.Plan.Empty():
 		rec.Result = ResultPaused
-	case res != nil && res.Applied != nil:
+	case res.Applied != nil:
 		rec.Result = ResultApplied
+		running = rev.Commit
 	default:
 		rec.Result = ResultNoop
+		running = rev.Commit
 	}
+	rec.Duration = a.clock.Now().Sub(start)
+	if rec.Result == ResultApplied && res.Healthy {
+		events = append(events, Event{Kind: EventDeploy, Commit: rev.Commit, Previous: previous})
+	}
+	a.finishPass(l, st, rec, err, running, healthy, events, plog)
+}
+
+// manualRollback is `lockstep rollback`: apply the last healthy revision
+// that is not the pinned commit, and hold the pinned commit back (in
+// quarantine) until the pin names another one. It needs no git when the
+// release directory is still on disk.
+func (a *Agent) manualRollback(ctx context.Context, l *envLoop, st *loopState) {
+	if ctx.Err() != nil {
+		return
+	}
+	start := a.clock.Now()
+	id := newPassID(start)
+	plog := a.log.With().Str("pass", id).Logger()
+	a.mu.Lock()
+	pinned, previous := l.status.Pinned, l.status.Running
+	target, ok := rollbackTarget(l.healthy, pinned)
+	a.mu.Unlock()
+	if !ok {
+		plog.Error().Str("env", l.env.Name).Msg("rollback asked for, but there is no healthy revision to go back to")
+		return
+	}
+	st.passes++
+	runner := a.passRunner(plog)
+	if pinned != "" {
+		// First: whatever happens to the rollback, the pinned commit is
+		// not applied again behind the operator's back.
+		a.quarantineCommit(l, Quarantine{
+			Commit: pinned, Manual: true, At: start.UTC(),
+			Reason: fmt.Sprintf("held back by lockstep rollback to %s", short(target.Commit)),
+		}, plog)
+	}
+	plog.Warn().Str("env", l.env.Name).Str("pinned", pinned).Str("to", target.Commit).Msg("rolling back on request")
+	rev, res, err := a.rollbackTo(ctx, l, &runner, target, plog)
+	rec := PassRecord{ID: id, Environment: l.env.Name, Trigger: TriggerRollback, Start: start.UTC(), Head: st.lastHead}
+	fillRecord(&rec, res)
+	rec.Head, rec.Commit = st.lastHead, pinned
+	var (
+		running string
+		healthy []Revision
+		events  []Event
+	)
+	if res != nil && res.Healthy {
+		healthy = append(healthy, rev)
+	}
+	if err != nil {
+		rec.Result, rec.Error, rec.Class = ResultFailed, fmt.Sprintf("rollback to %s: %v", short(target.Commit), err), Classify(err)
+		var ge *GateError
+		if errors.As(err, &ge) {
+			rec.Service, rec.Logs = ge.Service, ge.Logs
+			running = target.Commit
+		}
+		events = append(events, failureEvent(target.Commit, previous, "rollback failed: ", err))
+	} else {
+		rec.Result, rec.RolledBackTo = ResultRolledBack, target.Commit
+		running = target.Commit
+		events = append(events, Event{Kind: EventRollback, Commit: target.Commit, Previous: previous, Reason: "lockstep rollback"})
+	}
+	rec.Duration = a.clock.Now().Sub(start)
+	a.finishPass(l, st, rec, err, running, healthy, events, plog)
+}
+
+// rollbackTo applies target again, with a pass context of its own: the
+// failed release may have used up most of the first one.
+func (a *Agent) rollbackTo(ctx context.Context, l *envLoop, runner *Runner, target HealthyRevision, log zerolog.Logger) (Revision, *PassResult, error) {
+	a.setBusy(l, a.opts.PassTimeout+a.opts.ShutdownGrace)
+	defer a.setBusy(l, 0)
+	pctx, cancel := a.passContext(ctx)
+	defer cancel()
+	rev, err := runner.Restore(pctx, l.env, target)
+	if err != nil {
+		return rev, nil, err
+	}
+	res, err := runner.ApplyRevision(pctx, l.env, rev)
+	if err == nil {
+		log.Info().Str("env", l.env.Name).Str("commit", target.Commit).Msg("rolled back: the last healthy revision runs and passed the health gate")
+	}
+	return rev, res, err
+}
+
+func failureEvent(commit, previous, prefix string, err error) Event {
+	ev := Event{Kind: EventFailure, Commit: commit, Previous: previous, Reason: prefix + err.Error()}
+	var ge *GateError
+	if errors.As(err, &ge) {
+		ev.Service, ev.Logs = ge.Service, ge.Logs
+	}
+	return ev
+}
+
+// fillRecord copies what a pass result says into rec.
+func fillRecord(rec *PassRecord, res *PassResult) {
+	if res == nil {
+		return
+	}
+	rec.Head, rec.Commit = res.Head, res.Commit
+	if res.Plan != nil {
+		rec.Plan = res.Plan.Summary()
+	}
+	if res.Applied != nil {
+		rec.Created, rec.Recreated, rec.Removed = res.Applied.Created, res.Applied.Recreated, res.Applied.Removed
+	}
+}
+
+// finishPass decides what comes after a pass (nothing, a retry after
+// backoff, waiting for the branch), records it, logs it and tells the
+// hooks.
+func (a *Agent) finishPass(l *envLoop, st *loopState, rec PassRecord, err error, running string, healthy []Revision, events []Event, plog zerolog.Logger) {
 	if rec.Head != "" {
 		st.lastHead = rec.Head
 	}
@@ -557,20 +813,44 @@ func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger str
 		st.waiting, st.waitHead = true, rec.Head
 		st.backoff.Reset()
 		st.retry = nil
+	case ClassHealth:
+		// The commit is quarantined: passes skip it until the pin moves
+		// or an operator retries. Nothing to schedule.
+		st.backoff.Reset()
+		st.retry = nil
 	}
 
 	a.mu.Lock()
-	a.recordPass(l, rec, delay, err)
+	for _, ev := range events {
+		if ev.Kind == EventFailure {
+			l.alerting = true
+		}
+	}
+	if l.alerting && len(healthy) > 0 && (rec.Result == ResultApplied || rec.Result == ResultNoop) {
+		l.alerting = false
+		events = append(events, Event{Kind: EventRecovery, Commit: rec.Commit, Previous: l.status.Running})
+	}
+	a.recordPass(l, rec, delay, err, running, healthy)
 	a.mu.Unlock()
 
 	ev := plog.Info()
-	if rec.Result == ResultNoop {
+	switch rec.Result {
+	case ResultNoop:
 		ev = plog.Debug()
+	case ResultRolledBack:
+		ev = plog.Warn()
+	case ResultFailed:
+		if rec.Class == ClassHealth {
+			ev = plog.Error()
+		}
 	}
-	ev = ev.Str("env", l.env.Name).Str("commit", rec.Commit).Str("trigger", trigger).
+	ev = ev.Str("env", l.env.Name).Str("commit", rec.Commit).Str("trigger", rec.Trigger).
 		Str("result", rec.Result).Str("plan", rec.Plan).Dur("took", rec.Duration)
-	if err != nil {
-		ev = ev.Err(err).Str("class", rec.Class)
+	if rec.RolledBackTo != "" {
+		ev = ev.Str("rolled_back_to", rec.RolledBackTo)
+	}
+	if rec.Error != "" {
+		ev = ev.Str("error", rec.Error).Str("class", rec.Class)
 		if delay > 0 {
 			ev = ev.Dur("retry_in", delay)
 		}
@@ -579,10 +859,115 @@ func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger str
 	if a.opts.OnPass != nil {
 		a.opts.OnPass(rec)
 	}
+	if a.opts.OnEvent != nil {
+		now := a.clock.Now().UTC()
+		for _, e := range events {
+			e.Environment, e.Time = l.env.Name, now
+			a.opts.OnEvent(e)
+		}
+	}
 }
 
-// recordPass updates l's status and history with rec. Called with a.mu held.
-func (a *Agent) recordPass(l *envLoop, rec PassRecord, delay time.Duration, err error) {
+// passRunner is the Runner for one pass: its lines carry the pass id, and
+// the agent's health options apply. A shallow copy: the Runner holds no
+// state between passes.
+func (a *Agent) passRunner(log zerolog.Logger) Runner {
+	r := *a.runner
+	r.Log = log
+	h := a.opts.Health
+	if h.Timeout > 0 {
+		r.Gate.Timeout = h.Timeout
+	}
+	if h.Bake > 0 {
+		r.Gate.Bake = h.Bake
+	}
+	if h.PollInterval > 0 {
+		r.Gate.PollInterval = h.PollInterval
+	}
+	if h.CallTimeout > 0 {
+		r.Gate.CallTimeout = h.CallTimeout
+	}
+	if h.LogLines > 0 {
+		r.Gate.LogLines = h.LogLines
+	}
+	if h.Clock != nil {
+		r.Gate.Clock = h.Clock
+	}
+	return r
+}
+
+// checkQuarantine reports whether rev's commit is quarantined. When it is
+// not but others are, the pin has moved on: their quarantine is lifted.
+func (a *Agent) checkQuarantine(l *envLoop, rev Revision, log zerolog.Logger) (Quarantine, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if q, held := quarantined(l.quarantine, rev.Commit); held {
+		return q, true
+	}
+	if len(l.quarantine) > 0 {
+		log.Info().Str("env", l.env.Name).Str("commit", rev.Commit).Strs("released", quarantinedCommits(l.quarantine)).
+			Msg("the pin names another commit: quarantine lifted")
+		a.setQuarantine(l, nil, log)
+	}
+	return Quarantine{}, false
+}
+
+// quarantineCommit holds q.Commit back and persists it.
+func (a *Agent) quarantineCommit(l *envLoop, q Quarantine, log zerolog.Logger) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	list := []Quarantine{q}
+	for _, old := range l.quarantine {
+		if old.Commit != q.Commit {
+			list = append(list, old)
+		}
+	}
+	a.setQuarantine(l, list, log)
+}
+
+// setQuarantine replaces l's quarantine and persists it. Called with a.mu
+// held. A failed write is logged: the quarantine holds in memory, and is
+// lost only if the agent restarts before the disk is writable again.
+func (a *Agent) setQuarantine(l *envLoop, list []Quarantine, log zerolog.Logger) {
+	l.quarantine = list
+	l.status.Quarantined = quarantinedCommits(list)
+	if err := saveQuarantine(a.opts.StateDir, l.env.Name, list); err != nil {
+		log.Error().Err(err).Str("env", l.env.Name).Msg("cannot persist the quarantine; it holds until the agent restarts")
+	}
+}
+
+// skipQuarantined ends a pass that found the pinned commit quarantined:
+// nothing is applied or recorded in the history; the status says why.
+func (a *Agent) skipQuarantined(l *envLoop, st *loopState, rev Revision, q Quarantine, trigger string, log zerolog.Logger) {
+	if rev.Head != "" {
+		st.lastHead = rev.Head
+	}
+	st.transient, st.waiting = false, false
+	st.backoff.Reset()
+	st.retry = nil
+	ev := log.Debug()
+	if trigger == TriggerSync {
+		ev = log.Info() // an operator asked: say why nothing happens
+	}
+	ev.Str("env", l.env.Name).Str("commit", rev.Commit).Str("trigger", trigger).Str("quarantined", q.Reason).
+		Msg("pinned commit is quarantined: not applying it; pin another commit or run `lockstep retry " + l.env.Name + "`")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l.status.Pinned = rev.Commit
+	l.status.NextRetry = time.Time{}
+	l.status.Waiting = quarantineWaiting(l.env.Name, q)
+	l.ready = true
+}
+
+func quarantineWaiting(env string, q Quarantine) string {
+	return fmt.Sprintf("commit %s is quarantined (%s): waiting for the pin to name another commit (or `lockstep retry %s`)", short(q.Commit), q.Reason, env)
+}
+
+// recordPass updates l's status and history with rec. running is the
+// commit that runs now when the pass changed or confirmed it ("" keeps
+// the status's), healthy the revisions the pass found healthy. Called with
+// a.mu held.
+func (a *Agent) recordPass(l *envLoop, rec PassRecord, delay time.Duration, err error, running string, healthy []Revision) {
 	s := &l.status
 	recCopy := rec
 	s.LastPass = &recCopy
@@ -591,17 +976,28 @@ func (a *Agent) recordPass(l *envLoop, rec PassRecord, delay time.Duration, err 
 	if rec.Commit != "" {
 		s.Pinned = rec.Commit
 	}
+	if running != "" {
+		s.Running = running
+	}
+	for _, rev := range healthy {
+		l.healthy = pushHealthy(l.healthy, healthyOf(rev, rec.Start))
+	}
+	if len(l.healthy) > 0 {
+		s.LastHealthy = l.healthy[0].Commit
+	}
 	s.NextRetry = time.Time{}
 	s.Waiting = ""
+	if rec.Class == ClassHealth {
+		s.GateFailures++
+		s.LastFailure = rec.Error
+	}
 	switch rec.Result {
-	case ResultApplied, ResultNoop:
-		// The Runner recorded this deployment: it is what runs now.
-		s.Running = rec.Commit
-		s.LastHealthy = rec.Commit
-		fallthrough
-	case ResultPaused:
+	case ResultApplied, ResultNoop, ResultPaused:
 		s.LastError = ""
 		s.LastSuccess = rec.Start
+	case ResultRolledBack:
+		s.Rollbacks++
+		s.LastError = rec.Error
 	case ResultFailed:
 		s.LastError = rec.Error
 		switch rec.Class {
@@ -615,6 +1011,10 @@ func (a *Agent) recordPass(l *envLoop, rec PassRecord, delay time.Duration, err 
 			s.Waiting = waitingReason(err, rec)
 		}
 	}
+	if q, held := quarantined(l.quarantine, s.Pinned); held {
+		s.Waiting = quarantineWaiting(l.env.Name, q)
+	}
+	s.Quarantined = quarantinedCommits(l.quarantine)
 	if werr := l.hist.add(rec); werr != nil {
 		a.log.Warn().Err(werr).Str("env", l.env.Name).Str("pass", rec.ID).Msg("cannot persist the pass history; it is kept in memory")
 	}

@@ -13,7 +13,8 @@ type permanent interface{ Permanent() bool }
 
 // Classify is the one place that decides what a pass failure means for the
 // agent loop, the status and the metrics: ClassPermanent (wait for the
-// branch to move), ClassGit or ClassEngine (retry with backoff). It returns
+// branch to move), ClassGit or ClassEngine (retry with backoff), ClassHealth
+// (the release came up unhealthy: roll back and quarantine). It returns
 // "" for nil and for a cancelled context, which is the agent stopping, not
 // a failure of anything.
 //
@@ -27,6 +28,8 @@ func Classify(err error) string {
 		return ""
 	case errors.Is(err, context.Canceled):
 		return ""
+	case errors.As(err, new(*GateError)):
+		return ClassHealth
 	case isPermanent(err):
 		return ClassPermanent
 	}

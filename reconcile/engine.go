@@ -44,4 +44,10 @@ type Engine interface {
 	// InspectContainer returns the current state of one container, to wait
 	// for depends_on conditions (running, healthy, exited with code 0).
 	InspectContainer(ctx context.Context, id string) (compose.Container, error)
+
+	// Logs returns the last tail lines a container wrote (stdout and
+	// stderr, interleaved as the engine stored them), without the
+	// trailing newline: what the health gate shows of a failing container.
+	// id may be a container ID or name.
+	Logs(ctx context.Context, id string, tail int) ([]string, error)
 }

@@ -28,6 +28,9 @@ func (e *UnknownEnvironmentError) Error() string {
 	return fmt.Sprintf("no environment named %q; this agent runs: %s", e.Name, strings.Join(e.Known, ", "))
 }
 
+// NotFound is true: the API answers 404.
+func (e *UnknownEnvironmentError) NotFound() bool { return true }
+
 // history is the bounded list of one environment's passes, oldest first,
 // mirrored to <state_dir>/environments/<env>/history.json (a JSON array of
 // PassRecord). It is not safe for concurrent use: the agent holds its lock.

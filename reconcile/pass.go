@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,6 +19,10 @@ type Environment struct {
 	PinFile      string   // repo-relative pin file path
 	ComposeFiles []string // repo-relative compose files; empty = the pin's, else discovery
 	EnvFiles     []string // host-local env files (absolute)
+	// HealthTimeout and Bake override the Runner's GateOptions for this
+	// environment; zero keeps them.
+	HealthTimeout time.Duration
+	Bake          time.Duration
 }
 
 // Revision is what the source resolved for an environment: the commit the
@@ -62,6 +67,9 @@ type Runner struct {
 	// StepTimeout bounds each engine step of a pass that is not an apply
 	// (observe); default 2 minutes.
 	StepTimeout time.Duration
+	// Gate tunes the health gate run after an apply that changed
+	// something; an Environment's HealthTimeout and Bake override it.
+	Gate GateOptions
 }
 
 // PassResult is what one pass (plan, apply or validate) of an environment
@@ -75,6 +83,10 @@ type PassResult struct {
 	Paused      bool         `json:"paused,omitempty"`
 	Plan        *Plan        `json:"plan,omitempty"`
 	Applied     *ApplyResult `json:"applied,omitempty"` // nil for plan and validate
+	// Healthy is set by an apply whose changes passed the health gate, or
+	// that found the host converged and every service healthy: the
+	// revision was recorded as the environment's last healthy one.
+	Healthy bool `json:"healthy,omitempty"`
 }
 
 // Steps of a pass, as named by StepError.
@@ -83,6 +95,7 @@ const (
 	StepLoad    = "load"    // load the release's compose files
 	StepObserve = "observe" // read what the engine has
 	StepApply   = "apply"   // carry the plan out
+	StepVerify  = "verify"  // the health gate after the apply
 )
 
 // StepError says which step of a pass failed. Its message is the wrapped
@@ -109,10 +122,39 @@ func (r *Runner) Plan(ctx context.Context, env Environment) (*PassResult, error)
 	return res, err
 }
 
-// Apply makes the host match env's pinned revision. A paused environment is
-// planned but not applied.
+// Apply makes the host match env's pinned revision, then runs the health
+// gate on what it changed. A paused environment is planned but not
+// applied.
 func (r *Runner) Apply(ctx context.Context, env Environment) (*PassResult, error) {
-	res, desired, observed, err := r.plan(ctx, env)
+	rev, err := r.Resolve(ctx, env)
+	if err != nil {
+		return &PassResult{Environment: env.Name, Project: env.Project, Head: rev.Head, Commit: rev.Commit}, err
+	}
+	return r.ApplyRevision(ctx, env, rev)
+}
+
+// Resolve asks the source for env's pinned revision, materialized. A
+// failure is a StepError of StepSource; the revision returned with it says
+// how far the source got (the head, perhaps the commit).
+func (r *Runner) Resolve(ctx context.Context, env Environment) (Revision, error) {
+	rev, err := r.Source.Revision(ctx, env, "")
+	if err != nil {
+		return Revision{Head: rev.Head, Commit: rev.Commit}, &StepError{Step: StepSource, Err: err}
+	}
+	return rev, nil
+}
+
+// ApplyRevision makes the host match rev, an already materialized revision
+// of env (the pinned one, or a healthy one to roll back to), and runs the
+// health gate on what it changed. It does not talk to git: rev.ReleaseDir
+// must exist. rev.Paused plans without applying.
+//
+// A revision whose changes pass the gate, or that finds the host converged
+// and healthy, is recorded as env's last healthy revision. A gate failure
+// is a StepError of StepVerify wrapping a *GateError; the containers are
+// left as the apply made them, for the caller to decide (roll back).
+func (r *Runner) ApplyRevision(ctx context.Context, env Environment, rev Revision) (*PassResult, error) {
+	res, desired, observed, err := r.planRevision(ctx, env, rev)
 	if err != nil {
 		return res, err
 	}
@@ -124,6 +166,10 @@ func (r *Runner) Apply(ctx context.Context, env Environment) (*PassResult, error
 	if res.Plan.Empty() {
 		log.Debug().Msg("host matches the revision: nothing to do")
 		r.record(desired, env, log)
+		if convergedHealthy(desired, observed) {
+			res.Healthy = true
+			r.recordHealthy(env, rev, log)
+		}
 		return res, nil
 	}
 	opts := r.ApplyOptions
@@ -134,18 +180,65 @@ func (r *Runner) Apply(ctx context.Context, env Environment) (*PassResult, error
 		return res, &StepError{Step: StepApply, Err: fmt.Errorf("apply %s at %s: %w", env.Name, short(res.Commit), err)}
 	}
 	log.Info().Str("plan", res.Plan.Summary()).Msg("applied")
+	// What runs now, healthy or not: the next plan's wording depends on it.
 	r.record(desired, env, log)
+	gate := r.gateOptions(env)
+	gate.CallTimeout = opts.withDefaults().CallTimeout
+	if err := runGate(ctx, r.Engine, gateTargets(desired, applied.Done), gate, log); err != nil {
+		// No prune: the release to roll back to must stay on disk.
+		return res, &StepError{Step: StepVerify, Err: fmt.Errorf("verify %s at %s: %w", env.Name, short(res.Commit), err)}
+	}
+	res.Healthy = true
+	r.recordHealthy(env, rev, log)
 	r.prune(ctx, desired, log)
 	return res, nil
 }
 
+// gateOptions are the Runner's gate options with env's overrides.
+func (r *Runner) gateOptions(env Environment) GateOptions {
+	g := r.Gate
+	if env.HealthTimeout > 0 {
+		g.Timeout = env.HealthTimeout
+	}
+	if env.Bake > 0 {
+		g.Bake = env.Bake
+	}
+	return g.withDefaults()
+}
+
+// LastHealthy returns env's healthy revisions as recorded in the state
+// dir, newest first (empty without a state dir or a record).
+func (r *Runner) LastHealthy(env Environment) ([]HealthyRevision, error) {
+	return loadHealthy(r.StateDir, env.Name)
+}
+
+// recordHealthy notes rev as env's newest healthy revision. Failing to
+// record is logged: it costs the rollback target, not the deployment.
+func (r *Runner) recordHealthy(env Environment, rev Revision, log zerolog.Logger) {
+	list, err := loadHealthy(r.StateDir, env.Name)
+	if err != nil {
+		log.Warn().Err(err).Msg("the record of healthy revisions is unreadable: starting it over")
+	}
+	if len(list) > 0 && list[0].Commit == rev.Commit && list[0].ReleaseDir == rev.ReleaseDir {
+		return // already the newest: no write on every no-op pass
+	}
+	if err := saveHealthy(r.StateDir, env.Name, pushHealthy(list, healthyOf(rev, time.Now()))); err != nil {
+		log.Warn().Err(err).Msg("cannot record the healthy revision")
+	}
+}
+
 func (r *Runner) load(ctx context.Context, env Environment, commit string) (*PassResult, *compose.Project, error) {
-	res := &PassResult{Environment: env.Name, Project: env.Project}
 	rev, err := r.Source.Revision(ctx, env, commit)
 	if err != nil {
-		res.Head, res.Commit = rev.Head, rev.Commit // what the source got to, for the record
+		// What the source got to, for the record.
+		res := &PassResult{Environment: env.Name, Project: env.Project, Head: rev.Head, Commit: rev.Commit}
 		return res, nil, &StepError{Step: StepSource, Err: err}
 	}
+	return r.loadRevision(ctx, env, rev)
+}
+
+func (r *Runner) loadRevision(ctx context.Context, env Environment, rev Revision) (*PassResult, *compose.Project, error) {
+	res := &PassResult{Environment: env.Name, Project: env.Project}
 	res.Head, res.Commit, res.ReleaseDir, res.Paused = rev.Head, rev.Commit, rev.ReleaseDir, rev.Paused
 	p, err := r.Load(ctx, env, rev)
 	if err != nil {
@@ -155,7 +248,15 @@ func (r *Runner) load(ctx context.Context, env Environment, commit string) (*Pas
 }
 
 func (r *Runner) plan(ctx context.Context, env Environment) (*PassResult, *compose.Project, compose.Observed, error) {
-	res, desired, err := r.load(ctx, env, "")
+	rev, err := r.Resolve(ctx, env)
+	if err != nil {
+		return &PassResult{Environment: env.Name, Project: env.Project, Head: rev.Head, Commit: rev.Commit}, nil, compose.Observed{}, err
+	}
+	return r.planRevision(ctx, env, rev)
+}
+
+func (r *Runner) planRevision(ctx context.Context, env Environment, rev Revision) (*PassResult, *compose.Project, compose.Observed, error) {
+	res, desired, err := r.loadRevision(ctx, env, rev)
 	if err != nil {
 		return res, nil, compose.Observed{}, err
 	}
@@ -172,6 +273,7 @@ func (r *Runner) plan(ctx context.Context, env Environment) (*PassResult, *compo
 		r.Log.Warn().Err(err).Str("env", env.Name).Msg("ignoring the unreadable record of the last deployment")
 	}
 	res.Plan = BuildPlanSince(desired, observed, last)
+	res.Plan.Gate = gatePlan(gateTargets(desired, res.Plan.Actions), r.gateOptions(env).Bake)
 	return res, desired, observed, nil
 }
 
@@ -198,6 +300,11 @@ func (r *Runner) prune(ctx context.Context, p *compose.Project, log zerolog.Logg
 		return
 	}
 	inUse := map[string]bool{p.ReleaseDir: true}
+	// The releases a rollback would go back to stay, used or not.
+	healthy, _ := loadHealthy(r.StateDir, p.Environment)
+	for _, hr := range healthy {
+		inUse[hr.ReleaseDir] = true
+	}
 	for _, c := range after.Containers {
 		if c.WorkingDir != "" {
 			inUse[c.WorkingDir] = true
@@ -228,4 +335,28 @@ func fillPriorFiles(p *compose.Project, o *compose.Observed) {
 		}
 		c.PriorFiles = compose.PriorFiles(c.WorkingDir, svc.Files)
 	}
+}
+
+// Restore makes hr applicable again: its release directory when it is
+// still on disk (no git needed: the emergency brake works while git is
+// unreachable), else materialized again from git at hr.Commit. The
+// compose_files and vars are hr's either way, not the current pin's.
+func (r *Runner) Restore(ctx context.Context, env Environment, hr HealthyRevision) (Revision, error) {
+	rev := hr.Revision()
+	if rev.ReleaseDir != "" {
+		if fi, err := os.Stat(rev.ReleaseDir); err == nil && fi.IsDir() {
+			return rev, nil
+		}
+	}
+	r.Log.Warn().Str("env", env.Name).Str("commit", hr.Commit).Str("release_dir", hr.ReleaseDir).
+		Msg("the healthy release is no longer on disk: materializing it again from git")
+	fresh, err := r.Source.Revision(ctx, env, hr.Commit)
+	if err != nil {
+		return rev, &StepError{Step: StepSource, Err: fmt.Errorf("release %s of %s is gone from disk (%s) and cannot be materialized again: %w", short(hr.Commit), env.Name, hr.ReleaseDir, err)}
+	}
+	rev.ReleaseDir = fresh.ReleaseDir
+	if rev.Head == "" {
+		rev.Head = fresh.Head
+	}
+	return rev, nil
 }

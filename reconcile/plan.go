@@ -61,6 +61,11 @@ type Plan struct {
 	// Warnings are things the operator should know that apply does not
 	// change (e.g. a network whose settings differ from the compose file).
 	Warnings []string `json:"warnings,omitempty"`
+	// Gate is what apply waits for once the actions are done, one entry
+	// per service ("web healthy", "worker 15s without restart", "migrate
+	// exits 0"). Set by the Runner, which knows the environment's bake
+	// period; empty when nothing is gated.
+	Gate []string `json:"gate,omitempty"`
 }
 
 // Empty reports whether the plan changes nothing.

@@ -8,6 +8,10 @@ const (
 	ResultNoop    = "noop"    // the host already matched: nothing was done
 	ResultPaused  = "paused"  // the pin says paused: changes were pending, none applied
 	ResultFailed  = "failed"  // the pass stopped at an error (see Error and Class)
+	// ResultRolledBack: the pinned revision failed the health gate and the
+	// last healthy revision was applied again (RolledBackTo), or an
+	// operator ran `lockstep rollback`. Never a success.
+	ResultRolledBack = "rolled-back"
 )
 
 // Error classes, decided in one place (Classify) so the loop, the status
@@ -23,6 +27,10 @@ const (
 	// ClassEngine is a failure of the Docker engine or a registry: retried
 	// with backoff.
 	ClassEngine = "engine"
+	// ClassHealth is a release that was applied but did not become
+	// healthy (a *GateError). Not retried: the commit is quarantined until
+	// the pin names another one or an operator runs `lockstep retry`.
+	ClassHealth = "health"
 )
 
 // PassRecord is one pass of one environment, as kept in its history.
@@ -41,15 +49,21 @@ type PassRecord struct {
 	Created     int           `json:"created,omitempty"`
 	Recreated   int           `json:"recreated,omitempty"`
 	Removed     int           `json:"removed,omitempty"`
+	// Service is the service that failed the health gate, Logs its
+	// container's last log lines.
+	Service string   `json:"service,omitempty"`
+	Logs    []string `json:"logs,omitempty"`
+	// RolledBackTo is the healthy commit applied again by a rollback.
+	RolledBackTo string `json:"rolled_back_to,omitempty"`
 }
 
 // EnvStatus is what the agent knows of one environment now.
 type EnvStatus struct {
 	Name        string      `json:"name"`
 	Project     string      `json:"project"`
-	Pinned      string      `json:"pinned,omitempty"`  // commit the pin resolves to, at the last pass
-	Running     string      `json:"running,omitempty"` // commit last applied successfully (what runs)
-	LastHealthy string      `json:"last_healthy,omitempty"`
+	Pinned      string      `json:"pinned,omitempty"`       // commit the pin resolves to, at the last pass
+	Running     string      `json:"running,omitempty"`      // commit last applied successfully (what runs)
+	LastHealthy string      `json:"last_healthy,omitempty"` // last commit that passed the health gate
 	LastPass    *PassRecord `json:"last_pass,omitempty"`
 	LastError   string      `json:"last_error,omitempty"`
 	LastSuccess time.Time   `json:"last_success,omitempty"`
@@ -63,4 +77,11 @@ type EnvStatus struct {
 	Recreated    int            `json:"containers_recreated"`
 	GitErrors    int            `json:"git_errors"`
 	EngineErrors int            `json:"engine_errors"`
+	// Quarantined are the commits the agent will not apply until the pin
+	// names another commit or `lockstep retry` clears them.
+	Quarantined []string `json:"quarantined,omitempty"`
+	// LastFailure is why the last release failed its health gate.
+	LastFailure  string `json:"last_failure,omitempty"`
+	Rollbacks    int    `json:"rollbacks"`
+	GateFailures int    `json:"health_gate_failures"`
 }

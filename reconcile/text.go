@@ -15,6 +15,7 @@ import (
 //	  ~ recreate web (prod-web-1) [stop-first]
 //	      image 127.0.0.1:5000/web:aaa -> 127.0.0.1:5000/web:bbb
 //	  - remove prod-old-1 (service "old" removed from the compose files; its volumes are kept)
+//	  then waits: web 15s without restart
 //	  3 changes: 1 to create, 1 to recreate, 1 to remove
 //
 // The output depends only on the plan, so it is stable enough for golden
@@ -31,6 +32,9 @@ func (p *Plan) WriteText(w io.Writer) error {
 	fmt.Fprintln(bw, header)
 	for _, a := range p.Actions {
 		writeAction(bw, a)
+	}
+	if len(p.Gate) > 0 {
+		fmt.Fprintf(bw, "  then waits: %s\n", strings.Join(p.Gate, ", "))
 	}
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(bw, "  ! %s\n", warn)

@@ -234,3 +234,11 @@ func (l *lazyEngine) InspectContainer(ctx context.Context, id string) (compose.C
 	}
 	return e.InspectContainer(ctx, id)
 }
+
+func (l *lazyEngine) Logs(ctx context.Context, id string, tail int) ([]string, error) {
+	e, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.Logs(ctx, id, tail)
+}

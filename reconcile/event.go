@@ -1,0 +1,32 @@
+package reconcile
+
+import "time"
+
+// Event kinds, as AgentOptions.OnEvent receives them.
+const (
+	// EventFailure: a release did not pass the health gate (whether or not
+	// a rollback followed), or a rollback did not.
+	EventFailure = "failure"
+	// EventRollback: the last healthy revision was applied again and
+	// passed the gate (after a failure, or by `lockstep rollback`).
+	EventRollback = "rollback"
+	// EventRecovery: the first healthy deployment of an environment after
+	// a failure event.
+	EventRecovery = "recovery"
+	// EventDeploy: every pass that changed the host and passed the gate.
+	EventDeploy = "deploy"
+)
+
+// Event is something people should hear about: what notifications are
+// made of. It carries no secrets: commits, service names, the gate's
+// reason and the failing container's last log lines.
+type Event struct {
+	Kind        string    `json:"kind"` // Event* constant
+	Environment string    `json:"environment"`
+	Commit      string    `json:"commit,omitempty"`   // the commit the event is about (failed, rolled back to, deployed)
+	Previous    string    `json:"previous,omitempty"` // what ran before (deploy, failure) or the commit left (rollback)
+	Service     string    `json:"service,omitempty"`  // the service that failed the gate
+	Reason      string    `json:"reason,omitempty"`
+	Logs        []string  `json:"logs,omitempty"`
+	Time        time.Time `json:"time"`
+}
