@@ -3,8 +3,8 @@
 // binary), the images packed from the running lockstep binary, and the tiny
 // web server those images run.
 //
-// It never decides what to deploy: the CLI drives the real pass runner
-// against what this package creates. It never touches anything it was not
+// It never decides what to deploy: the CLI runs the real agent against
+// what this package creates. It never touches anything it was not
 // given: files only under the directory it is handed, images only under the
 // name prefix it is handed.
 package demo
