@@ -41,6 +41,8 @@ type agentGit struct {
 	ctxErrs   []error     // the pass context's error when each gated call went on
 	revErr    error       // returned by Revision when set
 	pruned    int
+	commit    string // what the pin resolves to; commitA when ""
+	releases  string // when set, release dirs are made under it, so they exist on disk
 }
 
 func newAgentGit() *agentGit {
@@ -89,7 +91,23 @@ func (g *agentGit) Revision(ctx context.Context, env Environment, commit string)
 	if err != nil {
 		return Revision{}, err
 	}
-	return Revision{Head: head, Commit: commitA, ReleaseDir: "/var/lib/lockstep/releases/prod/" + commitA}, nil
+	g.mu.Lock()
+	c, releases := g.commit, g.releases
+	g.mu.Unlock()
+	if c == "" {
+		c = commitA
+	}
+	if commit != "" {
+		c = commit
+	}
+	dir := "/var/lib/lockstep/releases/prod/" + c
+	if releases != "" {
+		dir = filepath.Join(releases, c)
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return Revision{}, err
+		}
+	}
+	return Revision{Head: head, Commit: c, ReleaseDir: dir}, nil
 }
 
 func (g *agentGit) Prune(map[string]bool) error {
@@ -134,6 +152,10 @@ type agentFixture struct {
 	mu      sync.Mutex
 	loadErr error
 	records []PassRecord
+	events  []Event
+	// variants change the project loaded at a commit (commitA loads
+	// testProject as is).
+	variants map[string]func(*compose.Project)
 
 	a      *Agent
 	cancel context.CancelFunc
@@ -160,13 +182,17 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 				return nil, f.loadErr
 			}
 			p := testProject()
-			p.ReleaseDir = rev.ReleaseDir
+			p.ReleaseDir, p.Commit = rev.ReleaseDir, rev.Commit
+			if v := f.variants[rev.Commit]; v != nil {
+				v(p)
+			}
 			return p, nil
 		},
 		Engine:       f.eng,
 		Log:          zerolog.Nop(),
 		StateDir:     f.state,
 		ApplyOptions: ApplyOptions{PollInterval: 1},
+		Gate:         GateOptions{Clock: newAutoClock()},
 	}
 	f.opts = AgentOptions{
 		PollInterval:   time.Minute,
@@ -180,6 +206,11 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.records = append(f.records, r)
+		},
+		OnEvent: func(e Event) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.events = append(f.events, e)
 		},
 	}
 	for _, e := range envs {

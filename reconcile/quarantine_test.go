@@ -1,0 +1,294 @@
+package reconcile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+const (
+	commitC = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff"
+	head3   = "3333333333333333333333333333333333333333"
+)
+
+// newRollbackFixture is an agent over a stateful fake engine that runs
+// testProject at commitA. commitB changes web's image to one that
+// crash-loops; commitC changes web's config in a way that works. Release
+// directories exist on disk.
+func newRollbackFixture(t *testing.T) *agentFixture {
+	t.Helper()
+	f := newAgentFixture(t)
+	f.git.releases = t.TempDir()
+	f.eng.useWorld(converged(testProject()))
+	f.eng.setOnStart("migrate", func(c *compose.Container) { c.State, c.ExitCode = "exited", 0 })
+	f.eng.setOnStart("web", func(c *compose.Container) {
+		if c.Image == imgWebB {
+			c.State, c.RestartCount = "restarting", 3
+		}
+	})
+	f.eng.logs["prod-web-1"] = []string{"starting web", "panic: cannot read /etc/web/app.conf"}
+	f.variants = map[string]func(*compose.Project){
+		commitB: modService("web", func(s *compose.Service) {
+			s.Image, s.Config.Image, s.ConfigHash = imgWebB, imgWebB, sha("config", "web", imgWebB)
+		}),
+		commitC: modService("web", func(s *compose.Service) {
+			s.Config.Env, s.ConfigHash = []string{"WORKERS=4"}, sha("config", "web", "workers=4")
+		}),
+	}
+	return f
+}
+
+// pin points the pin at commit with a new branch head.
+func (f *agentFixture) pin(commit, head string) {
+	f.git.set(func(g *agentGit) { g.commit, g.head = commit, head })
+}
+
+func (f *agentFixture) eventKinds() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, e := range f.events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+func (f *agentFixture) lastEvent() Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.events[len(f.events)-1]
+}
+
+// webImage is the image of the web container the fake engine runs now.
+func (f *agentFixture) webImage() string {
+	f.eng.mu.Lock()
+	defer f.eng.mu.Unlock()
+	for _, c := range f.eng.world {
+		if c.Name == "prod-web-1" {
+			return c.Image + "/" + c.State
+		}
+	}
+	return "none"
+}
+
+func mutatingCount(f *agentFixture) int { return len(mutating(f.eng.Calls())) }
+
+func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.start()
+	f.settle("prod", 0)
+	if s := f.status("prod"); s.LastHealthy != commitA {
+		t.Fatalf("a converged healthy host is not recorded healthy: %+v", s)
+	}
+
+	f.pin(commitB, head2)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:rolled-back")
+	rec := f.passes()[1]
+	if rec.Commit != commitB || rec.RolledBackTo != commitA || rec.Service != "web" || rec.Class != ClassHealth ||
+		!strings.Contains(rec.Error, "health gate: service web (container prod-web-1): restarted 3 time(s) within the 15s bake period") ||
+		!strings.HasSuffix(rec.Error, "; rolled back to "+commitA[:12]) ||
+		len(rec.Logs) != 2 || rec.Logs[1] != "panic: cannot read /etc/web/app.conf" {
+		t.Fatalf("pass record: %+v", rec)
+	}
+	if got := f.webImage(); got != imgWebA+"/running" {
+		t.Fatalf("web after the rollback runs %s, want %s", got, imgWebA)
+	}
+	s := f.status("prod")
+	if s.Pinned != commitB || s.Running != commitA || s.LastHealthy != commitA || !slices.Equal(s.Quarantined, []string{commitB}) ||
+		s.Rollbacks != 1 || s.GateFailures != 1 || !strings.Contains(s.LastFailure, "web") || !strings.Contains(s.Waiting, "quarantined") {
+		t.Fatalf("status after the rollback: %+v", s)
+	}
+	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventRollback}) {
+		t.Fatalf("events %q", k)
+	}
+	if e := f.lastEvent(); e.Commit != commitA || e.Previous != commitB || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() {
+		t.Fatalf("rollback event: %+v", e)
+	}
+
+	// The failed commit is not tried again: not by a poll that sees the
+	// branch move with the pin unchanged, not by a sync.
+	calls := mutatingCount(f)
+	f.git.set(func(g *agentGit) { g.head = head1 })
+	f.advance("prod", pollTick)
+	f.nudge("prod", TriggerSync)
+	if n := len(f.passes()); n != 2 || mutatingCount(f) != calls {
+		t.Fatalf("quarantined commit applied again: %q, %d mutating calls", f.triggers(), mutatingCount(f)-calls)
+	}
+	if !strings.Contains(f.logs.String(), "pinned commit is quarantined") {
+		t.Fatal("no log line says why the pass was skipped")
+	}
+
+	// It survives a restart.
+	f.stop()
+	b := f.newAgent()
+	if s := b.Status()[0]; !slices.Equal(s.Quarantined, []string{commitB}) || s.LastHealthy != commitA || s.LastFailure == "" {
+		t.Fatalf("status after a restart: %+v", s)
+	}
+	f.start()
+	f.settle("prod", 0)
+	if n := len(f.passes()); n != 2 {
+		t.Fatalf("the restarted agent applied the quarantined commit: %q", f.triggers())
+	}
+
+	// lockstep retry: the commit is tried again (and fails again).
+	w := f.waits("prod")
+	if err := f.a.Retry("prod"); err != nil {
+		t.Fatal(err)
+	}
+	f.settle("prod", w)
+	wantTriggers(t, f, "start:noop", "poll:rolled-back", "sync:rolled-back")
+
+	// A new good commit deploys normally and lifts the quarantine.
+	f.pin(commitC, head3)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:rolled-back", "sync:rolled-back", "poll:applied")
+	s = f.status("prod")
+	if s.Running != commitC || s.LastHealthy != commitC || len(s.Quarantined) != 0 || s.Waiting != "" || s.LastError != "" {
+		t.Fatalf("status after a good commit: %+v", s)
+	}
+	if q, _ := loadQuarantine(f.state, "prod"); len(q) != 0 {
+		t.Fatalf("quarantine on disk after the pin moved: %+v", q)
+	}
+	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventRollback, EventFailure, EventRollback, EventDeploy, EventRecovery}) {
+		t.Fatalf("events %q", k)
+	}
+}
+
+func TestAgentFirstDeployFailureStaysRunningAndFailed(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.eng.useWorld(compose.Observed{Project: "prod"}) // a fresh host
+	f.pin(commitB, head1)
+	f.start()
+	f.settle("prod", 0)
+	wantTriggers(t, f, "start:failed")
+	rec := f.passes()[0]
+	if rec.Class != ClassHealth || rec.Service != "web" || !strings.Contains(rec.Error, "no healthy revision to roll back to: left running") {
+		t.Fatalf("record: %+v", rec)
+	}
+	if got := f.webImage(); got != imgWebB+"/restarting" {
+		t.Fatalf("web: %s, want the failed release left running", got)
+	}
+	s := f.status("prod")
+	if s.Running != commitB || s.LastHealthy != "" || !slices.Equal(s.Quarantined, []string{commitB}) || s.GateFailures != 1 || s.Rollbacks != 0 {
+		t.Fatalf("status: %+v", s)
+	}
+	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure}) {
+		t.Fatalf("events %q", k)
+	}
+	if err := f.a.Rollback("prod"); !errors.As(err, new(*NothingToRollBackError)) {
+		t.Fatalf("Rollback with nothing healthy: %v", err)
+	}
+	f.git.set(func(g *agentGit) { g.head = head2 })
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:failed")
+}
+
+func TestAgentFailedRollbackDoesNotLoop(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.start()
+	f.settle("prod", 0)
+	// Now every web container crash-loops, old release or new (a shared
+	// database went away, say).
+	f.eng.setOnStart("web", func(c *compose.Container) { c.State, c.RestartCount = "restarting", 1 })
+	f.pin(commitB, head2)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:failed")
+	rec := f.passes()[1]
+	if rec.Class != ClassHealth || !strings.Contains(rec.Error, "ROLLBACK to "+commitA[:12]+" FAILED too") {
+		t.Fatalf("record: %+v", rec)
+	}
+	if s := f.status("prod"); s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitB}) {
+		t.Fatalf("status: %+v", s)
+	}
+	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventFailure}) {
+		t.Fatalf("events %q", k)
+	}
+	calls := mutatingCount(f)
+	f.git.set(func(g *agentGit) { g.head = head1 })
+	f.advance("prod", pollTick)
+	f.advance("prod", pollTick)
+	if len(f.passes()) != 2 || mutatingCount(f) != calls {
+		t.Fatalf("after a failed rollback the agent kept trying: %q", f.triggers())
+	}
+	if !strings.Contains(f.logs.String(), "ROLLBACK FAILED") {
+		t.Fatal("a failed rollback must be logged loudly")
+	}
+}
+
+func TestAgentManualRollbackWorksWithGitUnreachable(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.start()
+	f.settle("prod", 0)
+	if err := f.a.Rollback("prod"); !errors.As(err, new(*NothingToRollBackError)) || !strings.Contains(err.Error(), "no healthy revision to roll back to") {
+		t.Fatalf("Rollback when the pin is the only healthy revision: %v", err)
+	}
+	var c interface{ Conflict() bool }
+	if err := f.a.Rollback("prod"); !errors.As(err, &c) || !c.Conflict() {
+		t.Fatalf("NothingToRollBackError must answer Conflict: %v", err)
+	}
+	if err := f.a.Rollback("prdo"); !errors.As(err, new(*UnknownEnvironmentError)) {
+		t.Fatalf("Rollback of an unknown environment: %v", err)
+	}
+
+	f.pin(commitC, head2)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:applied")
+
+	gitDown := errors.New("dial tcp 127.0.0.1:3000: connect: connection refused")
+	f.git.set(func(g *agentGit) { g.revErr, g.headErr = gitDown, gitDown })
+	_, revsBefore := f.git.counts("prod")
+	w := f.waits("prod")
+	if err := f.a.Rollback("prod"); err != nil {
+		t.Fatal(err)
+	}
+	f.settle("prod", w)
+	wantTriggers(t, f, "start:noop", "poll:applied", "rollback:rolled-back")
+	if _, revs := f.git.counts("prod"); revs != revsBefore {
+		t.Fatalf("the rollback asked git %d times", revs-revsBefore)
+	}
+	rec := f.passes()[2]
+	if rec.Commit != commitC || rec.RolledBackTo != commitA || rec.Recreated != 1 || rec.Error != "" {
+		t.Fatalf("rollback record: %+v", rec)
+	}
+	s := f.status("prod")
+	if s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitC}) || s.Rollbacks != 1 || s.GateFailures != 0 {
+		t.Fatalf("status after the rollback: %+v", s)
+	}
+	if e := f.lastEvent(); e.Kind != EventRollback || e.Commit != commitA || e.Previous != commitC {
+		t.Fatalf("event: %+v", e)
+	}
+
+	// Git is back, the pin still names commitC: held.
+	f.git.set(func(g *agentGit) { g.revErr, g.headErr, g.head = nil, nil, head3 })
+	f.nudge("prod", TriggerWebhook)
+	if len(f.passes()) != 3 {
+		t.Fatalf("held commit applied again: %q", f.triggers())
+	}
+}
+
+func TestAgentRollbackReMaterializesAGoneRelease(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.start()
+	f.settle("prod", 0)
+	f.pin(commitC, head2)
+	f.advance("prod", pollTick)
+	if err := os.RemoveAll(filepath.Join(f.git.releases, commitA)); err != nil {
+		t.Fatal(err)
+	}
+	_, before := f.git.counts("prod")
+	w := f.waits("prod")
+	if err := f.a.Rollback("prod"); err != nil {
+		t.Fatal(err)
+	}
+	f.settle("prod", w)
+	wantTriggers(t, f, "start:noop", "poll:applied", "rollback:rolled-back")
+	if _, after := f.git.counts("prod"); after != before+1 {
+		t.Fatalf("%d source calls to bring back a deleted release, want 1", after-before)
+	}
+}
