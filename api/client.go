@@ -91,6 +91,9 @@ func (e *ServerError) Error() string {
 // environment), so callers can use the same NotFound test on both sides.
 func (e *ServerError) NotFound() bool { return e.StatusCode == http.StatusNotFound }
 
+// Conflict reports whether the agent answered 409 (nothing to roll back to).
+func (e *ServerError) Conflict() bool { return e.StatusCode == http.StatusConflict }
+
 // Status returns what the agent knows of every environment.
 func (c *Client) Status(ctx context.Context) ([]reconcile.EnvStatus, error) {
 	var resp StatusResponse
@@ -130,6 +133,28 @@ func (c *Client) Sync(ctx context.Context, env string) ([]string, error) {
 		return nil, fmt.Errorf("sync %s: %w", env, err)
 	}
 	return resp.Queued, nil
+}
+
+// Retry asks the agent to clear env's quarantined commits and run a pass:
+// the pinned commit is tried again.
+func (c *Client) Retry(ctx context.Context, env string) error {
+	var resp QueuedResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/retry?"+url.Values{"env": {env}}.Encode(), nil, &resp); err != nil {
+		return fmt.Errorf("retry %s: %w", env, err)
+	}
+	return nil
+}
+
+// Rollback asks the agent to apply env's last healthy revision again now
+// and hold the pinned commit back until the pin changes. It does not wait
+// for the rollback. An agent with nothing to roll back to answers 409
+// (a *ServerError whose Conflict reports true).
+func (c *Client) Rollback(ctx context.Context, env string) error {
+	var resp QueuedResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/rollback?"+url.Values{"env": {env}}.Encode(), nil, &resp); err != nil {
+		return fmt.Errorf("rollback %s: %w", env, err)
+	}
+	return nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {

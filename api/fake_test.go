@@ -18,6 +18,45 @@ type fakeAgent struct {
 	limits   []int    // limits History was asked for
 	syncErr  error
 	readyVal atomic.Bool
+	actions  []string // "retry/env", "rollback/env"
+	// nothingToRollBack lists environments Rollback answers Conflict for.
+	nothingToRollBack map[string]bool
+}
+
+type conflictError struct{ env string }
+
+func (e *conflictError) Error() string {
+	return fmt.Sprintf("environment %s has no healthy revision to roll back to", e.env)
+}
+func (e *conflictError) Conflict() bool { return true }
+
+func (f *fakeAgent) Retry(env string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.history[env]; !ok {
+		return &unknownEnvError{env}
+	}
+	f.actions = append(f.actions, "retry/"+env)
+	return nil
+}
+
+func (f *fakeAgent) Rollback(env string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.history[env]; !ok {
+		return &unknownEnvError{env}
+	}
+	if f.nothingToRollBack[env] {
+		return &conflictError{env}
+	}
+	f.actions = append(f.actions, "rollback/"+env)
+	return nil
+}
+
+func (f *fakeAgent) actionCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.actions...)
 }
 
 type unknownEnvError struct{ name string }

@@ -33,6 +33,8 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	recreated *prometheus.CounterVec
 	errors    *prometheus.CounterVec
+	rollbacks *prometheus.CounterVec
+	gateFails *prometheus.CounterVec
 
 	mu          sync.Mutex
 	known       map[string]bool      // environments whose series are initialised
@@ -46,7 +48,7 @@ func NewMetrics(source MetricsSource) *Metrics {
 		registry: prometheus.NewRegistry(),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockstep_passes_total",
-			Help: "Passes run, by environment and result (applied, noop, paused, failed).",
+			Help: "Passes run, by environment and result (applied, noop, paused, failed, rolled-back).",
 		}, []string{"environment", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "lockstep_pass_duration_seconds",
@@ -61,12 +63,20 @@ func NewMetrics(source MetricsSource) *Metrics {
 		}, []string{"environment"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockstep_errors_total",
-			Help: "Failed passes, by environment and error class (git, engine, permanent).",
+			Help: "Failed passes, by environment and error class (git, engine, permanent, health).",
 		}, []string{"environment", "class"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockstep_rollbacks_total",
+			Help: "Rollbacks to the last healthy revision (automatic after a health gate failure, or lockstep rollback).",
+		}, []string{"environment"}),
+		gateFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lockstep_health_gate_failures_total",
+			Help: "Releases (and rollbacks) that did not pass the health gate.",
+		}, []string{"environment"}),
 		known:       map[string]bool{},
 		lastSuccess: map[string]time.Time{},
 	}
-	m.registry.MustRegister(m.passes, m.duration, m.recreated, m.errors,
+	m.registry.MustRegister(m.passes, m.duration, m.recreated, m.errors, m.rollbacks, m.gateFails,
 		&stateCollector{m: m, source: source},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -90,13 +100,15 @@ func (m *Metrics) ensureEnv(env string) {
 		return
 	}
 	m.known[env] = true
-	for _, r := range []string{reconcile.ResultApplied, reconcile.ResultNoop, reconcile.ResultPaused, reconcile.ResultFailed} {
+	for _, r := range []string{reconcile.ResultApplied, reconcile.ResultNoop, reconcile.ResultPaused, reconcile.ResultFailed, reconcile.ResultRolledBack} {
 		m.passes.WithLabelValues(env, r)
 	}
-	for _, c := range []string{reconcile.ClassGit, reconcile.ClassEngine, reconcile.ClassPermanent} {
+	for _, c := range []string{reconcile.ClassGit, reconcile.ClassEngine, reconcile.ClassPermanent, reconcile.ClassHealth} {
 		m.errors.WithLabelValues(env, c)
 	}
 	m.recreated.WithLabelValues(env)
+	m.rollbacks.WithLabelValues(env)
+	m.gateFails.WithLabelValues(env)
 }
 
 // ObservePass counts one finished pass. It is safe for concurrent use.
@@ -111,6 +123,14 @@ func (m *Metrics) ObservePass(rec reconcile.PassRecord) {
 	m.duration.WithLabelValues(env).Observe(rec.Duration.Seconds())
 	if rec.Recreated > 0 {
 		m.recreated.WithLabelValues(env).Add(float64(rec.Recreated))
+	}
+	if rec.Class == reconcile.ClassHealth {
+		m.gateFails.WithLabelValues(env).Inc()
+	}
+	if result == reconcile.ResultRolledBack {
+		// A rollback is never a success: last_success does not move.
+		m.rollbacks.WithLabelValues(env).Inc()
+		return
 	}
 	if result == reconcile.ResultFailed {
 		class := rec.Class

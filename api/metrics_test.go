@@ -25,33 +25,49 @@ func TestMetricsAfterObservePass(t *testing.T) {
 	m.ObservePass(reconcile.PassRecord{Environment: "staging", Result: reconcile.ResultFailed, Class: reconcile.ClassGit, Start: start.Add(time.Minute), Duration: 300 * time.Millisecond})
 	m.ObservePass(reconcile.PassRecord{Environment: "staging", Result: reconcile.ResultNoop, Start: start.Add(-time.Hour), Duration: 40 * time.Millisecond})
 	m.ObservePass(reconcile.PassRecord{Environment: "production", Result: reconcile.ResultFailed, Class: reconcile.ClassEngine, Start: start, Duration: time.Second})
+	// A release that failed its gate and was rolled back: not a success.
+	m.ObservePass(reconcile.PassRecord{Environment: "production", Result: reconcile.ResultRolledBack, Class: reconcile.ClassHealth, Start: start.Add(time.Hour), Duration: time.Second})
+	// A first deploy that failed its gate, with nothing to roll back to.
+	m.ObservePass(reconcile.PassRecord{Environment: "staging", Result: reconcile.ResultFailed, Class: reconcile.ClassHealth, Start: start.Add(time.Hour), Duration: 10 * time.Millisecond})
 
 	// Every family, with every label, exactly: series of known
 	// environments start at zero; the deployed commit comes from the
 	// agent's status; the last success is the latest of what was observed
 	// and what the agent knew.
 	expected := `
-# HELP lockstep_passes_total Passes run, by environment and result (applied, noop, paused, failed).
+# HELP lockstep_passes_total Passes run, by environment and result (applied, noop, paused, failed, rolled-back).
 # TYPE lockstep_passes_total counter
 lockstep_passes_total{environment="production",result="applied"} 0
 lockstep_passes_total{environment="production",result="failed"} 1
 lockstep_passes_total{environment="production",result="noop"} 0
 lockstep_passes_total{environment="production",result="paused"} 0
+lockstep_passes_total{environment="production",result="rolled-back"} 1
 lockstep_passes_total{environment="staging",result="applied"} 1
-lockstep_passes_total{environment="staging",result="failed"} 1
+lockstep_passes_total{environment="staging",result="failed"} 2
 lockstep_passes_total{environment="staging",result="noop"} 1
 lockstep_passes_total{environment="staging",result="paused"} 0
+lockstep_passes_total{environment="staging",result="rolled-back"} 0
+# HELP lockstep_rollbacks_total Rollbacks to the last healthy revision (automatic after a health gate failure, or lockstep rollback).
+# TYPE lockstep_rollbacks_total counter
+lockstep_rollbacks_total{environment="production"} 1
+lockstep_rollbacks_total{environment="staging"} 0
+# HELP lockstep_health_gate_failures_total Releases (and rollbacks) that did not pass the health gate.
+# TYPE lockstep_health_gate_failures_total counter
+lockstep_health_gate_failures_total{environment="production"} 1
+lockstep_health_gate_failures_total{environment="staging"} 1
 # HELP lockstep_containers_recreated_total Containers recreated because their configuration or image changed, or drifted.
 # TYPE lockstep_containers_recreated_total counter
 lockstep_containers_recreated_total{environment="production"} 0
 lockstep_containers_recreated_total{environment="staging"} 3
-# HELP lockstep_errors_total Failed passes, by environment and error class (git, engine, permanent).
+# HELP lockstep_errors_total Failed passes, by environment and error class (git, engine, permanent, health).
 # TYPE lockstep_errors_total counter
 lockstep_errors_total{class="engine",environment="production"} 1
 lockstep_errors_total{class="git",environment="production"} 0
+lockstep_errors_total{class="health",environment="production"} 0
 lockstep_errors_total{class="permanent",environment="production"} 0
 lockstep_errors_total{class="engine",environment="staging"} 0
 lockstep_errors_total{class="git",environment="staging"} 1
+lockstep_errors_total{class="health",environment="staging"} 1
 lockstep_errors_total{class="permanent",environment="staging"} 0
 # HELP lockstep_deployed_info The commit an environment runs (last applied successfully); always 1.
 # TYPE lockstep_deployed_info gauge
@@ -66,6 +82,7 @@ lockstep_ready 1
 `
 	names := []string{
 		"lockstep_passes_total", "lockstep_containers_recreated_total", "lockstep_errors_total",
+		"lockstep_rollbacks_total", "lockstep_health_gate_failures_total",
 		"lockstep_deployed_info", "lockstep_last_success_timestamp_seconds", "lockstep_ready",
 	}
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(expected), names...); err != nil {
@@ -84,9 +101,9 @@ lockstep_ready 1
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{
-		`lockstep_pass_duration_seconds_bucket{environment="staging",le="0.05"} 1`,
-		`lockstep_pass_duration_seconds_count{environment="staging"} 3`,
-		`lockstep_pass_duration_seconds_sum{environment="production"} 1`,
+		`lockstep_pass_duration_seconds_bucket{environment="staging",le="0.05"} 2`,
+		`lockstep_pass_duration_seconds_count{environment="staging"} 4`,
+		`lockstep_pass_duration_seconds_sum{environment="production"} 2`,
 		"go_goroutines ",
 	} {
 		if !strings.Contains(rec.Body.String(), want) {

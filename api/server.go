@@ -1,5 +1,5 @@
 // Package api owns the agent's local HTTP API: its routes and wire format
-// (status, history, sync, health, metrics), the server that answers on the
+// (status, history, sync, retry, rollback, health, metrics), the server that answers on the
 // unix socket or a TCP address, the Prometheus metrics, and the client the
 // CLI uses to talk to a running agent.
 //
@@ -45,7 +45,19 @@ type Agent interface {
 	// answers 503 until then, so a deploy script or a load balancer does
 	// not take a freshly started agent for a converged one.
 	Ready() bool
+	// Retry clears env's quarantined commits and queues a pass. An unknown
+	// env is an error implementing NotFound.
+	Retry(env string) error
+	// Rollback queues applying env's last healthy revision again, holding
+	// the pinned commit back. An unknown env is NotFound; no revision to
+	// roll back to is an error implementing Conflict.
+	Rollback(env string) error
 }
+
+// Conflict is implemented by errors that mean "the request cannot be done
+// in the environment's current state" (nothing to roll back to). The
+// server answers them with 409.
+type Conflict interface{ Conflict() bool }
 
 // NotFound is implemented by errors that mean "no such environment". The
 // server answers them with 404 instead of 500.
@@ -76,6 +88,12 @@ type HistoryResponse struct {
 	Passes      []reconcile.PassRecord `json:"passes"`
 }
 
+// QueuedResponse is the body of POST /v1/retry and POST /v1/rollback.
+type QueuedResponse struct {
+	Environment string `json:"environment"`
+	Queued      string `json:"queued"` // "retry" or "rollback"
+}
+
 // SyncResponse is the body of POST /v1/sync.
 type SyncResponse struct {
 	Queued []string `json:"queued"`
@@ -104,6 +122,8 @@ func NewServer(agent Agent, metrics *Metrics, log zerolog.Logger) *Server {
 //	GET  /v1/status                  {"environments":[...]}
 //	GET  /v1/history?env=E&limit=N   {"environment":E,"passes":[...]} (404 unknown env, 400 bad limit)
 //	POST /v1/sync[?env=E]            202 {"queued":[...]} (every environment without env)
+//	POST /v1/retry?env=E             202 {"environment":E,"queued":"retry"} (404 unknown env)
+//	POST /v1/rollback?env=E          202 {"environment":E,"queued":"rollback"} (404 unknown env, 409 nothing to roll back to)
 //	GET  /healthz                    503 "starting" until the agent is ready, then 200 "ok"
 //	GET  /metrics                    Prometheus text format
 //
@@ -113,12 +133,14 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/status", only(http.MethodGet, http.HandlerFunc(s.status)))
 	mux.Handle("/v1/history", only(http.MethodGet, http.HandlerFunc(s.history)))
 	mux.Handle("/v1/sync", only(http.MethodPost, http.HandlerFunc(s.sync)))
+	mux.Handle("/v1/retry", only(http.MethodPost, s.envAction("retry", s.agent.Retry)))
+	mux.Handle("/v1/rollback", only(http.MethodPost, s.envAction("rollback", s.agent.Rollback)))
 	mux.Handle("/healthz", only(http.MethodGet, http.HandlerFunc(s.healthz)))
 	if s.metrics != nil {
 		mux.Handle("/metrics", only(http.MethodGet, s.metrics.Handler()))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s: the API serves /v1/status, /v1/history, /v1/sync, /healthz and /metrics", r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s: the API serves /v1/status, /v1/history, /v1/sync, /v1/retry, /v1/rollback, /healthz and /metrics", r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
@@ -206,6 +228,33 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, SyncResponse{Queued: queued})
 }
 
+// envAction answers a POST that queues something for one environment
+// (retry, rollback): env is required, the agent decides the rest.
+func (s *Server) envAction(name string, act func(env string) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				writeError(w, http.StatusRequestEntityTooLarge, name+": request body too large")
+				return
+			}
+			writeError(w, http.StatusBadRequest, name+": "+err.Error())
+			return
+		}
+		env := r.Form.Get("env")
+		if env == "" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: the env parameter is required (POST /v1/%s?env=NAME)", name, name))
+			return
+		}
+		if err := act(env); err != nil {
+			s.agentError(w, r, fmt.Errorf("%s %s: %w", name, env, err))
+			return
+		}
+		s.log.Info().Str("env", env).Msg(name + " requested over the API")
+		writeJSON(w, http.StatusAccepted, QueuedResponse{Environment: env, Queued: name})
+	})
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -219,11 +268,17 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // agentError answers an error of the agent: 404 for an unknown
-// environment, 500 for anything else.
+// environment, 409 for a request the environment's state refuses, 500 for
+// anything else.
 func (s *Server) agentError(w http.ResponseWriter, r *http.Request, err error) {
 	var nf NotFound
 	if errors.As(err, &nf) && nf.NotFound() {
 		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	var c Conflict
+	if errors.As(err, &c) && c.Conflict() {
+		writeError(w, http.StatusConflict, err.Error())
 		return
 	}
 	s.log.Error().Err(err).Str("path", r.URL.Path).Msg("API request failed")
