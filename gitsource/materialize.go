@@ -74,7 +74,7 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	done := false
 	defer func() {
 		if !done {
-			_ = removeReadOnlyTree(staging)
+			_ = RemoveReadOnlyTree(staging)
 		}
 	}()
 	if err := s.writeTree(ctx, staging, entries); err != nil {
@@ -343,7 +343,7 @@ func (s *Source) removeStaging() error {
 			continue
 		}
 		p := filepath.Join(s.releasesDir, e.Name())
-		if err := removeReadOnlyTree(p); err != nil {
+		if err := RemoveReadOnlyTree(p); err != nil {
 			return fmt.Errorf("remove leftover staging dir: %w", err)
 		}
 		s.log.Info().Str("dir", p).Msg("removed leftover staging dir of an interrupted materialize")
@@ -351,9 +351,11 @@ func (s *Source) removeStaging() error {
 	return nil
 }
 
-// removeReadOnlyTree restores write permission on every directory under
-// root (files need none to be unlinked) and removes it.
-func removeReadOnlyTree(root string) error {
+// RemoveReadOnlyTree restores write permission on every directory under
+// root (files need none to be unlinked) and removes it. Release directories
+// are read-only, so anything holding them (a state dir, the demo's temp
+// dir) is removed with this, not os.RemoveAll.
+func RemoveReadOnlyTree(root string) error {
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -417,7 +419,7 @@ func (s *Source) Prune(keep map[string]bool, retain int) error {
 		if i < retain {
 			continue
 		}
-		if err := removeReadOnlyTree(r.path); err != nil {
+		if err := RemoveReadOnlyTree(r.path); err != nil {
 			errs = append(errs, fmt.Errorf("prune release %s: %w", r.path, err))
 			continue
 		}

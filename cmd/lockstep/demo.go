@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/compose"
 	"github.com/lockstep-gitops/lockstep/compose/engine"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
@@ -714,7 +714,7 @@ func (s *demoStory) cleanup(ctx context.Context) []error {
 		}
 		nImg++
 	}
-	if err := removeTree(s.dir); err != nil {
+	if err := gitsource.RemoveReadOnlyTree(s.dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove the demo directory %s: %w", s.dir, err))
 	}
 	var removed []string
@@ -732,28 +732,6 @@ func (s *demoStory) cleanup(ctx context.Context) []error {
 	removed = append(removed, s.dir)
 	s.say("removed %s", strings.Join(removed, ", "))
 	return errs
-}
-
-// removeTree removes dir, whose release directories gitsource made
-// read-only: directories get write permission back first (files need none
-// to be unlinked).
-func removeTree(dir string) error {
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return os.RemoveAll(dir)
 }
 
 // removeHint says how to remove by hand what the demo made: with Docker

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"io"
 	"net/http"
 	"os"
@@ -245,7 +246,7 @@ func TestDemoKeep(t *testing.T) {
 	// The demo's directory holds read-only release dirs; t.TempDir's own
 	// removal would fail on them.
 	t.Cleanup(func() {
-		if err := removeTree(tmp); err != nil {
+		if err := gitsource.RemoveReadOnlyTree(tmp); err != nil {
 			t.Errorf("remove %s: %v", tmp, err)
 		}
 	})
