@@ -83,7 +83,11 @@ func (c *cli) runGeneration(ctx context.Context, cfg *config.Config, log zerolog
 
 	envs := make([]reconcile.Environment, 0, len(cfg.Environments))
 	for _, e := range cfg.Environments {
-		envs = append(envs, environment(e))
+		env := environment(e)
+		// The environment's health_timeout and bake (config resolves them
+		// from [health] when the environment does not set them).
+		env.HealthTimeout, env.Bake = e.HealthTimeout, e.Bake
+		envs = append(envs, env)
 	}
 	var metrics *api.Metrics // set before the agent runs; read by OnPass
 	status := &statusLine{}
@@ -94,6 +98,7 @@ func (c *cli) runGeneration(ctx context.Context, cfg *config.Config, log zerolog
 		ShutdownGrace: cfg.Agent.ShutdownGrace,
 		StateDir:      cfg.StateDir,
 		Log:           log,
+		Health:        reconcile.GateOptions{Timeout: cfg.Health.Timeout, Bake: cfg.Health.Bake},
 		OnPass: func(rec reconcile.PassRecord) {
 			metrics.ObservePass(rec)
 			status.pass(rec)

@@ -105,6 +105,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.history(ctx, &g, rest)
 	case "sync":
 		return c.sync(ctx, &g, rest)
+	case "retry":
+		return c.retry(ctx, &g, rest)
+	case "rollback":
+		return c.rollback(ctx, &g, rest)
 	case "version":
 		return c.version(rest)
 	case "help":
@@ -241,6 +245,9 @@ Commands:
   status              what the running agent knows of each environment (--json)
   history ENV         the agent's recent passes of ENV (--json, --limit N)
   sync [ENV]          ask the running agent for a pass now (--json)
+  retry ENV           clear ENV's quarantined commits and try the pinned one again (--json)
+  rollback ENV        apply ENV's last healthy revision again now and hold the pinned
+                      commit until the pin changes; works while git is down (--json)
   demo                the whole story offline: deploy, release, roll back, clean up
                       (--keep leaves it running)
   version             print the version
@@ -304,8 +311,9 @@ on the old one and logs why.
 		return `Usage: lockstep status [--json]
 
 Asks the running agent, over its local API, for each environment: the pinned
-commit, what runs, the last healthy commit, the last pass and its result, and
-the last error (with the next retry) or what it is waiting for.
+commit, what runs, the last healthy commit, the last pass and its result, the
+commits held in quarantine, and the last error (with the next retry) or what
+it is waiting for; then the last health gate failure of each environment.
 
   --json   print {"environments": [...]}
 
@@ -314,7 +322,8 @@ the last error (with the next retry) or what it is waiting for.
 		return `Usage: lockstep history [--json] [--limit N] ENV
 
 The running agent's recent passes of ENV, newest last: when, trigger, commit,
-result, duration, plan summary and error.
+result, the service that failed its health gate, duration, plan summary and
+error; then the last log lines of the newest failing service.
 
   --json      print a JSON array of passes
   --limit N   how many passes (default 20)
@@ -326,6 +335,25 @@ result, duration, plan summary and error.
 Asks the running agent for a pass now, of ENV or of every environment. A
 nudge: the pass looks at git and the engine as any pass does, and a burst of
 nudges coalesces into one pass.
+
+` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "retry":
+		return `Usage: lockstep retry [--json] ENV
+
+A release that fails its health gate is rolled back and its commit
+quarantined: the agent does not apply it again until the pin names another
+commit. retry clears ENV's quarantine and asks the running agent for a pass
+now, so the pinned commit is tried again (health gate and rollback included).
+
+` + globalFlagsHelp + "\n" + exitCodesHelp, true
+	case "rollback":
+		return `Usage: lockstep rollback [--json] ENV
+
+The emergency brake. Asks the running agent to apply ENV's last healthy
+revision again now, from its release directory on disk (no git needed), and
+to hold the pinned commit back until the pin names another commit (or
+'lockstep retry ENV'). Fails (HTTP 409) when ENV has no healthy revision
+other than the pinned one.
 
 ` + globalFlagsHelp + "\n" + exitCodesHelp, true
 	case "demo":

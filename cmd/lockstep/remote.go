@@ -96,7 +96,7 @@ func (c *cli) status(ctx context.Context, g *globalFlags, args []string) int {
 
 func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENVIRONMENT\tPINNED\tRUNNING\tLAST HEALTHY\tLAST PASS\tRESULT\tERROR")
+	fmt.Fprintln(tw, "ENVIRONMENT\tPINNED\tRUNNING\tLAST HEALTHY\tLAST PASS\tRESULT\tQUARANTINED\tERROR")
 	for _, e := range envs {
 		last, result := "-", "-"
 		if p := e.LastPass; p != nil {
@@ -113,9 +113,24 @@ func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 				errText += "; retry in " + e.NextRetry.Sub(now).Round(time.Second).String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, short12(e.Pinned), short12(e.Running), short12(e.LastHealthy), last, result, errText)
+		quarantined := "-"
+		if len(e.Quarantined) > 0 {
+			shorts := make([]string, len(e.Quarantined))
+			for i, q := range e.Quarantined {
+				shorts[i] = short12(q)
+			}
+			quarantined = strings.Join(shorts, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, short12(e.Pinned), short12(e.Running), short12(e.LastHealthy), last, result, quarantined, errText)
 	}
 	tw.Flush()
+	// The last health gate failure is long (service, reason, rollback):
+	// one line per environment under the table rather than a column.
+	for _, e := range envs {
+		if e.LastFailure != "" {
+			fmt.Fprintf(w, "%s: last failure: %s\n", e.Name, oneLine(e.LastFailure))
+		}
+	}
 }
 
 // history prints the recent passes of one environment, newest last.
@@ -146,8 +161,15 @@ func (c *cli) history(ctx context.Context, g *globalFlags, args []string) int {
 	if jsonOut {
 		return c.writeJSON(passes)
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "START\tPASS\tTRIGGER\tCOMMIT\tRESULT\tTOOK\tPLAN\tERROR")
+	writeHistory(c.stdout, passes)
+	return exitOK
+}
+
+// writeHistory prints passes as a table, then the last log lines of the
+// newest pass whose service failed its health gate.
+func writeHistory(w io.Writer, passes []reconcile.PassRecord) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "START\tPASS\tTRIGGER\tCOMMIT\tRESULT\tSERVICE\tTOOK\tPLAN\tERROR")
 	for _, p := range passes {
 		errText := "-"
 		if p.Error != "" {
@@ -157,11 +179,29 @@ func (c *cli) history(ctx context.Context, g *globalFlags, args []string) int {
 		if plan == "" {
 			plan = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Start.Local().Format(time.DateTime), p.ID, p.Trigger,
-			short12(p.Commit), p.Result, p.Duration.Round(time.Millisecond), plan, errText)
+		result := p.Result
+		if p.RolledBackTo != "" {
+			result += " to " + short12(p.RolledBackTo)
+		}
+		service := p.Service
+		if service == "" {
+			service = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Start.Local().Format(time.DateTime), p.ID, p.Trigger,
+			short12(p.Commit), result, service, p.Duration.Round(time.Millisecond), plan, errText)
 	}
 	tw.Flush()
-	return exitOK
+	for i := len(passes) - 1; i >= 0; i-- {
+		p := passes[i]
+		if p.Service == "" || len(p.Logs) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nlast log lines of %s (pass %s, commit %s):\n", p.Service, p.ID, short12(p.Commit))
+		for _, line := range p.Logs {
+			fmt.Fprintf(w, "  | %s\n", line)
+		}
+		break
+	}
 }
 
 // sync asks the running agent for a pass now (all environments by default).
@@ -192,6 +232,47 @@ func (c *cli) sync(ctx context.Context, g *globalFlags, args []string) int {
 		return c.writeJSON(api.SyncResponse{Queued: queued})
 	}
 	fmt.Fprintf(c.stdout, "pass queued for %s\n", strings.Join(queued, ", "))
+	return exitOK
+}
+
+// retry asks the running agent to clear an environment's quarantined
+// commits and try the pinned one again.
+func (c *cli) retry(ctx context.Context, g *globalFlags, args []string) int {
+	return c.envAction(ctx, g, "retry", args, func(cl *api.Client, env string) error { return cl.Retry(ctx, env) },
+		"retry queued for %s: the quarantine is cleared and the pinned commit is tried again (watch: lockstep history %s)\n")
+}
+
+// rollback asks the running agent to apply an environment's last healthy
+// revision again now, and hold the pinned commit back until the pin
+// changes. It works while git is unreachable.
+func (c *cli) rollback(ctx context.Context, g *globalFlags, args []string) int {
+	return c.envAction(ctx, g, "rollback", args, func(cl *api.Client, env string) error { return cl.Rollback(ctx, env) },
+		"rollback queued for %s: the last healthy revision is applied again and the pinned commit held until the pin changes (watch: lockstep history %s)\n")
+}
+
+func (c *cli) envAction(ctx context.Context, g *globalFlags, name string, args []string, act func(*api.Client, string) error, done string) int {
+	fs := c.commandFlags(name, g)
+	var jsonOut bool
+	fs.BoolVar(&jsonOut, "json", false, "")
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
+		return c.flagError(name, err)
+	}
+	if len(rest) != 1 {
+		return c.usageError("%s takes exactly one environment", name)
+	}
+	cl, _, code := c.apiClient(g)
+	if cl == nil {
+		return code
+	}
+	env := rest[0]
+	if err := act(cl, env); err != nil {
+		return c.remoteError(err)
+	}
+	if jsonOut {
+		return c.writeJSON(api.QueuedResponse{Environment: env, Queued: name})
+	}
+	fmt.Fprintf(c.stdout, done, env, env)
 	return exitOK
 }
 

@@ -58,6 +58,8 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 		Engine:   eng,
 		Log:      log,
 		StateDir: cfg.StateDir,
+		// lockstep apply gates like the agent does.
+		Gate: reconcile.GateOptions{Timeout: cfg.Health.Timeout, Bake: cfg.Health.Bake},
 	}
 	return r, src, eng, nil
 }
