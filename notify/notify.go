@@ -39,7 +39,7 @@ const (
 	KindSlack   = "slack"   // POST of {"text": "..."} to a Slack-compatible incoming webhook
 )
 
-// DefaultEvents are the events a target receives when it names none, the
+// defaultEvents are the events a target receives when it names none, the
 // same default as the [[notify]] events key.
 var defaultEvents = []string{EventFailure, EventRollback, EventRecovery}
 
