@@ -639,10 +639,10 @@ func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger str
 		rec.Result, rec.Error, rec.Class = ResultFailed, err.Error(), ClassHealth
 		rec.Service, rec.Logs = ge.Service, ge.Logs
 		a.quarantineCommit(l, Quarantine{Commit: rev.Commit, Service: ge.Service, Reason: ge.Error(), At: start.UTC()}, plog)
-		events = append(events, Event{Kind: EventFailure, Commit: rev.Commit, Previous: previous, Service: ge.Service, Reason: ge.Reason, Logs: ge.Logs})
 		a.mu.Lock()
 		target, ok := rollbackTarget(l.healthy, rev.Commit)
 		a.mu.Unlock()
+		events = append(events, Event{Kind: EventFailure, Commit: rev.Commit, Previous: target.Commit, Service: ge.Service, Reason: ge.Reason, Logs: ge.Logs})
 		if !ok {
 			rec.Error += "; no healthy revision to roll back to: left running and quarantined"
 			plog.Error().Str("env", l.env.Name).Str("commit", rev.Commit).Str("service", ge.Service).Str("reason", ge.Reason).
@@ -662,13 +662,13 @@ func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger str
 			rec.Error += fmt.Sprintf("; ROLLBACK to %s FAILED too: %v", short(target.Commit), rbErr)
 			plog.Error().Err(rbErr).Str("env", l.env.Name).Str("commit", rev.Commit).Str("to", target.Commit).
 				Msg("ROLLBACK FAILED: the last healthy revision did not come back healthy either; a person must act (nothing more is tried)")
-			events = append(events, failureEvent(target.Commit, rev.Commit, "rollback failed: ", rbErr))
+			events = append(events, failureEvent(rev.Commit, target.Commit, fmt.Sprintf("rollback to %s failed: ", short(target.Commit)), rbErr))
 			break
 		}
 		running = target.Commit
 		rec.Result, rec.RolledBackTo = ResultRolledBack, target.Commit
 		rec.Error += "; rolled back to " + short(target.Commit)
-		events = append(events, Event{Kind: EventRollback, Commit: target.Commit, Previous: rev.Commit, Service: ge.Service, Reason: ge.Reason})
+		events = append(events, Event{Kind: EventRollback, Commit: rev.Commit, Previous: target.Commit, Service: ge.Service, Reason: ge.Reason, Logs: ge.Logs})
 	case err != nil:
 		rec.Result, rec.Error, rec.Class = ResultFailed, err.Error(), Classify(err)
 	case res.Paused && res.Plan != nil && !res.Plan.Empty():
@@ -699,7 +699,7 @@ func (a *Agent) manualRollback(ctx context.Context, l *envLoop, st *loopState) {
 	id := newPassID(start)
 	plog := a.log.With().Str("pass", id).Logger()
 	a.mu.Lock()
-	pinned, previous := l.status.Pinned, l.status.Running
+	pinned := l.status.Pinned
 	target, ok := rollbackTarget(l.healthy, pinned)
 	a.mu.Unlock()
 	if !ok {
@@ -736,11 +736,11 @@ func (a *Agent) manualRollback(ctx context.Context, l *envLoop, st *loopState) {
 			rec.Service, rec.Logs = ge.Service, ge.Logs
 			running = target.Commit
 		}
-		events = append(events, failureEvent(target.Commit, previous, "rollback failed: ", err))
+		events = append(events, failureEvent(pinned, target.Commit, fmt.Sprintf("rollback to %s failed: ", short(target.Commit)), err))
 	} else {
 		rec.Result, rec.RolledBackTo = ResultRolledBack, target.Commit
 		running = target.Commit
-		events = append(events, Event{Kind: EventRollback, Commit: target.Commit, Previous: previous, Reason: "lockstep rollback"})
+		events = append(events, Event{Kind: EventRollback, Commit: pinned, Previous: target.Commit, Reason: "lockstep rollback"})
 	}
 	rec.Duration = a.clock.Now().Sub(start)
 	a.finishPass(l, st, rec, err, running, healthy, events, plog)

@@ -507,6 +507,23 @@ func (a *applier) waitDependency(ctx context.Context, svc *compose.Service, d co
 	return nil
 }
 
+// conditionFailedError is a condition that cannot hold any more: the
+// container exited with the wrong code, turned unhealthy, died. The
+// release's own service failed, which the Runner treats as a failed health
+// gate (rollback), not as an engine error to retry.
+type conditionFailedError struct{ msg string }
+
+func (e *conditionFailedError) Error() string { return e.msg }
+
+func failedf(format string, args ...any) error {
+	return &conditionFailedError{msg: fmt.Sprintf(format, args...)}
+}
+
+// conditionTimeoutError is a condition that did not hold in time.
+type conditionTimeoutError struct{ msg string }
+
+func (e *conditionTimeoutError) Error() string { return e.msg }
+
 // errNotYet means a condition does not hold yet; polling goes on.
 var errNotYet = errors.New("not yet")
 
@@ -521,7 +538,7 @@ const conditionRunning = "running"
 func check(condition string, healthcheck bool, c compose.Container) error {
 	switch c.State {
 	case "dead", "removing":
-		return fmt.Errorf("container is %s", c.State)
+		return failedf("container is %s", c.State)
 	}
 	switch condition {
 	case compose.ConditionHealthy:
@@ -529,9 +546,9 @@ func check(condition string, healthcheck bool, c compose.Container) error {
 		case c.Health == "healthy":
 			return nil
 		case c.Health == "unhealthy":
-			return fmt.Errorf("container is unhealthy: see docker inspect --format '{{json .State.Health}}' %s", c.Name)
+			return failedf("container is unhealthy: see docker inspect --format '{{json .State.Health}}' %s", c.Name)
 		case c.State == "exited":
-			return fmt.Errorf("container exited with code %d before becoming healthy: see docker logs %s", c.ExitCode, c.Name)
+			return failedf("container exited with code %d before becoming healthy: see docker logs %s", c.ExitCode, c.Name)
 		case c.Health == "" && c.State == "running" && !healthcheck:
 			return errors.New("container has no healthcheck")
 		}
@@ -541,7 +558,7 @@ func check(condition string, healthcheck bool, c compose.Container) error {
 		case c.State == "exited" && c.ExitCode == 0:
 			return nil
 		case c.State == "exited":
-			return fmt.Errorf("container exited with code %d, service_completed_successfully needs 0: see docker logs %s", c.ExitCode, c.Name)
+			return failedf("container exited with code %d, service_completed_successfully needs 0: see docker logs %s", c.ExitCode, c.Name)
 		}
 		return errNotYet
 	case conditionRunning:
@@ -549,7 +566,7 @@ func check(condition string, healthcheck bool, c compose.Container) error {
 		case "running":
 			return nil
 		case "exited":
-			return fmt.Errorf("container exited with code %d: see docker logs %s", c.ExitCode, c.Name)
+			return failedf("container exited with code %d: see docker logs %s", c.ExitCode, c.Name)
 		}
 		return errNotYet
 	default: // service_started
@@ -591,7 +608,7 @@ func (a *applier) waitFor(ctx context.Context, id, condition string, healthcheck
 			if ctx.Err() != nil {
 				return last, fmt.Errorf("stopped waiting: %w", ctx.Err())
 			}
-			return last, fmt.Errorf("timed out after %s (last state %s)", a.opts.DependencyTimeout, stateText(last))
+			return last, &conditionTimeoutError{msg: fmt.Sprintf("timed out after %s (last state %s)", a.opts.DependencyTimeout, stateText(last))}
 		case <-timer.C:
 		}
 	}

@@ -21,12 +21,17 @@ const (
 // made of. It carries no secrets: commits, service names, the gate's
 // reason and the failing container's last log lines.
 type Event struct {
-	Kind        string    `json:"kind"` // Event* constant
-	Environment string    `json:"environment"`
-	Commit      string    `json:"commit,omitempty"`   // the commit the event is about (failed, rolled back to, deployed)
-	Previous    string    `json:"previous,omitempty"` // what ran before (deploy, failure) or the commit left (rollback)
-	Service     string    `json:"service,omitempty"`  // the service that failed the gate
-	Reason      string    `json:"reason,omitempty"`
-	Logs        []string  `json:"logs,omitempty"`
-	Time        time.Time `json:"time"`
+	Kind        string `json:"kind"` // Event* constant
+	Environment string `json:"environment"`
+	// Commit is the commit the event is about: the one that failed, the
+	// one rolled back from (failed, or held back by `lockstep rollback`),
+	// the one deployed or healthy again.
+	Commit string `json:"commit,omitempty"`
+	// Previous is the revision rolled back to (rollback; failure when a
+	// rollback follows or failed), or what ran before (deploy, recovery).
+	Previous string    `json:"previous,omitempty"`
+	Service  string    `json:"service,omitempty"` // the service that failed the gate
+	Reason   string    `json:"reason,omitempty"`
+	Logs     []string  `json:"logs,omitempty"`
+	Time     time.Time `json:"time"`
 }

@@ -399,3 +399,44 @@ func convergedHealthy(p *compose.Project, o compose.Observed) bool {
 	}
 	return true
 }
+
+// dependencyGateError turns an apply that stopped because a dependency of
+// the release failed into a *GateError for that dependency: it exited with
+// the wrong code, turned unhealthy or died, or this apply (re)started it and
+// it did not get there in time. Anything else (an engine error, a
+// dependency the apply did not touch timing out) is nil: not the release's
+// fault, retried.
+func dependencyGateError(ctx context.Context, eng Engine, err error, applied *ApplyResult, opts GateOptions, log zerolog.Logger) error {
+	var de *DependencyError
+	if !errors.As(err, &de) || de.Container == "" {
+		return nil
+	}
+	var failed *conditionFailedError
+	var timeout *conditionTimeoutError
+	switch {
+	case errors.As(de.Err, &failed):
+	case errors.As(de.Err, &timeout) && touched(applied, de.Dependency):
+	default:
+		return nil
+	}
+	s := &gateState{t: gateTarget{Service: de.Dependency, Container: de.Container}}
+	reason := fmt.Sprintf("%v (%s waits for it with %s)", de.Err, de.Service, de.Condition)
+	return gateFailure(ctx, eng, s, reason, opts, log)
+}
+
+// touched reports whether the apply created, recreated, started or
+// restarted a container of service.
+func touched(applied *ApplyResult, service string) bool {
+	if applied == nil {
+		return false
+	}
+	for _, a := range applied.Done {
+		switch a.Kind {
+		case ActCreate, ActRecreate, ActStart, ActRestart:
+			if a.Service == service {
+				return true
+			}
+		}
+	}
+	return false
+}

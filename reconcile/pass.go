@@ -176,14 +176,20 @@ func (r *Runner) ApplyRevision(ctx context.Context, env Environment, rev Revisio
 	opts.Log = log
 	applied, err := Apply(ctx, r.Engine, desired, observed, res.Plan, opts)
 	res.Applied = applied
+	gate := r.gateOptions(env)
+	gate.CallTimeout = opts.withDefaults().CallTimeout
 	if err != nil {
+		if ge := dependencyGateError(ctx, r.Engine, err, applied, gate, log); ge != nil {
+			// A service of the release failed while others waited on it
+			// (a migration exited 1): the release is unhealthy, not the
+			// engine.
+			return res, &StepError{Step: StepVerify, Err: fmt.Errorf("verify %s at %s: %w", env.Name, short(res.Commit), ge)}
+		}
 		return res, &StepError{Step: StepApply, Err: fmt.Errorf("apply %s at %s: %w", env.Name, short(res.Commit), err)}
 	}
 	log.Info().Str("plan", res.Plan.Summary()).Msg("applied")
 	// What runs now, healthy or not: the next plan's wording depends on it.
 	r.record(desired, env, log)
-	gate := r.gateOptions(env)
-	gate.CallTimeout = opts.withDefaults().CallTimeout
 	if err := runGate(ctx, r.Engine, gateTargets(desired, applied.Done), gate, log); err != nil {
 		// No prune: the release to roll back to must stay on disk.
 		return res, &StepError{Step: StepVerify, Err: fmt.Errorf("verify %s at %s: %w", env.Name, short(res.Commit), err)}

@@ -107,7 +107,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventRollback}) {
 		t.Fatalf("events %q", k)
 	}
-	if e := f.lastEvent(); e.Commit != commitA || e.Previous != commitB || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() {
+	if e := f.lastEvent(); e.Commit != commitB || e.Previous != commitA || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() || len(e.Logs) != 2 {
 		t.Fatalf("rollback event: %+v", e)
 	}
 
@@ -260,7 +260,7 @@ func TestAgentManualRollbackWorksWithGitUnreachable(t *testing.T) {
 	if s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitC}) || s.Rollbacks != 1 || s.GateFailures != 0 {
 		t.Fatalf("status after the rollback: %+v", s)
 	}
-	if e := f.lastEvent(); e.Kind != EventRollback || e.Commit != commitA || e.Previous != commitC {
+	if e := f.lastEvent(); e.Kind != EventRollback || e.Commit != commitC || e.Previous != commitA {
 		t.Fatalf("event: %+v", e)
 	}
 
@@ -290,5 +290,39 @@ func TestAgentRollbackReMaterializesAGoneRelease(t *testing.T) {
 	wantTriggers(t, f, "start:noop", "poll:applied", "rollback:rolled-back")
 	if _, after := f.git.counts("prod"); after != before+1 {
 		t.Fatalf("%d source calls to bring back a deleted release, want 1", after-before)
+	}
+}
+
+func TestAgentRollsBackAFailedMigrationOthersWaitFor(t *testing.T) {
+	const commitD = "d00dd00dd00dd00dd00dd00dd00dd00dd00dd00d"
+	const badMigrate = "127.0.0.1:5000/migrate:bad"
+	f := newRollbackFixture(t)
+	f.variants[commitD] = func(p *compose.Project) {
+		modService("migrate", func(s *compose.Service) {
+			s.Image, s.Config.Image, s.ConfigHash = badMigrate, badMigrate, sha("config", "migrate", "bad")
+		})(p)
+		f.variants[commitC](p) // web changes too: apply waits for migrate before recreating it
+	}
+	f.eng.setOnStart("migrate", func(c *compose.Container) {
+		c.State, c.ExitCode = "exited", 0
+		if c.Image == badMigrate {
+			c.ExitCode = 1
+		}
+	})
+	f.eng.logs["prod-migrate-1"] = []string{"ERROR: relation \"users\" already exists"}
+	f.start()
+	f.settle("prod", 0)
+	f.pin(commitD, head2)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:rolled-back")
+	rec := f.passes()[1]
+	if rec.Service != "migrate" || rec.Class != ClassHealth || rec.RolledBackTo != commitA ||
+		!strings.Contains(rec.Error, "container exited with code 1, service_completed_successfully needs 0") ||
+		!strings.Contains(rec.Error, "(web waits for it with service_completed_successfully)") ||
+		len(rec.Logs) != 1 {
+		t.Fatalf("record: %+v", rec)
+	}
+	if s := f.status("prod"); s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitD}) || !strings.Contains(s.LastFailure, "migrate") {
+		t.Fatalf("status: %+v", s)
 	}
 }
