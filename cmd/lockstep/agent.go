@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/notify"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/webhook"
 )
@@ -82,12 +83,14 @@ func (c *cli) runGeneration(ctx context.Context, cfg *config.Config, log zerolog
 	defer closer.Close()
 
 	envs := make([]reconcile.Environment, 0, len(cfg.Environments))
+	projects := map[string]string{}
 	for _, e := range cfg.Environments {
-		env := environment(e)
-		// The environment's health_timeout and bake (config resolves them
-		// from [health] when the environment does not set them).
-		env.HealthTimeout, env.Bake = e.HealthTimeout, e.Bake
-		envs = append(envs, env)
+		envs = append(envs, environment(e))
+		projects[e.Name] = e.Project
+	}
+	notifier, err := newNotifier(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	var metrics *api.Metrics // set before the agent runs; read by OnPass
 	status := &statusLine{}
@@ -103,6 +106,13 @@ func (c *cli) runGeneration(ctx context.Context, cfg *config.Config, log zerolog
 			metrics.ObservePass(rec)
 			status.pass(rec)
 			sdNotify(log, "STATUS="+status.String())
+		},
+		OnEvent: func(ev reconcile.Event) {
+			notifier.Notify(notify.Event{
+				Kind: ev.Kind, Environment: ev.Environment, Project: projects[ev.Environment],
+				Commit: ev.Commit, Previous: ev.Previous, Service: ev.Service,
+				Reason: ev.Reason, Logs: ev.Logs, Time: ev.Time,
+			})
 		},
 	})
 	if err != nil {
@@ -167,6 +177,15 @@ func (c *cli) runGeneration(ctx context.Context, cfg *config.Config, log zerolog
 	}
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- ag.Run(genCtx) }()
+	// Notifications are delivered in the background; on shutdown the
+	// queued ones get a short while to go out.
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		if notifier != nil {
+			notifier.Run(genCtx)
+		}
+	}()
 
 	sdNotify(log, "READY=1", "STATUS=started; first pass running")
 	log.Info().Str("config", path).Int("environments", len(envs)).Str("socket", cfg.API.Socket).Msg("agent started")
@@ -208,10 +227,29 @@ wait:
 		runErr = err
 	}
 	wg.Wait()
+	<-notified
 	if runErr != nil {
 		return nil, runErr
 	}
 	return next, nil
+}
+
+// newNotifier reads the [[notify]] targets' URL files now, so a missing
+// file is an error at start, not at the first failure. With no target it
+// returns a nil Notifier, which does nothing.
+func newNotifier(cfg *config.Config, log zerolog.Logger) (*notify.Notifier, error) {
+	if len(cfg.Notify) == 0 {
+		return nil, nil
+	}
+	targets := make([]notify.Target, 0, len(cfg.Notify))
+	for _, t := range cfg.Notify {
+		targets = append(targets, notify.Target{Kind: t.Kind, URLFile: t.URLFile, Events: t.Events})
+	}
+	n, err := notify.New(targets, notify.Options{Log: log, Version: versionString()})
+	if err != nil {
+		return nil, fmt.Errorf("[[notify]]: %w", err)
+	}
+	return n, nil
 }
 
 // watchdog pings systemd's watchdog at half its interval while alive()

@@ -72,6 +72,10 @@ func environment(env config.Environment) reconcile.Environment {
 		PinFile:      env.PinFile,
 		ComposeFiles: slices.Clone(env.ComposeFiles),
 		EnvFiles:     slices.Clone(env.EnvFiles),
+		// Resolved from [health] by config when the environment does not
+		// set them.
+		HealthTimeout: env.HealthTimeout,
+		Bake:          env.Bake,
 	}
 }
 
