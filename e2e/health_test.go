@@ -78,7 +78,17 @@ func (f *fixture) waitPass(commit, result string, timeout time.Duration) reconci
 	f.t.Helper()
 	var st reconcile.EnvStatus
 	eventually(f.t, timeout, fmt.Sprintf("a %s pass of %s", result, commit[:12]), func() bool {
-		st = f.status()
+		r := f.lockstep("status", "--json")
+		if r.code != 0 { // the agent may not listen yet
+			return false
+		}
+		var out struct {
+			Environments []reconcile.EnvStatus `json:"environments"`
+		}
+		if json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.Environments) != 1 {
+			return false
+		}
+		st = out.Environments[0]
 		return st.LastPass != nil && st.LastPass.Commit == commit && st.LastPass.Result == result
 	})
 	return st

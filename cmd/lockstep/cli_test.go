@@ -222,8 +222,10 @@ func TestPassesAllEnvironmentsInConfigOrder(t *testing.T) {
 		t.Fatalf("exit %d: %s", got.code, got.stderr)
 	}
 	want := []reconcile.Environment{
-		{Name: "production", Project: "prod", PinFile: "environments/production.toml", EnvFiles: []string{"/etc/lockstep/production.env"}},
-		{Name: "staging", Project: "staging", PinFile: "environments/staging.toml", ComposeFiles: []string{"compose.yaml", "compose.staging.yaml"}},
+		{Name: "production", Project: "prod", PinFile: "environments/production.toml", EnvFiles: []string{"/etc/lockstep/production.env"},
+			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake},
+		{Name: "staging", Project: "staging", PinFile: "environments/staging.toml", ComposeFiles: []string{"compose.yaml", "compose.staging.yaml"},
+			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake},
 	}
 	if !reflect.DeepEqual(fake.envs, want) {
 		t.Errorf("runner got\n%+v\nwant\n%+v", fake.envs, want)

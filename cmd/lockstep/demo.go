@@ -328,6 +328,9 @@ func (s *demoStory) setUp() (*config.Config, config.Environment, error) {
 		fmt.Sprintf("state_dir = %q\n\n", filepath.Join(s.dir, "state")) +
 		fmt.Sprintf("[repo]\nurl = %q\nbranch = %q\npoll_interval = %q\n\n", s.originPath(), demo.Branch, demoPollInterval) +
 		fmt.Sprintf("[agent]\nshutdown_grace = %q\n\n", demoShutdownGrace) +
+		// Every deploy passes the health gate, as on a real host; the
+		// worker has no healthcheck, so a short bake keeps the story brisk.
+		"[health]\nbake = \"2s\"\n\n" +
 		fmt.Sprintf("[api]\nsocket = %q\n\n", filepath.Join(s.dir, "lockstep.sock")) +
 		fmt.Sprintf("[log]\nlevel = %q\nformat = \"console\"\n\n", s.logLevel) +
 		fmt.Sprintf("[[environment]]\nname = %q\nproject = %q\nenv_files = [%q]\n", demo.Environment, s.project, hostEnv)
