@@ -31,6 +31,11 @@ func (e *Engine) Observe(ctx context.Context, p *compose.Project) (compose.Obser
 	if obs.Containers, err = e.observeContainers(ctx, p.Name); err != nil {
 		return compose.Observed{}, err
 	}
+	// The API version is negotiated by now. Settings this engine would
+	// silently drop are refused here, before anything is changed.
+	if err := checkAPISupport(e.cli.ClientVersion(), p); err != nil {
+		return compose.Observed{}, err
+	}
 	if obs.Networks, err = e.observeNetworks(ctx, p); err != nil {
 		return compose.Observed{}, err
 	}
