@@ -424,6 +424,7 @@ func TestAgentAPIAndWebhookProblems(t *testing.T) {
 		{"notify bad kind", "[[notify]]\nkind = \"email\"\nurl_file = \"/u\"\n", "[[notify]][0].kind: must be \"webhook\" or \"slack\""},
 		{"notify url inline", "[[notify]]\nkind = \"slack\"\n", "[[notify]][0].url_file: required"},
 		{"notify bad event", "[[notify]]\nkind = \"slack\"\nurl_file = \"/u\"\nevents = [\"oops\"]\n", "[[notify]][0].events: element 0: \"oops\" is not an event"},
+		{"bake of zero", "[health]\nbake = \"0s\"\n", "[health].bake: must be at least 1s"},
 		{"health timeout too short", "[health]\ntimeout = \"10ms\"\n", "[health].timeout: must be at least 1s"},
 	}
 	for _, tc := range tests {

@@ -82,7 +82,7 @@ func (c *checker) build(f *file) *Config {
 	}
 	cfg.Health = Health{
 		Timeout: c.duration(tableKey("health", "timeout"), f.Health.Timeout, DefaultHealthTimeout, time.Second),
-		Bake:    c.duration(tableKey("health", "bake"), f.Health.Bake, DefaultBake, 0),
+		Bake:    c.duration(tableKey("health", "bake"), f.Health.Bake, DefaultBake, time.Second),
 	}
 	cfg.Notify = c.notify(f.Notify)
 	cfg.API = c.api(&f.API)
@@ -394,7 +394,7 @@ func (c *checker) environments(fs []fileEnvironment) []Environment {
 			EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
 			// Zero means "as [health]": filled in below, once [health] is known.
 			HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
-			Bake:          c.duration(k("bake"), f.Bake, 0, 0),
+			Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
 		}
 
 		nameOK, nameDup := false, false
