@@ -82,6 +82,7 @@ type Config struct {
 	Health       Health
 	Notify       []Notify
 	Environments []Environment // in file order; names and projects unique
+	Policy       Policy
 }
 
 // Repo is the [repo] table: the git repository lockstep watches.
@@ -111,6 +112,28 @@ type Engine struct {
 type Health struct {
 	Timeout time.Duration // timeout: how long changed services may take to become healthy; default 2m
 	Bake    time.Duration // bake: how long a service without a healthcheck must run without restarting; default 15s
+}
+
+// Policy modes ([policy].mode).
+const (
+	PolicyWarn    = "warn"    // violations are logged and reported; the release deploys
+	PolicyEnforce = "enforce" // a release with a violation is refused before anything is touched
+)
+
+// Policy is the [policy] table: which compose settings that give a
+// container power over the host a release may use. Every allow_* is false
+// by default, and the mode is warn, so a new policy first shows what it
+// would refuse.
+type Policy struct {
+	Mode              string   // mode: warn (default) or enforce
+	AllowPrivileged   bool     // allow_privileged: privileged: true
+	AllowHostNetwork  bool     // allow_host_network: network_mode: host
+	AllowHostPID      bool     // allow_host_pid: pid: host
+	AllowHostIPC      bool     // allow_host_ipc: ipc: host
+	AllowCapabilities []string // allow_capabilities: cap_add entries allowed, upper case without CAP_ ("NET_BIND_SERVICE"); ALL only if listed
+	AllowDevices      bool     // allow_devices: devices and device_cgroup_rules
+	AllowDockerSocket bool     // allow_docker_socket: a bind of /var/run/docker.sock or /run/docker.sock itself
+	AllowedBindRoots  []string // allowed_bind_roots: absolute, cleaned host paths binds may come from (the release is always allowed)
 }
 
 // Notify is one place failures, rollbacks and recoveries are posted to.

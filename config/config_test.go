@@ -39,6 +39,7 @@ func TestDefaults(t *testing.T) {
 		Agent:  Agent{DriftInterval: 5 * time.Minute, ShutdownGrace: time.Minute},
 		API:    API{Socket: "/run/lockstep/lockstep.sock"},
 		Health: Health{Timeout: 2 * time.Minute, Bake: 15 * time.Second},
+		Policy: Policy{Mode: "warn"},
 		Environments: []Environment{{
 			HealthTimeout: 2 * time.Minute,
 			Bake:          15 * time.Second,
@@ -386,6 +387,16 @@ bake = "5s"
 kind = "slack"
 url_file = "/u"
 events = ["failure"]
+[policy]
+mode = "enforce"
+allow_privileged = true
+allow_host_network = true
+allow_host_pid = true
+allow_host_ipc = true
+allow_capabilities = ["NET_ADMIN"]
+allow_devices = true
+allow_docker_socket = true
+allowed_bind_roots = ["/srv/data"]
 [[environment]]
 name = "a"
 health_timeout = "3m"
@@ -519,6 +530,59 @@ func TestEditDistance(t *testing.T) {
 	for _, tt := range tests {
 		if got := editDistance(tt.a, tt.b); got != tt.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	base := "[repo]\nurl = \"https://h/x\"\n[[environment]]\nname = \"a\"\n"
+	cfg, err := Parse("x.toml", []byte(base+`[policy]
+mode = "enforce"
+allow_capabilities = ["cap_net_admin", "NET_BIND_SERVICE", "ALL"]
+allowed_bind_roots = ["/srv/data/", "/var/lib/../lib/app"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Policy{
+		Mode:              PolicyEnforce,
+		AllowCapabilities: []string{"NET_ADMIN", "NET_BIND_SERVICE", "ALL"},
+		AllowedBindRoots:  []string{"/srv/data", "/var/lib/app"},
+	}
+	if !reflect.DeepEqual(cfg.Policy, want) {
+		t.Errorf("policy:\n got %+v\nwant %+v", cfg.Policy, want)
+	}
+
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"mode", "mode = \"strict\"\n", `x.toml:6: [policy].mode: must be "warn" (report violations, deploy anyway) or "enforce" (refuse the release), got "strict"`},
+		{"bool as string", "allow_privileged = \"yes\"\n", `x.toml:6: [policy].allow_privileged: must be true or false, got string "yes"`},
+		{"bool as int", "allow_host_pid = 1\n", `x.toml:6: [policy].allow_host_pid: must be true or false, got integer 1`},
+		{"capability typo", "allow_capabilities = [\"NET_BIND_SERVICE\", \"NET_ADMN\"]\n", `x.toml:6: [policy].allow_capabilities: element 1: "NET_ADMN" is not a Linux capability; did you mean "NET_ADMIN"?`},
+		{"capability nonsense", "allow_capabilities = [\"everything\"]\n", `x.toml:6: [policy].allow_capabilities: element 0: "everything" is not a Linux capability; use names from capabilities(7)`},
+		{"capabilities not a list", "allow_capabilities = \"NET_ADMIN\"\n", `x.toml:6: [policy].allow_capabilities: must be an array of strings, got string "NET_ADMIN"`},
+		{"relative root", "allowed_bind_roots = [\"/srv\", \"data\"]\n", `x.toml:6: [policy].allowed_bind_roots: element 1: must be an absolute path on this host, got "data"`},
+		{"key typo", "allow_privilege = true\n", "x.toml:6: [policy].allow_privilege: unknown key `allow_privilege`; did you mean `allow_privileged`?"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("x.toml", []byte(base+"[policy]\n"+tc.doc))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("got  %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+
+	// Every problem of the table at once, each with its key.
+	_, err = Parse("x.toml", []byte(base+"[policy]\nmode = \"x\"\nallow_devices = \"no\"\nallowed_bind_roots = [\"rel\"]\n"))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 3 {
+		t.Fatalf("want 3 problems, got %v", err)
+	}
+	for i, k := range []string{"[policy].mode", "[policy].allow_devices", "[policy].allowed_bind_roots"} {
+		if ce.Problems[i].Key != k {
+			t.Errorf("problem %d key %q, want %q", i, ce.Problems[i].Key, k)
 		}
 	}
 }

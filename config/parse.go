@@ -28,6 +28,19 @@ type file struct {
 	Health       fileHealth        `toml:"health"`
 	Notify       []fileNotify      `toml:"notify"`
 	Environments []fileEnvironment `toml:"environment"`
+	Policy       filePolicy        `toml:"policy"`
+}
+
+type filePolicy struct {
+	Mode              any `toml:"mode"`
+	AllowPrivileged   any `toml:"allow_privileged"`
+	AllowHostNetwork  any `toml:"allow_host_network"`
+	AllowHostPID      any `toml:"allow_host_pid"`
+	AllowHostIPC      any `toml:"allow_host_ipc"`
+	AllowCapabilities any `toml:"allow_capabilities"`
+	AllowDevices      any `toml:"allow_devices"`
+	AllowDockerSocket any `toml:"allow_docker_socket"`
+	AllowedBindRoots  any `toml:"allowed_bind_roots"`
 }
 
 type fileHealth struct {
@@ -195,6 +208,19 @@ func (c *checker) strings(k key, v any) []string {
 		return nil
 	}
 	return out
+}
+
+// boolean returns v as a bool, def when it is absent.
+func (c *checker) boolean(k key, v any, def bool) bool {
+	switch v := v.(type) {
+	case nil:
+		return def
+	case bool:
+		return v
+	default:
+		c.add(k, "must be true or false, got %s", describe(v))
+		return def
+	}
 }
 
 // duration returns v, a Go duration string, as a time.Duration of at least

@@ -88,6 +88,8 @@ func (c *checker) build(f *file) *Config {
 	cfg.API = c.api(&f.API)
 	cfg.Webhook = c.webhook(&f.Webhook)
 
+	cfg.Policy = c.policy(&f.Policy)
+
 	cfg.Environments = c.environments(f.Environments)
 	for i := range cfg.Environments {
 		e := &cfg.Environments[i]
@@ -476,4 +478,66 @@ func repoPath(p string) (string, string) {
 		return "", fmt.Sprintf("must name a file, not a directory, got %q", p)
 	}
 	return clean, ""
+}
+
+// capabilities are the Linux capabilities cap_add can name, without the
+// CAP_ prefix (capabilities(7)); ALL is compose's "every one of them".
+var capabilities = []string{
+	"ALL",
+	"AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE",
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER",
+	"KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN",
+	"NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP",
+	"SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT",
+	"SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM",
+}
+
+func (c *checker) policy(f *filePolicy) Policy {
+	k := func(name string) key { return tableKey("policy", name) }
+	p := Policy{
+		Mode:              c.str(k("mode"), f.Mode, PolicyWarn),
+		AllowPrivileged:   c.boolean(k("allow_privileged"), f.AllowPrivileged, false),
+		AllowHostNetwork:  c.boolean(k("allow_host_network"), f.AllowHostNetwork, false),
+		AllowHostPID:      c.boolean(k("allow_host_pid"), f.AllowHostPID, false),
+		AllowHostIPC:      c.boolean(k("allow_host_ipc"), f.AllowHostIPC, false),
+		AllowCapabilities: c.strings(k("allow_capabilities"), f.AllowCapabilities),
+		AllowDevices:      c.boolean(k("allow_devices"), f.AllowDevices, false),
+		AllowDockerSocket: c.boolean(k("allow_docker_socket"), f.AllowDockerSocket, false),
+		AllowedBindRoots:  c.strings(k("allowed_bind_roots"), f.AllowedBindRoots),
+	}
+	if p.Mode != PolicyWarn && p.Mode != PolicyEnforce {
+		c.add(k("mode"), "must be \"warn\" (report violations, deploy anyway) or \"enforce\" (refuse the release), got %q", p.Mode)
+	}
+	// A typo in a capability would silently allow nothing (or, worse, be
+	// read later as allowing something else): names are checked.
+	for i, capName := range p.AllowCapabilities {
+		norm := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(capName)), "CAP_")
+		if !slices.Contains(capabilities, norm) {
+			msg := fmt.Sprintf("element %d: %q is not a Linux capability", i, capName)
+			best, bestDist := "", 3
+			for _, known := range capabilities {
+				if d := editDistance(norm, known); d < bestDist {
+					best, bestDist = known, d
+				}
+			}
+			if best != "" {
+				msg += fmt.Sprintf("; did you mean %q?", best)
+			} else {
+				msg += "; use names from capabilities(7) without CAP_, such as \"NET_BIND_SERVICE\""
+			}
+			c.add(k("allow_capabilities"), "%s", msg)
+			continue
+		}
+		p.AllowCapabilities[i] = norm
+	}
+	// Roots are compared with host paths the engine mounts: a relative
+	// one would mean nothing.
+	for i, r := range p.AllowedBindRoots {
+		if !filepath.IsAbs(r) {
+			c.add(k("allowed_bind_roots"), "element %d: must be an absolute path on this host, got %q", i, r)
+			continue
+		}
+		p.AllowedBindRoots[i] = filepath.Clean(r)
+	}
+	return p
 }
