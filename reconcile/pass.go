@@ -70,6 +70,11 @@ type Runner struct {
 	// Gate tunes the health gate run after an apply that changed
 	// something; an Environment's HealthTimeout and Bake override it.
 	Gate GateOptions
+	// Policy is checked on every loaded release, before the engine is
+	// asked anything: in enforce mode a violation fails the pass, in warn
+	// mode it is logged and reported in PassResult.Policy. The zero value
+	// warns about everything it covers.
+	Policy compose.Policy
 }
 
 // PassResult is what one pass (plan, apply or validate) of an environment
@@ -87,12 +92,17 @@ type PassResult struct {
 	// that found the host converged and every service healthy: the
 	// revision was recorded as the environment's last healthy one.
 	Healthy bool `json:"healthy,omitempty"`
+	// Policy lists the release's deploy policy violations, one sentence
+	// each (compose.Violation.Error): warnings in warn mode, the reasons
+	// the release was refused in enforce mode.
+	Policy []string `json:"policy,omitempty"`
 }
 
 // Steps of a pass, as named by StepError.
 const (
 	StepSource  = "source"  // fetch, read the pin, resolve, materialize
 	StepLoad    = "load"    // load the release's compose files
+	StepPolicy  = "policy"  // check the loaded release against the deploy policy
 	StepObserve = "observe" // read what the engine has
 	StepApply   = "apply"   // carry the plan out
 	StepVerify  = "verify"  // the health gate after the apply
@@ -250,7 +260,33 @@ func (r *Runner) loadRevision(ctx context.Context, env Environment, rev Revision
 	if err != nil {
 		return res, nil, &StepError{Step: StepLoad, Err: fmt.Errorf("load %s at %s: %w", env.Name, short(rev.Commit), err)}
 	}
+	if err := r.checkPolicy(env, p, res); err != nil {
+		return res, nil, err
+	}
 	return res, p, nil
+}
+
+// checkPolicy is the policy step: it reads the loaded project p and the
+// host paths its binds name (to resolve symlinks), and changes nothing but
+// res.Policy. It runs before observe, so a refused release never reaches
+// the engine: not even a pull.
+func (r *Runner) checkPolicy(env Environment, p *compose.Project, res *PassResult) error {
+	violations := compose.CheckPolicy(p, r.Policy)
+	if len(violations) == 0 {
+		return nil
+	}
+	for _, v := range violations {
+		res.Policy = append(res.Policy, v.Error())
+	}
+	if r.Policy.Enforced() {
+		return &StepError{Step: StepPolicy, Err: fmt.Errorf("policy %s at %s: %w", env.Name, short(p.Commit), &compose.PolicyError{Violations: violations})}
+	}
+	log := r.Log.With().Str("env", env.Name).Str("commit", p.Commit).Logger()
+	for _, v := range violations {
+		log.Warn().Str("service", v.Service).Str("setting", v.Setting).Str("rule", v.Rule).
+			Msg("deploy policy violation (mode warn: deploying anyway): " + v.Error())
+	}
+	return nil
 }
 
 func (r *Runner) plan(ctx context.Context, env Environment) (*PassResult, *compose.Project, compose.Observed, error) {
