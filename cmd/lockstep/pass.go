@@ -28,7 +28,10 @@ type envResult struct {
 	Paused      bool                   `json:"paused,omitempty"`
 	Plan        *reconcile.Plan        `json:"plan"`
 	Applied     *reconcile.ApplyResult `json:"applied,omitempty"`
-	Error       string                 `json:"error,omitempty"`
+	// Policy holds the deploy policy violations of the release (warnings
+	// in warn mode, why it was refused in enforce mode); absent when none.
+	Policy []string `json:"policy,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 // pass runs plan, apply or validate for the selected environments, one
@@ -113,7 +116,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 		}
 		if pr != nil {
 			res.Head, res.Commit, res.Paused = pr.Head, pr.Commit, pr.Paused
-			res.Plan, res.Applied = pr.Plan, pr.Applied
+			res.Plan, res.Applied, res.Policy = pr.Plan, pr.Applied, pr.Policy
 			if pr.Project != "" {
 				res.Project = pr.Project
 			}
@@ -126,7 +129,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 			pending = true
 		}
 		if !jsonOut {
-			c.writeText(cmd, res, commit)
+			c.writeText(cmd, res, commit, cfg.Policy.Mode, policyChecked(err))
 		}
 		if err != nil {
 			fmt.Fprintf(c.stderr, "lockstep: %s: %v\n", env.Name, err)
@@ -165,22 +168,39 @@ func (c *cli) runOne(ctx context.Context, r runner, cmd string, env config.Envir
 	return nil, fmt.Errorf("internal error: no pass named %q", cmd)
 }
 
+// policyChecked reports whether a pass that ended with err got as far as
+// the policy step: it succeeded, or failed at or after it.
+func policyChecked(err error) bool {
+	var se *reconcile.StepError
+	if err == nil || !errors.As(err, &se) {
+		return err == nil
+	}
+	return se.Step != reconcile.StepSource && se.Step != reconcile.StepLoad
+}
+
 // writeText prints one environment's outcome for people. Errors are not
-// printed here: they go to stderr.
-func (c *cli) writeText(cmd string, res envResult, commit string) {
+// printed here: they go to stderr. checked says whether the release got
+// as far as the policy check; validate reports its outcome either way.
+func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, checked bool) {
 	w := c.stdout
 	switch cmd {
 	case "plan":
 		if res.Plan != nil {
 			c.writePlan(res.Plan)
+		} else if checked && len(res.Policy) > 0 {
+			fmt.Fprintf(w, "%s: refused by the deploy policy at %s\n", res.Environment, short(res.Commit))
 		}
+		c.writePolicy(res, policyMode, false)
 		if res.Paused {
 			fmt.Fprintf(w, "  paused: the pin file says paused = true; apply changes nothing\n")
 		}
 	case "apply":
 		if res.Plan != nil {
 			c.writePlan(res.Plan)
+		} else if checked && len(res.Policy) > 0 {
+			fmt.Fprintf(w, "%s: refused by the deploy policy at %s, nothing touched\n", res.Environment, short(res.Commit))
 		}
+		c.writePolicy(res, policyMode, false)
 		switch {
 		case res.Paused:
 			fmt.Fprintf(w, "%s: paused, nothing applied\n", res.Environment)
@@ -190,18 +210,47 @@ func (c *cli) writeText(cmd string, res envResult, commit string) {
 			fmt.Fprintf(w, "%s: up to date at %s\n", res.Environment, short(res.Commit))
 		}
 	case "validate":
-		if res.Error != "" {
-			return
-		}
 		at := short(res.Commit)
 		if at == "" {
 			at = commit
 		}
-		fmt.Fprintf(w, "%s: valid at %s", res.Environment, at)
+		switch {
+		case res.Error == "":
+			fmt.Fprintf(w, "%s: valid at %s", res.Environment, at)
+		case checked && len(res.Policy) > 0:
+			fmt.Fprintf(w, "%s: refused by the deploy policy at %s", res.Environment, at)
+		default:
+			return
+		}
 		if res.Head != "" && res.Head != res.Commit && commit == "" {
 			fmt.Fprintf(w, " (pin read at %s)", short(res.Head))
 		}
 		fmt.Fprintln(w)
+		c.writePolicy(res, policyMode, true)
+	}
+}
+
+// writePolicy prints the policy section: each violation, and what the mode
+// makes of them. Without violations it prints only when always is set
+// (validate reports the policy in every case).
+//
+//	policy: 1 violation (mode warn: the release deploys anyway)
+//	  service "web": privileged: true is not allowed ([policy].allow_privileged = false)
+func (c *cli) writePolicy(res envResult, mode string, always bool) {
+	w := c.stdout
+	if len(res.Policy) == 0 {
+		if always {
+			fmt.Fprintf(w, "  policy: no violations (mode %s)\n", mode)
+		}
+		return
+	}
+	outcome := "the release deploys anyway"
+	if mode == config.PolicyEnforce {
+		outcome = "the release is refused"
+	}
+	fmt.Fprintf(w, "  policy: %d %s (mode %s: %s)\n", len(res.Policy), plural(len(res.Policy), "violation", "violations"), mode, outcome)
+	for _, v := range res.Policy {
+		fmt.Fprintf(w, "    %s\n", v)
 	}
 }
 

@@ -59,9 +59,25 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 		Log:      log,
 		StateDir: cfg.StateDir,
 		// lockstep apply gates like the agent does.
-		Gate: reconcile.GateOptions{Timeout: cfg.Health.Timeout, Bake: cfg.Health.Bake},
+		Gate:   reconcile.GateOptions{Timeout: cfg.Health.Timeout, Bake: cfg.Health.Bake},
+		Policy: policy(cfg.Policy),
 	}
 	return r, src, eng, nil
+}
+
+// policy is the [policy] table as the compose check takes it.
+func policy(p config.Policy) compose.Policy {
+	return compose.Policy{
+		Mode:              p.Mode,
+		AllowPrivileged:   p.AllowPrivileged,
+		AllowHostNetwork:  p.AllowHostNetwork,
+		AllowHostPID:      p.AllowHostPID,
+		AllowHostIPC:      p.AllowHostIPC,
+		AllowCapabilities: slices.Clone(p.AllowCapabilities),
+		AllowDevices:      p.AllowDevices,
+		AllowDockerSocket: p.AllowDockerSocket,
+		AllowedBindRoots:  slices.Clone(p.AllowedBindRoots),
+	}
 }
 
 // environment is the pass's view of a configured environment.
