@@ -1,6 +1,7 @@
 package gitsource
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Auth says how to authenticate to the remote. Secrets are only ever read
@@ -74,13 +76,77 @@ func readToken(file string) (string, error) {
 	return token, nil
 }
 
-// sshCredentials holds a parsed key and a host key check built from the
-// configured known_hosts file; both are read once, at New.
+// sshCredentials holds a parsed private key (read once, at New: its
+// passphrase must not be needed later) and where to check host keys. The
+// known_hosts file is read again for every connection, like ssh does, so an
+// operator who fixes it after a refused host key needs no restart.
 type sshCredentials struct {
-	auth *sshAuth
+	user         string
+	keyFile      string
+	signer       ssh.Signer
+	knownHosts   string
+	hostWithPort string // as go-git dials it: host:port, port 22 when the URL has none
+	timeout      time.Duration
 }
 
-func (c sshCredentials) method() (transport.AuthMethod, []string, error) { return c.auth, nil, nil }
+func (c sshCredentials) method() (transport.AuthMethod, []string, error) {
+	check, algos, err := loadHostKeyCheck(c.knownHosts, c.hostWithPort)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := &gitssh.PublicKeys{User: c.user, Signer: c.signer}
+	keys.HostKeyCallback = check
+	// Offer only the key types known_hosts has for this host. Left empty,
+	// x/crypto/ssh prefers ECDSA and RSA over ed25519, so a server with
+	// several host keys would present one known_hosts does not hold for it
+	// and the right server would be refused as if its key had changed.
+	keys.HostKeyAlgorithms = algos
+	return &sshAuth{PublicKeys: keys, timeout: c.timeout}, nil, nil
+}
+
+// loadHostKeyCheck reads known_hosts and returns a host key callback that
+// accepts only the keys it lists for hostWithPort (plain or hashed
+// entries), refusing anything else with a *HostKeyError, and the host key
+// algorithms to offer for that host.
+func loadHostKeyCheck(file, hostWithPort string) (ssh.HostKeyCallback, []string, error) {
+	// Checked here because go-git silently skips missing files and then
+	// blames an SSH_KNOWN_HOSTS variable lockstep does not use.
+	if _, err := os.Stat(file); err != nil {
+		return nil, nil, fmt.Errorf("known_hosts file: %w", err)
+	}
+	db, err := gitssh.NewKnownHostsDb(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load known_hosts file %s: %w", file, err)
+	}
+	algos := db.HostKeyAlgorithms(hostWithPort)
+	if len(algos) == 0 {
+		return nil, nil, fmt.Errorf("known_hosts file %s has no key for %s (entry %s); add the host's key, checked out of band (e.g. compare `ssh-keyscan -p PORT HOST` with what the git host publishes): lockstep never trusts a host key on first use",
+			file, hostWithPort, knownhosts.Normalize(hostWithPort))
+	}
+	inner := db.HostKeyCallback()
+	check := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		err := inner(hostname, remote, key)
+		if err == nil {
+			return nil
+		}
+		return newHostKeyError(file, hostname, key, err)
+	}
+	return check, algos, nil
+}
+
+// refused explains a failed client authentication, which x/crypto/ssh
+// reports only as "unable to authenticate", naming the key the server
+// refused so the operator can find it among the git host's deploy keys.
+// It matches transport.ErrAuthenticationRequired, so that callers treat it
+// as they treat a refused token. Other errors come back unchanged.
+func (c sshCredentials) refused(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "ssh: unable to authenticate") {
+		return err
+	}
+	pub := c.signer.PublicKey()
+	return fmt.Errorf("%w: the server refused ssh key %s (%s %s) for user %q; add its public key to the repository's deploy keys (read access is enough), or fix auth ssh_key: %w",
+		transport.ErrAuthenticationRequired, c.keyFile, pub.Type(), ssh.FingerprintSHA256(pub), c.user, err)
+}
 
 // sshAuth adds a dial timeout to go-git's public key auth: go-git's SSH
 // transport only bounds the TCP and handshake phase through ClientConfig.
@@ -95,8 +161,8 @@ func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
 		return nil, err
 	}
 	if cfg.HostKeyCallback == nil {
-		// Never reached with keys built by newSSHCredentials; kept so that
-		// a future edit cannot silently fall back to go-git's defaults.
+		// Never reached with keys built by sshCredentials; kept so that a
+		// future edit cannot silently fall back to go-git's defaults.
 		return nil, errors.New("ssh: no host key verification configured")
 	}
 	cfg.Timeout = a.timeout
@@ -137,9 +203,6 @@ func newSSHCredentials(ep *transport.Endpoint, a Auth, timeout time.Duration) (c
 	if a.KnownHosts == "" {
 		return nil, fmt.Errorf("repo URL uses ssh but auth known_hosts is not set; set it to a known_hosts file holding %s's host key (e.g. from `ssh-keyscan %s`, checked out of band): host keys are always verified", ep.Host, ep.Host)
 	}
-	if _, err := os.Stat(a.KnownHosts); err != nil {
-		return nil, fmt.Errorf("known_hosts file: %w", err)
-	}
 	pem, err := os.ReadFile(a.SSHKey)
 	if err != nil {
 		return nil, fmt.Errorf("read ssh key: %w", err)
@@ -148,28 +211,26 @@ func newSSHCredentials(ep *transport.Endpoint, a Auth, timeout time.Duration) (c
 	if err != nil {
 		return nil, err
 	}
-	db, err := gitssh.NewKnownHostsDb(a.KnownHosts)
-	if err != nil {
-		return nil, fmt.Errorf("load known_hosts file %s: %w", a.KnownHosts, err)
-	}
 	port := ep.Port
 	if port <= 0 {
 		port = gitssh.DefaultPort
 	}
-	hostWithPort := net.JoinHostPort(ep.Host, strconv.Itoa(port))
-	if len(db.HostKeys(hostWithPort)) == 0 {
-		return nil, fmt.Errorf("known_hosts file %s has no key for %s; add the host's key (checked out of band) before connecting", a.KnownHosts, hostWithPort)
+	c := sshCredentials{
+		user:         ep.User,
+		keyFile:      a.SSHKey,
+		signer:       signer,
+		knownHosts:   a.KnownHosts,
+		hostWithPort: net.JoinHostPort(ep.Host, strconv.Itoa(port)),
+		timeout:      timeout,
 	}
-	user := ep.User
-	if user == "" {
-		user = "git"
+	if c.user == "" {
+		c.user = "git"
 	}
-	keys := &gitssh.PublicKeys{User: user, Signer: signer}
-	keys.HostKeyCallback = db.HostKeyCallback()
-	// Offer only the key types known_hosts has for this host, or the server
-	// may pick another type and the (correct) host would be refused.
-	keys.HostKeyAlgorithms = db.HostKeyAlgorithms(hostWithPort)
-	return sshCredentials{auth: &sshAuth{PublicKeys: keys, timeout: timeout}}, nil
+	// Fail at startup, not at the first poll, when the host is not known.
+	if _, _, err := loadHostKeyCheck(c.knownHosts, c.hostWithPort); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // parseSSHKey parses a private key, decrypting it with the passphrase file
@@ -188,7 +249,12 @@ func parseSSHKey(keyFile string, pem []byte, passphraseFile string) (ssh.Signer,
 			return nil, fmt.Errorf("read ssh key passphrase: %w", rerr)
 		}
 		signer, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(strings.TrimRight(string(pass), "\r\n")))
+		if errors.Is(err, x509.IncorrectPasswordError) {
+			return nil, fmt.Errorf("decrypt ssh key %s: the passphrase in %s is wrong; put the key's passphrase in that file (one line)", keyFile, passphraseFile)
+		}
 		if err != nil {
+			// The error text comes from key parsing and never holds the
+			// passphrase.
 			return nil, fmt.Errorf("decrypt ssh key %s with the passphrase from %s: %w", keyFile, passphraseFile, err)
 		}
 		return signer, nil

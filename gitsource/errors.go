@@ -1,6 +1,13 @@
 package gitsource
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
 
 // ErrCommitNotFound is matched (errors.Is) by every error that means "the
 // commit a pin names is not available from the remote": a SHA that is not
@@ -131,3 +138,60 @@ func (e *TreeError) Error() string { return e.Msg }
 // Permanent is true: the commit's tree never changes; only a new commit can
 // fix it.
 func (e *TreeError) Permanent() bool { return true }
+
+// HostKeyError says an SSH server's host key was refused: the known_hosts
+// file has no entry for the host, holds other keys for it, or marks the key
+// @revoked. lockstep never adds or replaces known_hosts entries (no trust on
+// first use), so only an operator who checked the key out of band can fix
+// it; the file is read again on every connection.
+type HostKeyError struct {
+	Host        string   // host:port as dialed, e.g. "git.example.com:2222"
+	KnownHosts  string   // the known_hosts file checked
+	Offered     string   // type of the key the server presented, e.g. "ssh-ed25519"
+	Fingerprint string   // SHA256 fingerprint of that key
+	Known       []string // keys known_hosts holds for the host: "ssh-ed25519 SHA256:... (line 3)"
+	RevokedLine int      // line of the @revoked entry matching the key, if that is why
+}
+
+func (e *HostKeyError) Error() string {
+	offered := fmt.Sprintf("the server offered an %s key %s", e.Offered, e.Fingerprint)
+	const never = "lockstep never trusts a host key on first use and never updates known_hosts itself"
+	switch {
+	case e.RevokedLine > 0:
+		return fmt.Sprintf("ssh host key of %s refused: %s, which known_hosts file %s marks @revoked (line %d); %s",
+			e.Host, offered, e.KnownHosts, e.RevokedLine, never)
+	case len(e.Known) == 0:
+		return fmt.Sprintf("ssh host key of %s refused: known_hosts file %s has no entry for it (%s); %s. Check that key out of band and add it to the file: %s",
+			e.Host, e.KnownHosts, entryName(e.Host), offered, never)
+	default:
+		return fmt.Sprintf("ssh host key of %s does not match known_hosts file %s: %s, but the file holds %s for it. The server may be impersonated, or its key was rotated: check the new key out of band and replace the entry yourself; %s",
+			e.Host, e.KnownHosts, offered, strings.Join(e.Known, ", "), never)
+	}
+}
+
+// Permanent is true: a refused host key needs a human; retrying reaches
+// the same server with the same key.
+func (e *HostKeyError) Permanent() bool { return true }
+
+// entryName is how known_hosts writes host:port ("[host]:port", or just
+// host for port 22), so the message says exactly what to look for.
+func entryName(hostWithPort string) string { return knownhosts.Normalize(hostWithPort) }
+
+// newHostKeyError turns a refusal from x/crypto's known_hosts check into a
+// *HostKeyError; other failures (a certificate problem) are wrapped as is.
+func newHostKeyError(file, host string, key ssh.PublicKey, err error) error {
+	e := &HostKeyError{Host: host, KnownHosts: file, Offered: key.Type(), Fingerprint: ssh.FingerprintSHA256(key)}
+	var keyErr *knownhosts.KeyError
+	var revoked *knownhosts.RevokedError
+	switch {
+	case errors.As(err, &revoked):
+		e.RevokedLine = revoked.Revoked.Line
+	case errors.As(err, &keyErr):
+		for _, k := range keyErr.Want {
+			e.Known = append(e.Known, fmt.Sprintf("%s %s (line %d)", k.Key.Type(), ssh.FingerprintSHA256(k.Key), k.Line))
+		}
+	default:
+		return fmt.Errorf("check ssh host key of %s (%s %s) against known_hosts file %s: %w", host, e.Offered, e.Fingerprint, file, err)
+	}
+	return e
+}

@@ -227,6 +227,11 @@ func (s *Source) auth() (transport.AuthMethod, scrubber, error) {
 // authHint says what to do about a refused login, which go-git reports
 // only as "authentication required".
 func (s *Source) authHint(err error) error {
+	if c, ok := s.creds.(sshCredentials); ok {
+		if explained := c.refused(err); explained != err {
+			return explained
+		}
+	}
 	if !errors.Is(err, transport.ErrAuthenticationRequired) && !errors.Is(err, transport.ErrAuthorizationFailed) {
 		return err
 	}
@@ -382,9 +387,14 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 }
 
 // fatalFetchError tells errors that deepening cannot fix (deadline,
-// credentials, unreachable server) from a refused or unknown SHA.
+// credentials, host key, unreachable server) from a refused or unknown SHA.
 func fatalFetchError(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
+		return true
+	}
+	// A refused host key, for one, would be met again at every depth.
+	var permanent interface{ Permanent() bool }
+	if errors.As(err, &permanent) && permanent.Permanent() {
 		return true
 	}
 	for _, target := range []error{
