@@ -169,9 +169,10 @@ func (e *HostKeyError) Error() string {
 	}
 }
 
-// Permanent is true: a refused host key needs a human; retrying reaches
-// the same server with the same key.
-func (e *HostKeyError) Permanent() bool { return true }
+// HostKeyError has no Permanent method on purpose: it needs a human, but
+// the fix is an edit of the local known_hosts file, not a new commit, and
+// the agent waits for the branch to move after a permanent failure. Left
+// transient, the capped backoff picks up the corrected file by itself.
 
 // entryName is how known_hosts writes host:port ("[host]:port", or just
 // host for port 22), so the message says exactly what to look for.

@@ -392,9 +392,9 @@ func fatalFetchError(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return true
 	}
-	// A refused host key, for one, would be met again at every depth.
-	var permanent interface{ Permanent() bool }
-	if errors.As(err, &permanent) && permanent.Permanent() {
+	// A refused host key would be met again at every depth.
+	var hostKey *HostKeyError
+	if errors.As(err, &hostKey) {
 		return true
 	}
 	for _, target := range []error{
