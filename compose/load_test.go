@@ -506,3 +506,29 @@ func TestContainerCreateDeepCopies(t *testing.T) {
 		t.Error("mutating ContainerCreate's result changed the shared service")
 	}
 }
+
+// TestHostPathsTheLoaderWouldReadAreRefused: include, extends.file,
+// env_file and label_file name files the loader reads itself; a compose file
+// from git must not make the agent read a host file (a /dev/zero would
+// exhaust its memory, /etc/shadow would leak into the model).
+func TestHostPathsTheLoaderWouldReadAreRefused(t *testing.T) {
+	tests := []struct{ name, yaml, key string }{
+		{"env_file", "services:\n  web:\n    image: x\n    env_file: /dev/zero\n", "env_file"},
+		{"label_file", "services:\n  web:\n    image: x\n    label_file: /etc/shadow\n", "label_file"},
+		{"include", "include:\n  - /dev/zero\nservices:\n  web:\n    image: x\n", "include"},
+		{"extends", "services:\n  web:\n    extends:\n      file: /dev/zero\n      service: a\n", "extends.file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeRelease(t, map[string]string{"compose.yaml": tc.yaml})
+			e := loadErr(t, testOptions(dir))
+			if e.Key != tc.key || e.File != "compose.yaml" || !strings.Contains(e.Msg, "host path") {
+				t.Fatalf("got %+v, want a refusal of %s naming compose.yaml", e, tc.key)
+			}
+		})
+	}
+	// Bind mounts of host paths are not read by the loader: allowed here,
+	// governed by [policy].
+	dir := writeRelease(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: x\n    volumes: [\"/srv/data:/data\"]\n"})
+	load(t, testOptions(dir))
+}

@@ -118,7 +118,7 @@ func (s *sources) scanIncludes(f *sourceFile, inc *yaml.Node) error {
 				paths = []*yaml.Node{p}
 			}
 			if pd := mapValue(item, "project_directory"); pd != nil {
-				if err := s.checkInside(f, pd, "include.project_directory", ""); err != nil {
+				if err := s.checkRead(f, pd, "include.project_directory", ""); err != nil {
 					return err
 				}
 				if !hasVariable(pd.Value) && !filepath.IsAbs(pd.Value) {
@@ -127,7 +127,7 @@ func (s *sources) scanIncludes(f *sourceFile, inc *yaml.Node) error {
 			}
 			if ef := mapValue(item, "env_file"); ef != nil {
 				for _, n := range scalarOrList(ef) {
-					if err := s.checkInside(f, n, "include.env_file", ""); err != nil {
+					if err := s.checkRead(f, n, "include.env_file", ""); err != nil {
 						return err
 					}
 				}
@@ -137,7 +137,7 @@ func (s *sources) scanIncludes(f *sourceFile, inc *yaml.Node) error {
 			if isRemote(p.Value) {
 				return &LoadError{File: f.rel, Line: p.Line, Key: "include", Msg: fmt.Sprintf("remote include %q refused: lockstep never loads compose files from outside the repository; vendor the file into the repository and include it by relative path", redactURL(p.Value))}
 			}
-			if err := s.checkInside(f, p, "include", ""); err != nil {
+			if err := s.checkRead(f, p, "include", ""); err != nil {
 				return err
 			}
 			if hasVariable(p.Value) {
@@ -176,7 +176,7 @@ func (s *sources) scanServices(f *sourceFile, services *yaml.Node) error {
 				if isRemote(file.Value) {
 					return &LoadError{File: f.rel, Line: file.Line, Service: name, Key: "extends.file", Msg: "remote extends refused: lockstep never loads compose files from outside the repository; vendor the file into the repository"}
 				}
-				if err := s.checkInside(f, file, "extends.file", name); err != nil {
+				if err := s.checkRead(f, file, "extends.file", name); err != nil {
 					return err
 				}
 				if !hasVariable(file.Value) {
@@ -220,7 +220,7 @@ func (s *sources) scanServices(f *sourceFile, services *yaml.Node) error {
 						n = mapValue(n, "path")
 					}
 					if n != nil {
-						if err := s.checkInside(f, n, key, name); err != nil {
+						if err := s.checkRead(f, n, key, name); err != nil {
 							return err
 						}
 					}
@@ -244,6 +244,23 @@ func (s *sources) checkInside(f *sourceFile, n *yaml.Node, key, service string) 
 	if !within(s.releaseDir, filepath.Join(f.base, p)) {
 		return &LoadError{File: f.rel, Line: n.Line, Service: service, Key: key,
 			Msg: fmt.Sprintf("path %q escapes the release directory; only files of the repository can be referenced by relative path, use an absolute host path if the file lives on the host", p)}
+	}
+	return nil
+}
+
+// checkRead is checkInside for the paths the loader itself reads (include,
+// extends.file, env_file, label_file): those must be files of the
+// repository, absolute or not. A compose file from git naming /dev/zero or
+// /etc/shadow there would otherwise make the agent read it; values that
+// live on the host belong in the agent config's env_files.
+func (s *sources) checkRead(f *sourceFile, n *yaml.Node, key, service string) error {
+	if err := s.checkInside(f, n, key, service); err != nil {
+		return err
+	}
+	p := n.Value
+	if filepath.IsAbs(p) && !hasVariable(p) && !within(s.releaseDir, filepath.Clean(p)) {
+		return &LoadError{File: f.rel, Line: n.Line, Service: service, Key: key,
+			Msg: fmt.Sprintf("host path %q refused: lockstep reads only files of the repository while loading; reference the file by relative path, or put host-local values in the agent config's env_files", p)}
 	}
 	return nil
 }
