@@ -152,9 +152,15 @@ func gateOptOut(svc *compose.Service) bool {
 	return ok && strings.EqualFold(strings.TrimSpace(v), "false")
 }
 
-// gatePlan says, one entry per service, what the gate will wait for: the
-// plan prints it ("web healthy", "worker 15s without restart").
-func gatePlan(targets []gateTarget, bake time.Duration) []string {
+// gateWords words what the gate waits for, once per service.
+type gateWords struct {
+	healthy, completed func(service string) string
+	bake               func(service string, bake time.Duration) string
+}
+
+// describeGate lists, once per service in target order, what the gate
+// waits for, in the given words.
+func describeGate(targets []gateTarget, bake time.Duration, w gateWords) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, t := range targets {
@@ -164,36 +170,34 @@ func gatePlan(targets []gateTarget, bake time.Duration) []string {
 		seen[t.Service] = true
 		switch t.Wait {
 		case waitHealthy:
-			out = append(out, t.Service+" healthy")
+			out = append(out, w.healthy(t.Service))
 		case waitCompleted:
-			out = append(out, t.Service+" exits 0")
+			out = append(out, w.completed(t.Service))
 		default:
-			out = append(out, fmt.Sprintf("%s %s without restart", t.Service, bake))
+			out = append(out, w.bake(t.Service, bake))
 		}
 	}
 	return out
 }
 
-// gateWaiting is the same for the log line of the gate: "web
-// (healthcheck), worker (running 15s without restart)".
+// gatePlan is what the plan prints ("web healthy", "worker 15s without
+// restart").
+func gatePlan(targets []gateTarget, bake time.Duration) []string {
+	return describeGate(targets, bake, gateWords{
+		healthy:   func(s string) string { return s + " healthy" },
+		completed: func(s string) string { return s + " exits 0" },
+		bake:      func(s string, d time.Duration) string { return fmt.Sprintf("%s %s without restart", s, d) },
+	})
+}
+
+// gateWaiting is the gate's log line: "web (healthcheck), worker (running
+// 15s without restart)".
 func gateWaiting(targets []gateTarget, bake time.Duration) string {
-	var out []string
-	seen := map[string]bool{}
-	for _, t := range targets {
-		if seen[t.Service] {
-			continue
-		}
-		seen[t.Service] = true
-		switch t.Wait {
-		case waitHealthy:
-			out = append(out, t.Service+" (healthcheck)")
-		case waitCompleted:
-			out = append(out, t.Service+" (exit code 0)")
-		default:
-			out = append(out, fmt.Sprintf("%s (running %s without restart)", t.Service, bake))
-		}
-	}
-	return strings.Join(out, ", ")
+	return strings.Join(describeGate(targets, bake, gateWords{
+		healthy:   func(s string) string { return s + " (healthcheck)" },
+		completed: func(s string) string { return s + " (exit code 0)" },
+		bake:      func(s string, d time.Duration) string { return fmt.Sprintf("%s (running %s without restart)", s, d) },
+	}), ", ")
 }
 
 // errGateTimeout marks a target that did not get there before the timeout.
