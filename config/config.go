@@ -83,6 +83,39 @@ type Config struct {
 	Notify       []Notify
 	Environments []Environment // in file order; names and projects unique
 	Policy       Policy
+	Secrets      Secrets
+}
+
+// Commit roles [repo.verify].commits can name.
+const (
+	VerifyHead   = "head"   // the branch head the pin file is read at
+	VerifyPinned = "pinned" // the commit the pin names, whose tree is deployed
+	VerifyBoth   = "both"   // both of them (the default)
+)
+
+// Verify is the [repo.verify] table: commit signature verification. It is
+// on when at least one source of trusted keys is set.
+type Verify struct {
+	Commits           string // commits: head, pinned or both (default both)
+	OpenPGPKeyring    string // openpgp_keyring: file of trusted OpenPGP public keys (armored or binary)
+	SSHAllowedSigners string // ssh_allowed_signers: file in ssh-keygen's allowed_signers format
+}
+
+// Enabled reports whether commits are verified at all.
+func (v Verify) Enabled() bool { return v.OpenPGPKeyring != "" || v.SSHAllowedSigners != "" }
+
+// Head and Pinned report which commits are verified.
+func (v Verify) Head() bool   { return v.Enabled() && v.Commits != VerifyPinned }
+func (v Verify) Pinned() bool { return v.Enabled() && v.Commits != VerifyHead }
+
+// DefaultRuntimeDir is where decrypted secrets are materialized: under
+// systemd, RuntimeDirectory=lockstep makes it a tmpfs owned by the agent.
+const DefaultRuntimeDir = "/run/lockstep"
+
+// Secrets is the [secrets] table: age-encrypted files in the repository.
+type Secrets struct {
+	AgeIdentity string // age_identity: file of age identities (AGE-SECRET-KEY-1...); "" means encrypted files are refused
+	RuntimeDir  string // runtime_dir: tmpfs directory decrypted secret files are written under; default /run/lockstep
 }
 
 // Repo is the [repo] table: the git repository lockstep watches.
@@ -98,6 +131,8 @@ type Repo struct {
 	SSHKey               string // ssh only: private key file
 	SSHKeyPassphraseFile string // ssh only, with ssh_key: file holding the key's passphrase
 	KnownHosts           string // ssh only, required: host keys are verified, never trusted on first use
+
+	Verify Verify // [repo.verify]: signature verification of the commits deployed
 }
 
 // Engine is the [engine] table: how to reach the Docker engine.
@@ -174,6 +209,10 @@ type Environment struct {
 	ComposeFiles []string // repo-relative; empty means the pin file's, else compose's default discovery
 	Project      string   // compose project name, default Name, unique
 	EnvFiles     []string // absolute host paths of env files holding values that are not in git
+	// MinCommit is the floor (min_commit): a 40-hex commit the pinned
+	// revision must be or descend from, so replaying an old (signed) pin
+	// cannot take the environment back past it. "" means no floor.
+	MinCommit string
 	// HealthTimeout and Bake override [health] for this environment (zero: as [health]).
 	HealthTimeout time.Duration
 	Bake          time.Duration

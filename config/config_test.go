@@ -39,7 +39,8 @@ func TestDefaults(t *testing.T) {
 		Agent:  Agent{DriftInterval: 5 * time.Minute, ShutdownGrace: time.Minute},
 		API:    API{Socket: "/run/lockstep/lockstep.sock"},
 		Health: Health{Timeout: 2 * time.Minute, Bake: 15 * time.Second},
-		Policy: Policy{Mode: "warn"},
+		Policy:  Policy{Mode: "warn"},
+		Secrets: Secrets{RuntimeDir: "/run/lockstep"},
 		Environments: []Environment{{
 			HealthTimeout: 2 * time.Minute,
 			Bake:          15 * time.Second,
@@ -366,6 +367,13 @@ timeout = "5s"
 ssh_key = "/k"
 ssh_key_passphrase_file = "/p"
 known_hosts = "/kh"
+[repo.verify]
+commits = "pinned"
+openpgp_keyring = "/keys.asc"
+ssh_allowed_signers = "/allowed_signers"
+[secrets]
+age_identity = "/age.key"
+runtime_dir = "/run/ls"
 [engine]
 host = "tcp://127.0.0.1:2375"
 [log]
@@ -405,6 +413,7 @@ pin_file = "p.toml"
 compose_files = ["c.yaml"]
 project = "pa"
 env_files = ["/e.env"]
+min_commit = "9fceb02d0ae598e95dc970b74767f19372d61af8"
 `
 	cfg, err := Parse("x.toml", []byte(doc))
 	if err != nil {
@@ -584,5 +593,52 @@ allowed_bind_roots = ["/srv/data/", "/var/lib/../lib/app"]
 		if ce.Problems[i].Key != k {
 			t.Errorf("problem %d key %q, want %q", i, ce.Problems[i].Key, k)
 		}
+	}
+}
+
+func TestTrustKeysRefused(t *testing.T) {
+	base := "[repo]\nurl = \"https://h/x\"\n"
+	env := "[[environment]]\nname = \"a\"\n"
+	tests := []struct{ name, doc, key, want string }{
+		{"commits without keys", base + "[repo.verify]\ncommits = \"head\"\n" + env, "[repo.verify].commits", "set without trusted keys"},
+		{"bad commits", base + "[repo.verify]\nssh_allowed_signers = \"/a\"\ncommits = \"tip\"\n" + env, "[repo.verify].commits", `got "tip"`},
+		{"relative keyring", base + "[repo.verify]\nopenpgp_keyring = \"keys.asc\"\n" + env, "[repo.verify].openpgp_keyring", "absolute"},
+		{"branch as floor", base + env + "min_commit = \"main\"\n", "[[environment]][0].min_commit", "40-hex"},
+		{"short floor", base + env + "min_commit = \"9fceb02\"\n", "[[environment]][0].min_commit", "40-hex"},
+		{"relative identity", base + "[secrets]\nage_identity = \"age.key\"\n" + env, "[secrets].age_identity", "absolute"},
+		{"relative runtime dir", base + "[secrets]\nruntime_dir = \"run\"\n" + env, "[secrets].runtime_dir", "absolute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.toml", []byte(tt.doc))
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			for _, p := range cerr.Problems {
+				if p.Key == tt.key && strings.Contains(p.Msg, tt.want) && p.Line > 0 {
+					return
+				}
+			}
+			t.Fatalf("no problem at %s containing %q with a line in:\n%v", tt.key, tt.want, err)
+		})
+	}
+}
+
+func TestVerifyDefaults(t *testing.T) {
+	cfg, err := Parse("x.toml", []byte("[repo]\nurl = \"https://h/x\"\n[repo.verify]\nssh_allowed_signers = \"/a\"\n[[environment]]\nname = \"a\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := cfg.Repo.Verify
+	if v.Commits != VerifyBoth || !v.Head() || !v.Pinned() {
+		t.Fatalf("verify defaults: %+v head=%v pinned=%v", v, v.Head(), v.Pinned())
+	}
+	v.Commits = VerifyHead
+	if !v.Head() || v.Pinned() {
+		t.Fatalf("commits=head: head=%v pinned=%v", v.Head(), v.Pinned())
+	}
+	if (Verify{Commits: VerifyBoth}).Enabled() {
+		t.Fatal("verification without keys must be off")
 	}
 }

@@ -29,6 +29,18 @@ type file struct {
 	Notify       []fileNotify      `toml:"notify"`
 	Environments []fileEnvironment `toml:"environment"`
 	Policy       filePolicy        `toml:"policy"`
+	Secrets      fileSecrets       `toml:"secrets"`
+}
+
+type fileSecrets struct {
+	AgeIdentity any `toml:"age_identity"`
+	RuntimeDir  any `toml:"runtime_dir"`
+}
+
+type fileVerify struct {
+	Commits           any `toml:"commits"`
+	OpenPGPKeyring    any `toml:"openpgp_keyring"`
+	SSHAllowedSigners any `toml:"ssh_allowed_signers"`
 }
 
 type filePolicy struct {
@@ -78,6 +90,9 @@ type fileRepo struct {
 	SSHKey               any `toml:"ssh_key"`
 	SSHKeyPassphraseFile any `toml:"ssh_key_passphrase_file"`
 	KnownHosts           any `toml:"known_hosts"`
+	// Verify is decoded as a table; a value of another type is a decode
+	// error that names the key.
+	Verify fileVerify `toml:"verify"`
 }
 
 type fileEngine struct {
@@ -97,6 +112,7 @@ type fileEnvironment struct {
 	ComposeFiles  any `toml:"compose_files"`
 	Project       any `toml:"project"`
 	EnvFiles      any `toml:"env_files"`
+	MinCommit     any `toml:"min_commit"`
 }
 
 // Parse decodes and validates a config document. path is only used to

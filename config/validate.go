@@ -89,6 +89,7 @@ func (c *checker) build(f *file) *Config {
 	cfg.Webhook = c.webhook(&f.Webhook)
 
 	cfg.Policy = c.policy(&f.Policy)
+	cfg.Secrets = c.secrets(&f.Secrets)
 
 	cfg.Environments = c.environments(f.Environments)
 	for i := range cfg.Environments {
@@ -265,7 +266,55 @@ func (c *checker) repo(f *fileRepo) Repo {
 	if r.SSHKeyPassphraseFile != "" && r.SSHKey == "" {
 		c.add(k("ssh_key_passphrase_file"), "set without ssh_key: the passphrase decrypts the key named by ssh_key")
 	}
+	r.Verify = c.verify(&f.Verify)
 	return r
+}
+
+func (c *checker) verify(f *fileVerify) Verify {
+	k := func(name string) key { return tableKey("repo.verify", name) }
+	v := Verify{
+		Commits:           c.str(k("commits"), f.Commits, ""),
+		OpenPGPKeyring:    c.str(k("openpgp_keyring"), f.OpenPGPKeyring, ""),
+		SSHAllowedSigners: c.str(k("ssh_allowed_signers"), f.SSHAllowedSigners, ""),
+	}
+	for _, p := range []struct{ name, value string }{
+		{"openpgp_keyring", v.OpenPGPKeyring},
+		{"ssh_allowed_signers", v.SSHAllowedSigners},
+	} {
+		if p.value != "" && !filepath.IsAbs(p.value) {
+			c.add(k(p.name), "must be an absolute path, got %q", p.value)
+		}
+	}
+	switch v.Commits {
+	case "":
+		if v.Enabled() {
+			v.Commits = VerifyBoth
+		}
+	case VerifyHead, VerifyPinned, VerifyBoth:
+		if !v.Enabled() {
+			c.add(k("commits"), "set without trusted keys: name openpgp_keyring and/or ssh_allowed_signers, or remove [repo.verify]")
+		}
+	default:
+		c.add(k("commits"), "must be \"head\" (the branch head holding the pin), \"pinned\" (the deployed commit) or \"both\", got %q", v.Commits)
+	}
+	return v
+}
+
+func (c *checker) secrets(f *fileSecrets) Secrets {
+	k := func(name string) key { return tableKey("secrets", name) }
+	s := Secrets{
+		AgeIdentity: c.str(k("age_identity"), f.AgeIdentity, ""),
+		RuntimeDir:  c.str(k("runtime_dir"), f.RuntimeDir, DefaultRuntimeDir),
+	}
+	if s.AgeIdentity != "" && !filepath.IsAbs(s.AgeIdentity) {
+		c.add(k("age_identity"), "must be an absolute path, got %q", s.AgeIdentity)
+	}
+	if !filepath.IsAbs(s.RuntimeDir) {
+		c.add(k("runtime_dir"), "must be an absolute path, got %q", s.RuntimeDir)
+	} else {
+		s.RuntimeDir = filepath.Clean(s.RuntimeDir)
+	}
+	return s
 }
 
 // classifyURL says how u is reached, or why it is not accepted. Messages
@@ -394,6 +443,7 @@ func (c *checker) environments(fs []fileEnvironment) []Environment {
 			ComposeFiles: c.strings(k("compose_files"), f.ComposeFiles),
 			Project:      c.str(k("project"), f.Project, ""),
 			EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
+			MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
 			// Zero means "as [health]": filled in below, once [health] is known.
 			HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
 			Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
@@ -459,10 +509,19 @@ func (c *checker) environments(fs []fileEnvironment) []Environment {
 				e.EnvFiles[j] = filepath.Clean(ef)
 			}
 		}
+		// The floor is a commit, never a name: a branch or tag could be
+		// moved by whoever the floor is meant to stop.
+		if e.MinCommit != "" {
+			if !commitRE.MatchString(e.MinCommit) {
+				c.add(k("min_commit"), "must be a full 40-hex commit SHA (lowercase), got %q: a branch or tag name could be moved by whoever pushes", e.MinCommit)
+			}
+		}
 		envs = append(envs, e)
 	}
 	return envs
 }
+
+var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // repoPath checks that p names a file inside the repository and returns it
 // cleaned. Paths in the repository are slash-separated on every host.
