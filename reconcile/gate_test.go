@@ -277,9 +277,9 @@ func TestRunnerRestoreUsesTheReleaseOnDiskAndGitOnlyWhenItIsGone(t *testing.T) {
 	dir := t.TempDir()
 	src := &countingSource{err: errors.New("dial tcp: connection refused")}
 	r := &Runner{Source: src, Log: zerolog.Nop()}
-	hr := HealthyRevision{Commit: commitA, ReleaseDir: dir, ComposeFiles: []string{"deploy/compose.yaml"}, Vars: map[string]string{"A": "1"}}
+	hr := HealthyRevision{Commit: commitA, ReleaseDir: dir, ComposeFiles: []string{"deploy/compose.yaml"}, Vars: map[string]string{"A": "1"}, EnvFiles: []string{"secrets/prod.env.age"}}
 	rev, err := r.Restore(context.Background(), prodEnv, hr)
-	if err != nil || rev.ReleaseDir != dir || rev.ComposeFiles[0] != "deploy/compose.yaml" || rev.Vars["A"] != "1" || len(src.calls) != 0 {
+	if err != nil || rev.ReleaseDir != dir || rev.ComposeFiles[0] != "deploy/compose.yaml" || rev.Vars["A"] != "1" || len(rev.EnvFiles) != 1 || len(src.calls) != 0 {
 		t.Fatalf("restore from disk: %+v %v, source calls %q", rev, err, src.calls)
 	}
 

@@ -34,6 +34,7 @@ type Revision struct {
 	PinFile      string            // repo-relative pin path
 	ComposeFiles []string          // the pin's compose_files (may be empty)
 	Vars         map[string]string // the pin's [vars]
+	EnvFiles     []string          // the pin's env_files: repo-relative dotenv files, plain or age-encrypted (*.age)
 	Paused       bool              // the pin says: apply nothing new
 }
 

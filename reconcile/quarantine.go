@@ -15,7 +15,8 @@ import (
 // HealthyRevision is a revision of an environment that passed the health
 // gate (or was found converged and healthy), with everything needed to
 // apply it again without git: the release directory on disk and the pin's
-// compose_files and vars as they were. It is what a rollback goes back to.
+// compose_files, vars and env_files as they were (paths only: an
+// encrypted env file is decrypted again from the release when applied). It is what a rollback goes back to.
 type HealthyRevision struct {
 	Commit       string            `json:"commit"`
 	Head         string            `json:"head,omitempty"`
@@ -23,6 +24,7 @@ type HealthyRevision struct {
 	PinFile      string            `json:"pin_file,omitempty"`
 	ComposeFiles []string          `json:"compose_files,omitempty"`
 	Vars         map[string]string `json:"vars,omitempty"`
+	EnvFiles     []string          `json:"env_files,omitempty"`
 	At           time.Time         `json:"at"`
 }
 
@@ -31,14 +33,14 @@ type HealthyRevision struct {
 func (hr HealthyRevision) Revision() Revision {
 	return Revision{
 		Head: hr.Head, Commit: hr.Commit, ReleaseDir: hr.ReleaseDir, PinFile: hr.PinFile,
-		ComposeFiles: slices.Clone(hr.ComposeFiles), Vars: maps.Clone(hr.Vars),
+		ComposeFiles: slices.Clone(hr.ComposeFiles), Vars: maps.Clone(hr.Vars), EnvFiles: slices.Clone(hr.EnvFiles),
 	}
 }
 
 func healthyOf(rev Revision, at time.Time) HealthyRevision {
 	return HealthyRevision{
 		Commit: rev.Commit, Head: rev.Head, ReleaseDir: rev.ReleaseDir, PinFile: rev.PinFile,
-		ComposeFiles: slices.Clone(rev.ComposeFiles), Vars: maps.Clone(rev.Vars), At: at.UTC(),
+		ComposeFiles: slices.Clone(rev.ComposeFiles), Vars: maps.Clone(rev.Vars), EnvFiles: slices.Clone(rev.EnvFiles), At: at.UTC(),
 	}
 }
 
