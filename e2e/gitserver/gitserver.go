@@ -67,6 +67,49 @@ type Server struct {
 	stats   Stats
 	commits int // used for deterministic commit dates
 	stopped bool
+	// signConfig and signEnv, when signConfig is set, make commits signed
+	// (see Signing).
+	signConfig []string
+	signEnv    []string
+}
+
+// Signing makes the commits that follow signed by real git: config are
+// "key=value" settings passed as `git -c` (gpg.format, user.signingkey,
+// gpg.program), env extra environment (GNUPGHOME). Signing(nil) goes back
+// to unsigned commits.
+func (s *Server) Signing(env []string, config ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signConfig, s.signEnv = config, env
+}
+
+// Tamper rewrites main's head commit so that path holds content, keeping
+// the commit's header, message and signature as they were: what an
+// attacker who can push but not sign would make of a signed pin. It
+// returns the forged commit's SHA, which main then points to.
+func (s *Server) Tamper(t testing.TB, path, content string) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw := s.Git(t, "cat-file", "commit", "HEAD")
+	oldTree := strings.TrimSpace(s.Git(t, "rev-parse", "HEAD^{tree}"))
+	s.writeFile(t, path, content, 0o644)
+	s.Git(t, "add", "--all")
+	newTree := strings.TrimSpace(s.Git(t, "write-tree"))
+	if !strings.HasPrefix(raw, "tree "+oldTree+"\n") {
+		t.Fatalf("gitserver: unexpected commit header:\n%s", raw)
+	}
+	forged := "tree " + newTree + strings.TrimPrefix(raw, "tree "+oldTree)
+	cmd := gitCmd(context.Background(), s.WorkDir, "hash-object", "-t", "commit", "-w", "--stdin")
+	cmd.Stdin = strings.NewReader(forged)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gitserver: hash-object: %v", err)
+	}
+	sha := strings.TrimSpace(string(out))
+	s.Git(t, "reset", "--quiet", "--soft", sha)
+	s.Git(t, "push", "--quiet", "--force", "origin", "HEAD:refs/heads/main")
+	return sha
 }
 
 // Start starts a server with an empty repository whose default branch is
@@ -303,8 +346,16 @@ func (s *Server) change(t testing.TB, branch, msg string, edit func()) string {
 	s.Git(t, "add", "--all")
 	s.commits++
 	date := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(s.commits) * time.Minute).Format(time.RFC3339)
-	cmd := gitCmd(context.Background(), s.WorkDir, "commit", "--quiet", "--allow-empty", "--no-gpg-sign", "-m", msg)
+	args := []string{"commit", "--quiet", "--allow-empty", "--no-gpg-sign", "-m", msg}
+	if s.signConfig != nil {
+		args = []string{"commit", "--quiet", "--allow-empty", "--gpg-sign", "-m", msg}
+		for i := len(s.signConfig) - 1; i >= 0; i-- {
+			args = append([]string{"-c", s.signConfig[i]}, args...)
+		}
+	}
+	cmd := gitCmd(context.Background(), s.WorkDir, args...)
 	cmd.Env = append(cmd.Env, "GIT_AUTHOR_DATE="+date, "GIT_COMMITTER_DATE="+date)
+	cmd.Env = append(cmd.Env, s.signEnv...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gitserver: git commit: %v\n%s", err, out)
 	}
