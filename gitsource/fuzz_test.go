@@ -38,6 +38,8 @@ func FuzzParsePin(f *testing.F) {
 	f.Add("commit = 1\n")
 	f.Add("paused = \"yes\"\n[vars]\nLOCKSTEP_COMMIT = \"x\"\n\"1bad\" = \"y\"\n")
 	f.Add("commit = \"refs/tags/v1.2.3\"\ncompose_files = []\n")
+	f.Add("commit = \"main\"\nenv_files = [\"secrets/prod.env.age\", \"./secrets/prod.env.age\", \"../x.env\", \"/etc/x.env\"]\n")
+	f.Add("commit = \"main\"\nenv_files = [\"secrets/prod.env.age\", \"common.env\"]\n")
 	f.Add("commit = \" main\"\n[vars\n")
 
 	f.Fuzz(func(t *testing.T, doc string) {
@@ -60,9 +62,10 @@ func FuzzParsePin(f *testing.F) {
 		out, merr := toml.Marshal(struct {
 			Commit       string            `toml:"commit"`
 			ComposeFiles []string          `toml:"compose_files,omitempty"`
+			EnvFiles     []string          `toml:"env_files,omitempty"`
 			Paused       bool              `toml:"paused"`
 			Vars         map[string]string `toml:"vars,omitempty"`
-		}{pin.Commit, pin.ComposeFiles, pin.Paused, pin.Vars})
+		}{pin.Commit, pin.ComposeFiles, pin.EnvFiles, pin.Paused, pin.Vars})
 		if merr != nil {
 			t.Fatalf("marshal accepted pin %+v: %v", pin, merr)
 		}
@@ -142,6 +145,17 @@ func checkPin(t *testing.T, file string, pin gitsource.Pin) {
 	}
 	if pin.ComposeFiles != nil && len(pin.ComposeFiles) == 0 {
 		fail("compose_files present but empty")
+	}
+	seen = map[string]bool{}
+	for _, p := range pin.EnvFiles {
+		if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." ||
+			strings.HasPrefix(p, "../") || strings.Contains(p, `\`) || seen[p] {
+			fail("env file %q is not a clean, unique path inside the repository (%q)", p, pin.EnvFiles)
+		}
+		seen[p] = true
+	}
+	if pin.EnvFiles != nil && len(pin.EnvFiles) == 0 {
+		fail("env_files present but empty")
 	}
 	for name := range pin.Vars {
 		if !fuzzVarName.MatchString(name) || strings.HasPrefix(name, "LOCKSTEP_") {

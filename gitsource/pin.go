@@ -21,6 +21,7 @@ type Pin struct {
 	File         string            // repo-relative path it was read from
 	Commit       string            // as written: a full 40-hex SHA, or a branch or tag name
 	ComposeFiles []string          // optional compose_files, cleaned, repo-relative
+	EnvFiles     []string          // optional env_files: dotenv files for interpolation, plain or age-encrypted (*.age), cleaned, repo-relative, in order
 	Vars         map[string]string // optional [vars]
 	Paused       bool
 }
@@ -29,11 +30,12 @@ type Pin struct {
 type pinDoc struct {
 	Commit       *string           `toml:"commit"`
 	ComposeFiles []string          `toml:"compose_files"`
+	EnvFiles     []string          `toml:"env_files"`
 	Vars         map[string]string `toml:"vars"`
 	Paused       bool              `toml:"paused"`
 }
 
-const allowedPinKeys = "allowed keys are commit, compose_files, paused and the [vars] table"
+const allowedPinKeys = "allowed keys are commit, compose_files, env_files, paused and the [vars] table"
 
 var (
 	hexOnly = regexp.MustCompile(`^[0-9a-fA-F]+$`)
@@ -83,30 +85,13 @@ func ParsePin(file string, data []byte) (Pin, error) {
 		}
 	}
 
-	if doc.ComposeFiles != nil {
-		if len(doc.ComposeFiles) == 0 {
-			problems = append(problems, &PinError{File: file, Key: "compose_files", Line: lines["compose_files"],
-				Message: "is empty; list at least one compose file, or remove the key to use the default"})
-		}
-		seen := map[string]bool{}
-		for i, f := range doc.ComposeFiles {
-			key := fmt.Sprintf("compose_files[%d]", i)
-			line := lines[key]
-			if line == 0 {
-				line = lines["compose_files"]
-			}
-			clean, msg := checkRepoPath(f)
-			if msg == "" && seen[clean] {
-				msg = fmt.Sprintf("%q is listed twice", f)
-			}
-			if msg != "" {
-				problems = append(problems, &PinError{File: file, Key: key, Line: line, Message: msg})
-				continue
-			}
-			seen[clean] = true
-			pin.ComposeFiles = append(pin.ComposeFiles, clean)
-		}
-	}
+	var msgs PinErrors
+	pin.ComposeFiles, msgs = repoPaths(file, "compose_files", doc.ComposeFiles, lines,
+		"is empty; list at least one compose file, or remove the key to use the default")
+	problems = append(problems, msgs...)
+	pin.EnvFiles, msgs = repoPaths(file, "env_files", doc.EnvFiles, lines,
+		"is empty; list at least one env file, or remove the key")
+	problems = append(problems, msgs...)
 
 	for name := range doc.Vars {
 		key := "vars." + name
@@ -125,6 +110,40 @@ func ParsePin(file string, data []byte) (Pin, error) {
 		return Pin{}, problems
 	}
 	return pin, nil
+}
+
+// repoPaths checks a list of repository files (compose_files, env_files):
+// nil when the key is absent, else each path cleaned, inside the
+// repository and listed once, in the order written.
+func repoPaths(file, key string, list []string, lines map[string]int, emptyMsg string) ([]string, PinErrors) {
+	if list == nil {
+		return nil, nil
+	}
+	var problems PinErrors
+	if len(list) == 0 {
+		problems = append(problems, &PinError{File: file, Key: key, Line: lines[key],
+			Message: emptyMsg})
+	}
+	var out []string
+	seen := map[string]bool{}
+	for i, f := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		line := lines[k]
+		if line == 0 {
+			line = lines[key]
+		}
+		clean, msg := checkRepoPath(f)
+		if msg == "" && seen[clean] {
+			msg = fmt.Sprintf("%q is listed twice", f)
+		}
+		if msg != "" {
+			problems = append(problems, &PinError{File: file, Key: k, Line: line, Message: msg})
+			continue
+		}
+		seen[clean] = true
+		out = append(out, clean)
+	}
+	return out, problems
 }
 
 // checkCommit returns what is wrong with the commit value, or "".
@@ -167,7 +186,7 @@ func checkRepoPath(p string) (string, string) {
 	}
 	clean := path.Clean(p)
 	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", fmt.Sprintf("%q points outside the repository; compose files must be inside it", p)
+		return "", fmt.Sprintf("%q points outside the repository; the file must be inside it", p)
 	}
 	if clean == "." {
 		return "", fmt.Sprintf("%q is the repository root, not a file", p)
@@ -185,6 +204,8 @@ func typeMessage(key string, e *toml.DecodeError) string {
 		return `must be a string: a full 40-hex commit SHA, or a branch or tag name, in quotes`
 	case key == "compose_files" || strings.HasPrefix(key, "compose_files"):
 		return `must be an array of strings, e.g. ["deploy/compose.yaml"]`
+	case key == "env_files" || strings.HasPrefix(key, "env_files"):
+		return `must be an array of strings, e.g. ["secrets/production.env.age"]`
 	case key == "paused":
 		return "must be true or false (without quotes)"
 	case key == "vars":

@@ -31,9 +31,11 @@ func TestParsePin(t *testing.T) {
 		{
 			name: "everything",
 			doc: "commit = \"staging\"\ncompose_files = [\"deploy/compose.yaml\", \"./deploy/compose.prod.yaml\"]\npaused = true\n" +
+				"env_files = [\"./secrets/production.env.age\", \"deploy/common.env\"]\n" +
 				"[vars]\nDOMAIN = \"example.com\"\nREPLICAS = \"3\"\n",
 			want: gitsource.Pin{Commit: "staging", ComposeFiles: []string{"deploy/compose.yaml", "deploy/compose.prod.yaml"},
-				Vars: map[string]string{"DOMAIN": "example.com", "REPLICAS": "3"}, Paused: true},
+				EnvFiles: []string{"secrets/production.env.age", "deploy/common.env"},
+				Vars:     map[string]string{"DOMAIN": "example.com", "REPLICAS": "3"}, Paused: true},
 		},
 		{name: "tag name", doc: `commit = "v1.2.3"`, want: gitsource.Pin{Commit: "v1.2.3"}},
 		{name: "full ref", doc: `commit = "refs/tags/v1"`, want: gitsource.Pin{Commit: "refs/tags/v1"}},
@@ -41,7 +43,7 @@ func TestParsePin(t *testing.T) {
 		{
 			name:     "unknown key with line",
 			doc:      "commit = \"main\"\n\ncomit = \"x\"\n",
-			problems: []problem{{"comit", 3, "unknown key; allowed keys are commit, compose_files, paused"}},
+			problems: []problem{{"comit", 3, "unknown key; allowed keys are commit, compose_files, env_files, paused"}},
 		},
 		{
 			name:     "unknown table",
@@ -120,6 +122,28 @@ func TestParsePin(t *testing.T) {
 			},
 		},
 		{
+			name: "env files escaping, absolute, twice, empty",
+			doc: "commit = \"main\"\nenv_files = [\n  \"../secrets.env.age\",\n  \"/etc/lockstep/prod.env\",\n" +
+				"  \"secrets/prod.env.age\",\n  \"secrets/./prod.env.age\",\n  \" \",\n  \"secrets\\\\prod.env\",\n]\n",
+			problems: []problem{
+				{"env_files[0]", 3, "outside the repository"},
+				{"env_files[1]", 4, "absolute"},
+				{"env_files[3]", 6, "listed twice"},
+				{"env_files[4]", 7, "is empty"},
+				{"env_files[5]", 8, "backslash"},
+			},
+		},
+		{
+			name:     "env files empty list",
+			doc:      "commit = \"main\"\nenv_files = []\n",
+			problems: []problem{{"env_files", 2, "list at least one env file"}},
+		},
+		{
+			name:     "env files not an array",
+			doc:      "commit = \"main\"\nenv_files = \"secrets/prod.env.age\"\n",
+			problems: []problem{{"env_files", 2, `must be an array of strings, e.g. ["secrets/production.env.age"]`}},
+		},
+		{
 			name:     "compose files empty list",
 			doc:      "commit = \"main\"\ncompose_files = []\n",
 			problems: []problem{{"compose_files", 2, "is empty"}},
@@ -175,7 +199,7 @@ func TestParsePin(t *testing.T) {
 
 func TestPinErrorText(t *testing.T) {
 	_, err := gitsource.ParsePin("environments/production.toml", []byte("commit = \"main\"\n\nfoo = 1\n"))
-	want := "environments/production.toml:3: foo: unknown key; allowed keys are commit, compose_files, paused and the [vars] table"
+	want := "environments/production.toml:3: foo: unknown key; allowed keys are commit, compose_files, env_files, paused and the [vars] table"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v\nwant    %s", err, want)
 	}
