@@ -35,6 +35,7 @@ type Options struct {
 	Auth     Auth          // how to authenticate; secrets come from files
 	Timeout  time.Duration // per network operation; default 60s
 	Log      zerolog.Logger
+	Verify   VerifyOptions // trusted keys for VerifyCommit; empty: verification off
 }
 
 // DefaultBranch and DefaultTimeout apply when Options leave them empty.
@@ -62,8 +63,9 @@ type Source struct {
 	releasesDir string
 	lockPath    string
 
-	sem  chan struct{} // capacity 1: the in-process half of the lock
-	repo *git.Repository
+	sem   chan struct{} // capacity 1: the in-process half of the lock
+	repo  *git.Repository
+	trust *trustedKeys // nil: verification off
 }
 
 // New checks opts, loads credentials that can be loaded up front and opens
@@ -104,6 +106,12 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read on every New (the agent rebuilds the Source on SIGHUP), so a bad
+	// key file stops startup or the reload, not a deploy.
+	trust, err := loadTrustedKeys(opts.Verify)
+	if err != nil {
+		return nil, err
+	}
 	if ep.Protocol == "http" && opts.Auth.TokenFile != "" {
 		opts.Log.Warn().Str("url", redacted).Msg("token sent over plain http: anyone on the path can read it; use https")
 	}
@@ -117,6 +125,7 @@ func New(opts Options) (*Source, error) {
 		releasesDir: filepath.Join(stateDir, "releases"),
 		lockPath:    filepath.Join(stateDir, "lock"),
 		sem:         make(chan struct{}, 1),
+		trust:       trust,
 	}
 	// Releases are bind-mounted into containers that may run as any user,
 	// so their parents must be traversable; the cache needs no one else.
