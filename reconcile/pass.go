@@ -19,6 +19,9 @@ type Environment struct {
 	PinFile      string   // repo-relative pin file path
 	ComposeFiles []string // repo-relative compose files; empty = the pin's, else discovery
 	EnvFiles     []string // host-local env files (absolute)
+	// MinCommit is the floor: the source refuses a pinned commit that is
+	// not MinCommit or a descendant of it. "" means none.
+	MinCommit string
 	// HealthTimeout and Bake override the Runner's GateOptions for this
 	// environment; zero keeps them.
 	HealthTimeout time.Duration

@@ -47,13 +47,17 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 			SSHKeyPassphraseFile: cfg.Repo.SSHKeyPassphraseFile,
 			KnownHosts:           cfg.Repo.KnownHosts,
 		},
+		Verify: gitsource.VerifyOptions{
+			OpenPGPKeyring:    cfg.Repo.Verify.OpenPGPKeyring,
+			SSHAllowedSigners: cfg.Repo.Verify.SSHAllowedSigners,
+		},
 	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	eng := &lazyEngine{host: cfg.Engine.Host, log: log}
 	r := &reconcile.Runner{
-		Source:   revisions{src},
+		Source:   revisions{src: src, verify: cfg.Repo.Verify, log: log},
 		Load:     loadRelease,
 		Engine:   eng,
 		Log:      log,
@@ -88,6 +92,7 @@ func environment(env config.Environment) reconcile.Environment {
 		PinFile:      env.PinFile,
 		ComposeFiles: slices.Clone(env.ComposeFiles),
 		EnvFiles:     slices.Clone(env.EnvFiles),
+		MinCommit:    env.MinCommit,
 		// Resolved from [health] by config when the environment does not
 		// set them.
 		HealthTimeout: env.HealthTimeout,
@@ -95,14 +100,26 @@ func environment(env config.Environment) reconcile.Environment {
 	}
 }
 
-// revisions adapts gitsource to what a pass needs: fetch, read the pin at
-// the branch head, resolve it, materialize the release.
-type revisions struct{ src *gitsource.Source }
+// revisions adapts gitsource to what a pass needs: fetch, verify the
+// branch head, read the pin at it, resolve it, verify the pinned commit
+// and check it against the environment's floor, materialize the release.
+// Every check comes before anything is written: a refused commit leaves
+// no release directory behind, let alone a container.
+type revisions struct {
+	src    *gitsource.Source
+	verify config.Verify
+	log    zerolog.Logger
+}
 
 func (g revisions) Revision(ctx context.Context, env reconcile.Environment, commit string) (reconcile.Revision, error) {
 	head, err := g.src.Fetch(ctx)
 	if err != nil {
 		return reconcile.Revision{}, err
+	}
+	if g.verify.Head() {
+		if err := g.verified(env, head, gitsource.RoleHead); err != nil {
+			return reconcile.Revision{Head: head}, err
+		}
 	}
 	pin, err := g.src.ReadPin(ctx, head, env.PinFile)
 	if err != nil {
@@ -115,14 +132,37 @@ func (g revisions) Revision(ctx context.Context, env reconcile.Environment, comm
 	if err != nil {
 		return reconcile.Revision{Head: head}, err
 	}
+	// The pinned commit is verified even when it is the head itself: the
+	// roles differ only in the message.
+	if g.verify.Pinned() {
+		if err := g.verified(env, sha, gitsource.RolePinned); err != nil {
+			return reconcile.Revision{Head: head, Commit: sha}, err
+		}
+	}
+	if env.MinCommit != "" {
+		if err := g.src.CheckFloor(ctx, env.MinCommit, sha); err != nil {
+			return reconcile.Revision{Head: head, Commit: sha}, err
+		}
+	}
 	dir, err := g.src.Materialize(ctx, sha)
 	if err != nil {
 		return reconcile.Revision{Head: head, Commit: sha}, err
 	}
 	return reconcile.Revision{
 		Head: head, Commit: sha, ReleaseDir: dir, PinFile: pin.File,
-		ComposeFiles: pin.ComposeFiles, Vars: pin.Vars, Paused: pin.Paused,
+		ComposeFiles: pin.ComposeFiles, Vars: pin.Vars, EnvFiles: pin.EnvFiles, Paused: pin.Paused,
 	}, nil
+}
+
+// verified checks sha's signature, logging who signed it at debug (every
+// pass verifies; the head rarely changes).
+func (g revisions) verified(env reconcile.Environment, sha, role string) error {
+	signer, err := g.src.VerifyCommit(sha, role)
+	if err != nil {
+		return err
+	}
+	g.log.Debug().Str("env", env.Name).Str("commit", sha).Str("role", role).Str("signer", signer.String()).Msg("signature verified")
+	return nil
 }
 
 func (g revisions) Prune(inUse map[string]bool) error { return g.src.Prune(inUse, releasesKept) }
