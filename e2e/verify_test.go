@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
+)
+
+// TestSignedCommits signs commits with real git, with an SSH key and an
+// OpenPGP key made in the test, and gives lockstep [repo.verify] trusting
+// those two. Trusted commits deploy. An unsigned branch head, a head signed
+// by a key nobody trusts, a trusted head pinning an unsigned commit, a
+// signed pin tampered with after signing, and a trusted pin older than the
+// environment's min_commit are each refused with an error naming the
+// commit and what was found, and every container is left as it was.
+func TestSignedCommits(t *testing.T) {
+	alice := sshSigner(t, "alice")     // trusted, SSH
+	bob := pgpSigner(t, "bob")         // trusted, OpenPGP
+	mallory := sshSigner(t, "mallory") // not trusted
+	f := newFixture(t)
+	cli := harness.RequireDocker(t)
+
+	etc := t.TempDir()
+	signers := filepath.Join(etc, "allowed_signers")
+	keyring := filepath.Join(etc, "trusted.asc")
+	must(t, os.WriteFile(signers, []byte("# who may release\n"+alice.trusted+"\n"), 0o644))
+	must(t, os.WriteFile(keyring, []byte(bob.trusted), 0o644))
+	f.agentExtra = fmt.Sprintf("\n[repo.verify]\nssh_allowed_signers = %q\nopenpgp_keyring = %q\n", signers, keyring)
+	f.writeConfig("")
+
+	A := stack{WebImage: f.images["web:a"], DBImage: f.images["db:a"]}
+	B := A
+	B.WebImage = f.images["web:b"]
+	files := func(s stack) map[string]string { return map[string]string{"compose.yaml": s.yaml()} }
+
+	// Signed by alice (SSH), head and pinned commit: deploys.
+	f.git.Signing(alice.env, alice.config...)
+	shaA := f.release("A, signed by alice", files(A))
+	f.apply()
+	// Signed by bob (OpenPGP): deploys too.
+	f.git.Signing(bob.env, bob.config...)
+	shaB := f.release("B, signed by bob", files(B))
+	f.apply()
+	before := world(t, cli, f.project)
+	if got := before["web"].inspect.Config.Image; got != f.images["web:b"] {
+		t.Fatalf("web runs %s after the OpenPGP-signed release, want %s", got, f.images["web:b"])
+	}
+	if p := f.plan(); !p.Empty() {
+		t.Fatalf("plan after the signed releases is not empty: %+v", p.Actions)
+	}
+
+	refused := func(t *testing.T, wants ...string) {
+		t.Helper()
+		r := f.lockstep("apply", "e2e")
+		if r.code != 1 {
+			t.Fatalf("apply: want exit 1, got %s", r)
+		}
+		t.Logf("lockstep said: %s", strings.TrimSpace(r.stderr))
+		for _, w := range wants {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("error lacks %q: %s", w, r)
+			}
+		}
+		if v := f.lockstep("validate", "e2e"); v.code != 1 {
+			t.Errorf("validate accepts what apply refuses: %s", v)
+		}
+		sameWorld(t, before, world(t, cli, f.project))
+	}
+
+	t.Run("unsigned head", func(t *testing.T) {
+		f.t = t
+		f.git.Signing(nil)
+		f.release("unsigned", files(A))
+		head := f.git.Head(t)
+		refused(t, "branch head "+head[:12], "not signed")
+	})
+	t.Run("untrusted key", func(t *testing.T) {
+		f.t = t
+		f.git.Signing(mallory.env, mallory.config...)
+		f.release("signed by mallory", files(A))
+		head := f.git.Head(t)
+		refused(t, "branch head "+head[:12], mallory.id)
+	})
+	t.Run("trusted head, unsigned pinned commit", func(t *testing.T) {
+		f.t = t
+		f.git.Signing(nil)
+		sha := f.git.Commit(t, "unsigned content", files(A))
+		f.git.Signing(alice.env, alice.config...)
+		f.pin(sha)
+		refused(t, "pinned commit "+sha[:12], "not signed")
+	})
+	t.Run("tampered pin", func(t *testing.T) {
+		f.t = t
+		f.git.Signing(alice.env, alice.config...)
+		f.pin(shaB)
+		if p := f.plan(); !p.Empty() {
+			t.Fatalf("a trusted pin of the running commit plans changes: %+v", p.Actions)
+		}
+		// Someone who can push but cannot sign rewrites the signed pin to
+		// name another commit, keeping alice's signature.
+		forged := f.git.Tamper(t, "environments/e2e.toml", fmt.Sprintf("commit = %q\n", shaA))
+		refused(t, "branch head "+forged[:12], alice.id)
+	})
+	t.Run("below the floor", func(t *testing.T) {
+		f.t = t
+		f.writeConfig(fmt.Sprintf("min_commit = %q\n", shaB))
+		// A validly signed pin of an older release: a replay.
+		f.git.Signing(alice.env, alice.config...)
+		f.pin(shaA)
+		refused(t, shaA[:12], shaB[:12], "min_commit")
+		// At the floor itself it is fine again.
+		f.pin(shaB)
+		if p := f.plan(); !p.Empty() {
+			t.Fatalf("a pin at the floor plans changes: %+v", p.Actions)
+		}
+	})
+	f.t = t
+}
