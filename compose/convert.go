@@ -23,20 +23,23 @@ import (
 // container (pkg/compose/create.go), so a service behaves the same under
 // lockstep as under `docker compose up`.
 type converter struct {
-	opts      LoadOptions
-	src       *sources
-	cp        *types.Project
-	files     []string // absolute compose files
-	realRoot  string   // ReleaseDir with symlinks resolved
-	fileCache map[string]string
+	opts        LoadOptions
+	src         *sources
+	cp          *types.Project
+	files       []string // absolute compose files
+	realRoot    string   // ReleaseDir with symlinks resolved
+	fileCache   map[string]string
+	secrets     *keyring
+	secretFiles map[string]bool // host paths of materialized configs/secrets
 }
 
-func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Project) (*Project, error) {
+func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Project, k *keyring) (*Project, error) {
 	realRoot, err := filepath.EvalSymlinks(opts.ReleaseDir)
 	if err != nil {
 		return nil, fmt.Errorf("load: resolve release dir %s: %w", opts.ReleaseDir, err)
 	}
-	c := &converter{opts: opts, src: src, cp: cp, files: files, realRoot: realRoot, fileCache: map[string]string{}}
+	c := &converter{opts: opts, src: src, cp: cp, files: files, realRoot: realRoot, fileCache: map[string]string{},
+		secrets: k, secretFiles: map[string]bool{}}
 
 	if len(cp.Jobs) > 0 {
 		file, line := src.find("jobs")
@@ -73,6 +76,9 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 	}
 	if p.Services, err = orderServices(services); err != nil {
 		return nil, err
+	}
+	if len(c.secretFiles) > 0 {
+		p.SecretFiles = sortedKeys(c.secretFiles)
 	}
 	return p, nil
 }
@@ -676,14 +682,9 @@ func (c *converter) bindSource(service, key, source string) ([]File, error) {
 	if !within(c.opts.ReleaseDir, source) {
 		return nil, nil
 	}
-	rel, _ := filepath.Rel(c.opts.ReleaseDir, source)
-	rel = filepath.ToSlash(rel)
-	if _, err := os.Lstat(source); err != nil {
-		return nil, located(c.src, service, key, fmt.Sprintf("%s does not exist in the release at this commit; add it to the repository, or use an absolute host path", rel))
-	}
-	real, err := filepath.EvalSymlinks(source)
-	if err != nil || !within(c.realRoot, real) {
-		return nil, located(c.src, service, key, fmt.Sprintf("%s resolves through a symlink to outside the release; only repository content can be mounted by relative path", rel))
+	rel, real, err := c.releaseFile(service, key, source)
+	if err != nil {
+		return nil, err
 	}
 	digest, err := c.digest(real)
 	if err != nil {
@@ -692,22 +693,63 @@ func (c *converter) bindSource(service, key, source string) ([]File, error) {
 	return []File{{Path: rel, Digest: digest}}, nil
 }
 
+// releaseFile checks that source, a path inside the release, exists and
+// does not resolve through a symlink to outside it, and returns its
+// release-relative slash path and its resolved path.
+func (c *converter) releaseFile(service, key, source string) (rel, real string, err error) {
+	r, _ := filepath.Rel(c.opts.ReleaseDir, source)
+	rel = filepath.ToSlash(r)
+	if _, err := os.Lstat(source); err != nil {
+		return "", "", located(c.src, service, key, fmt.Sprintf("%s does not exist in the release at this commit; add it to the repository, or use an absolute host path", rel))
+	}
+	real, err = filepath.EvalSymlinks(source)
+	if err != nil || !within(c.realRoot, real) {
+		return "", "", located(c.src, service, key, fmt.Sprintf("%s resolves through a symlink to outside the release; only repository content can be mounted by relative path", rel))
+	}
+	return rel, real, nil
+}
+
 // repoFile records a file the service reads at load time (env_file,
-// label_file): compose-go already folded its content into the config; the
-// digest makes "file X changed" explainable.
+// label_file): its content is already folded into the config; the digest
+// makes "file X changed" explainable. An encrypted env file's digest is
+// keyed (see keyring.secretDigest), never a hash of the ciphertext, which
+// changes on every re-encryption.
 func (c *converter) repoFile(service, key, p string, optional bool) ([]File, error) {
 	if optional {
 		if _, err := os.Stat(p); err != nil {
 			return nil, nil
 		}
 	}
+	if key == "env_file" && isEncrypted(p) && within(c.opts.ReleaseDir, p) {
+		f, _, err := c.encryptedFile(service, key, p)
+		if err != nil {
+			return nil, err
+		}
+		return []File{f}, nil
+	}
 	return c.bindSource(service, key, p)
+}
+
+// encryptedFile checks an encrypted repository file like bindSource and
+// returns it with its keyed digest, and its plaintext.
+func (c *converter) encryptedFile(service, key, p string) (File, []byte, error) {
+	rel, real, err := c.releaseFile(service, key, p)
+	if err != nil {
+		return File{}, nil, err
+	}
+	plain, err := c.secrets.decrypt(real, rel)
+	if err != nil {
+		return File{}, nil, forService(err, service, key)
+	}
+	return File{Path: rel, Digest: c.secrets.secretDigest(plain)}, plain, nil
 }
 
 // fileObjects mounts configs and secrets with a file: source read-only, as
 // compose does for a non-Swarm deployment: configs at /<name> (or target),
 // secrets at /run/secrets/<name> (or target, relative ones under
-// /run/secrets).
+// /run/secrets). An encrypted source of the release (*.age) is decrypted
+// and its plaintext bound from the runtime dir's tmpfs instead (see
+// keyring.materialize); a host path is bound as it is.
 func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfig) ([]File, error) {
 	type ref struct {
 		kind, source, target, uid, gid string
@@ -764,12 +806,26 @@ func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfi
 				return nil, fail(fmt.Sprintf("host file %s does not exist; create it on the host or fix file:", obj.File))
 			}
 		}
-		f, err := c.bindSource(s.Name, r.kind, obj.File)
-		if err != nil {
-			return nil, err
+		source := obj.File
+		if isEncrypted(obj.File) && within(c.opts.ReleaseDir, obj.File) {
+			f, plain, err := c.encryptedFile(s.Name, r.kind, obj.File)
+			if err != nil {
+				return nil, err
+			}
+			kind := strings.TrimSuffix(r.kind, "s")
+			if source, err = c.secrets.materialize(c.opts.Project, kind, r.source, f.Digest, plain); err != nil {
+				return nil, fail(err.Error())
+			}
+			c.secretFiles[source] = true
+			files = append(files, f)
+		} else {
+			f, err := c.bindSource(s.Name, r.kind, obj.File)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, f...)
 		}
-		files = append(files, f...)
-		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: obj.File, Target: target, ReadOnly: true})
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source, Target: target, ReadOnly: true})
 	}
 	return files, nil
 }

@@ -1,8 +1,9 @@
 package compose
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,33 +21,138 @@ const (
 )
 
 // interpolationEnv builds the only environment compose files are
-// interpolated with (design §2), lowest precedence first: the release's
-// .env, the pin file's [vars], the host env files in order, the built-ins.
+// interpolated with (design §2), lowest precedence first:
+//
+//  1. the release's .env;
+//  2. the release's .env.age, decrypted, when present;
+//  3. the pin file's [vars];
+//  4. the pin file's env_files (opts.RepoEnvFiles), in order, .age ones
+//     decrypted;
+//  5. the host env files (opts.HostEnvFiles), in order, .age ones
+//     decrypted;
+//  6. the built-ins (LOCKSTEP_COMMIT, LOCKSTEP_COMMIT_SHORT,
+//     LOCKSTEP_ENVIRONMENT).
+//
+// A file may refer to variables set by the sources before it (FOO=${BAR}).
 // The daemon's own process environment is deliberately absent: a variable
 // set on the host by accident must never change what gets deployed.
-func interpolationEnv(opts LoadOptions) (map[string]string, error) {
+func interpolationEnv(opts LoadOptions, k *keyring) (map[string]string, error) {
 	env := map[string]string{}
 
-	dotEnv := filepath.Join(opts.ReleaseDir, ".env")
-	if st, err := os.Stat(dotEnv); err == nil && !st.IsDir() {
-		vars, err := readEnvFile(dotEnv, env)
-		if err != nil {
-			return nil, &LoadError{File: ".env", Line: lineFromMessage(err.Error()), Msg: err.Error() + "; fix the syntax of the release's .env file", Err: err}
+	for _, name := range []string{".env", ".env.age"} {
+		abs := filepath.Join(opts.ReleaseDir, name)
+		if _, err := os.Lstat(abs); err != nil {
+			continue
 		}
-		maps.Copy(env, vars)
+		if err := releaseFileInside(opts.ReleaseDir, name); err != nil {
+			return nil, err
+		}
+		if st, err := os.Stat(abs); err != nil || st.IsDir() {
+			continue
+		}
+		vars, err := readEnvSource(k, abs, name, env)
+		if err != nil {
+			return nil, envFileError(err, name, "", "fix the syntax of the release's "+name+" file")
+		}
+		k.setVars(env, vars, name)
 	}
-	maps.Copy(env, opts.PinVars)
+	k.setVars(env, opts.PinVars, "")
+	for _, rel := range opts.RepoEnvFiles {
+		if err := releaseFileInside(opts.ReleaseDir, rel); err != nil {
+			return nil, err
+		}
+		abs := filepath.Join(opts.ReleaseDir, filepath.FromSlash(rel))
+		if st, err := os.Stat(abs); err != nil || st.IsDir() {
+			return nil, &LoadError{File: filepath.ToSlash(rel), Key: "env_files", Msg: "env file named by the pin file's env_files is not in the release at this commit; add it to the repository or fix env_files in the pin file", Err: err}
+		}
+		vars, err := readEnvSource(k, abs, filepath.ToSlash(rel), env)
+		if err != nil {
+			return nil, envFileError(err, filepath.ToSlash(rel), "env_files", "fix the file, or env_files in the pin file")
+		}
+		k.setVars(env, vars, filepath.ToSlash(rel))
+	}
 	for _, f := range opts.HostEnvFiles {
-		vars, err := readEnvFile(f, env)
+		vars, err := readEnvSource(k, f, f, env)
 		if err != nil {
-			return nil, &LoadError{File: f, Line: lineFromMessage(err.Error()), Msg: err.Error() + "; fix or remove this host env file in the agent config", Err: err}
+			return nil, envFileError(err, f, "", "fix or remove this host env file in the agent config")
 		}
-		maps.Copy(env, vars)
+		k.setVars(env, vars, f)
 	}
-	env[VarCommit] = opts.Commit
-	env[VarCommitShort] = opts.Commit[:12]
-	env[VarEnvironment] = opts.Environment
+	k.setVars(env, map[string]string{
+		VarCommit:      opts.Commit,
+		VarCommitShort: opts.Commit[:12],
+		VarEnvironment: opts.Environment,
+	}, "")
+	k.markDerived(env)
 	return env, nil
+}
+
+// releaseFileInside refuses a release-relative path that is absolute,
+// climbs out with "..", or resolves through a symlink to outside the
+// release: the loader must never read a host file named by the repository.
+func releaseFileInside(releaseDir, rel string) error {
+	abs := filepath.Join(releaseDir, filepath.FromSlash(rel))
+	if filepath.IsAbs(rel) || !within(releaseDir, abs) {
+		return &LoadError{File: filepath.ToSlash(rel), Key: "env_files", Msg: "env files must be relative paths inside the repository; fix env_files in the pin file"}
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil // missing: the caller says so in its own words
+	}
+	root, err := filepath.EvalSymlinks(releaseDir)
+	if err != nil || !within(root, real) {
+		return &LoadError{File: filepath.ToSlash(rel), Msg: "resolves through a symlink to outside the release; only repository content can be read"}
+	}
+	return nil
+}
+
+// envFileError turns a readEnvSource error into a *LoadError naming the
+// file and the key that names it (if any); one that already is a
+// *LoadError (decryption, syntax of a decrypted file) keeps its message.
+func envFileError(err error, file, key, todo string) error {
+	var le *LoadError
+	if errors.As(err, &le) {
+		if key == "" || strings.HasPrefix(le.Key, "[secrets]") {
+			return le
+		}
+		out := *le
+		out.Key = key
+		return &out
+	}
+	return &LoadError{File: file, Line: lineFromMessage(err.Error()), Key: key, Msg: err.Error() + "; " + todo, Err: err}
+}
+
+// readEnvSource reads one dotenv file, decrypting it first when its name
+// ends in .age. shown names it in messages.
+func readEnvSource(k *keyring, abs, shown string, lower map[string]string) (map[string]string, error) {
+	if !isEncrypted(abs) {
+		return readEnvFile(abs, lower)
+	}
+	plain, err := k.decrypt(abs, shown)
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{}
+	err = dotenv.ParseWithFormat(bytes.NewReader(plain), shown, vars, lookupIn(lower), "")
+	if err != nil {
+		return nil, secretSyntaxError(shown, err)
+	}
+	k.remember(shown, vars)
+	return vars, nil
+}
+
+// secretSyntaxError reports a dotenv error in a decrypted file by line
+// only: the parser quotes the offending text, which is secret.
+func secretSyntaxError(file string, err error) error {
+	line := lineFromMessage(err.Error())
+	return &LoadError{File: file, Line: line, Msg: "invalid dotenv syntax or variable reference in the decrypted content (details withheld: the file is encrypted); decrypt it locally (age -d) and fix it"}
+}
+
+func lookupIn(m map[string]string) dotenv.LookupFn {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
 }
 
 // readEnvFile parses one dotenv file with compose-go's parser. Variables
@@ -58,10 +164,7 @@ func readEnvFile(path string, lower map[string]string) (map[string]string, error
 		return nil, err
 	}
 	defer f.Close()
-	vars, err := dotenv.ParseWithLookup(f, func(k string) (string, bool) {
-		v, ok := lower[k]
-		return v, ok
-	})
+	vars, err := dotenv.ParseWithLookup(f, lookupIn(lower))
 	if err != nil {
 		return nil, fmt.Errorf("parse env file: %w", err)
 	}

@@ -24,8 +24,10 @@ type LoadOptions struct {
 	Commit       string            // 40-hex revision
 	ComposeFiles []string          // relative to ReleaseDir; empty = compose's own discovery at the root
 	PinVars      map[string]string // the pin file's [vars]
+	RepoEnvFiles []string          // the pin file's env_files: relative to ReleaseDir, dotenv, plain or age-encrypted (*.age), in order
 	HostEnvFiles []string          // absolute host-local env files (secrets outside git), in order
 	Version      string            // lockstep version, for the com.docker.compose.version label
+	Secrets      SecretOptions     // how to decrypt the release's *.age files and where decrypted configs/secrets go
 }
 
 // Compose's discovery names, in its order of preference.
@@ -46,9 +48,20 @@ var (
 // Profiles: lockstep activates none, so services that declare `profiles:`
 // are not deployed (they are absent from Project.Services).
 //
+// Encrypted files (*.age, see SecretOptions) are decrypted in memory; the
+// only thing Load writes is the plaintext of encrypted configs and secrets,
+// to the tmpfs under opts.Secrets.RuntimeDir (Project.SecretFiles).
+//
 // Every configuration problem is returned as a *LoadError naming the file,
-// line, service and key as far as they are known.
+// line, service and key as far as they are known. No error carries a
+// decrypted value.
 func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
+	k := newKeyring(opts.Secrets)
+	p, err := loadProject(ctx, opts, k)
+	return p, k.redact(err)
+}
+
+func loadProject(ctx context.Context, opts LoadOptions, k *keyring) (*Project, error) {
 	if err := validateOptions(opts); err != nil {
 		return nil, err
 	}
@@ -56,12 +69,18 @@ func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := interpolationEnv(opts)
+	env, err := interpolationEnv(opts, k)
 	if err != nil {
 		return nil, err
 	}
 	src, err := scanSources(opts.ReleaseDir, files)
 	if err != nil {
+		return nil, err
+	}
+	if err := refuseEncryptedIncludeEnv(src); err != nil {
+		return nil, err
+	}
+	if err := k.checkLabels(src); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -85,6 +104,10 @@ func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
 		o.ResourceLoaders = nil
 		o.Profiles = nil
 		o.PruneUnnecessaryResources = true
+		// compose-go would read env_file itself, as plain text; lockstep
+		// resolves service environments in resolveEnvironments, which
+		// decrypts .age env files.
+		o.SkipResolveEnvironment = true
 	})
 	// An unset variable is the likeliest cause of whatever else failed
 	// (an empty port, an empty image), so it is reported first.
@@ -97,7 +120,10 @@ func Load(ctx context.Context, opts LoadOptions) (*Project, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("load %s: %w", opts.ReleaseDir, err)
 	}
-	return convertProject(opts, files, src, cp)
+	if err := resolveEnvironments(cp, src, k); err != nil {
+		return nil, err
+	}
+	return convertProject(opts, files, src, cp, k)
 }
 
 func validateOptions(opts LoadOptions) error {
@@ -162,7 +188,7 @@ func missingVarError(src *sources, names []string) error {
 	for _, n := range names {
 		file, line := src.findVariable(n)
 		errs = append(errs, &LoadError{File: file, Line: line, Msg: fmt.Sprintf(
-			"variable %s is not set and has no default; set it in the release's .env, the pin file's [vars] or a host env file, or write ${%s:-default}", n, n)})
+			"variable %s is not set and has no default; set it in the release's .env, the pin file's [vars] or env_files, or a host env file, or write ${%s:-default}", n, n)})
 	}
 	if len(errs) == 1 {
 		return errs[0]

@@ -62,8 +62,9 @@ const (
 )
 
 // Project is the desired state of one compose project at one revision.
-// It is plain data: loading it touches nothing, and two loads of the same
-// release with the same inputs are deeply equal.
+// It is plain data: loading it touches nothing but the runtime dir's tmpfs
+// (decrypted configs and secrets, see SecretFiles), and two loads of the
+// same release with the same inputs are deeply equal.
 type Project struct {
 	Name        string   // compose project name
 	Environment string   // lockstep environment name
@@ -74,6 +75,11 @@ type Project struct {
 	Networks []Network // sorted by Name
 	Volumes  []Volume  // sorted by Name
 	Services []Service // dependencies before dependents; ties broken by name
+
+	// SecretFiles are the host paths, under [secrets].runtime_dir, of the
+	// decrypted configs and secrets the services bind (sorted). Pass them
+	// to PruneSecrets as in use.
+	SecretFiles []string
 }
 
 // Network is a network the project uses.
@@ -113,8 +119,13 @@ type Dependency struct {
 // service's effective configuration: a bind-mounted path inside the release,
 // an env_file, or a configs/secrets `file:` source.
 type File struct {
-	Path   string // slash-separated, relative to the release dir ("nginx/nginx.conf")
-	Digest string // "sha256:<hex>" of the content (for a directory: of its sorted entries, names, modes and contents)
+	Path string // slash-separated, relative to the release dir ("nginx/nginx.conf")
+	// Digest is "sha256:<hex>" of the content (for a directory: of its
+	// sorted entries, names, modes and contents); for an age-encrypted
+	// env_file or configs/secrets source, "hmac-sha256:<hex>" of the
+	// plaintext keyed with the host's identities, so it is stable across
+	// re-encryption and reveals nothing without the identity.
+	Digest string
 }
 
 // Service is one compose service, converted into what the Engine API needs

@@ -1,0 +1,136 @@
+package compose
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// resolveEnvironments sets every service's final environment: what
+// compose-go computes when it resolves environments itself (it is told not
+// to, see Load), except that env files ending in .age are decrypted first.
+// TestResolveEnvironmentMatchesCompose holds the two to the same result.
+func resolveEnvironments(cp *types.Project, src *sources, k *keyring) error {
+	for _, name := range sortedKeys(cp.Services) {
+		s := cp.Services[name]
+		env, err := serviceEnvironment(name, s.Environment, s.EnvFiles, cp.Environment, src, k)
+		if err != nil {
+			return err
+		}
+		s.Environment = env
+		cp.Services[name] = s
+	}
+	return nil
+}
+
+// serviceEnvironment computes one service's environment, in compose's
+// order:
+//
+//  1. an `environment:` entry without a value (`- NAME`) takes its value
+//     from the interpolation environment, if set there;
+//  2. the env files are read in order, later ones overriding earlier ones;
+//     a `required: false` file that does not exist is skipped. A variable
+//     referenced inside one (B=${A}) is looked up in the interpolation
+//     environment first, then in the service's `environment:`, then in
+//     what the env files set so far;
+//  3. `environment:` wins over every env file, including a bare name that
+//     step 1 could not resolve (the container gets it unset).
+//
+// Env files ending in .age are decrypted; their syntax errors are reported
+// by line only, and the values they set are remembered by k.
+func serviceEnvironment(service string, environment types.MappingWithEquals, envFiles []types.EnvFile, projectEnv types.Mapping,
+	src *sources, k *keyring) (types.MappingWithEquals, error) {
+	explicit := types.MappingWithEquals{}
+	for name, v := range environment {
+		if v == nil {
+			if pv, ok := projectEnv[name]; ok {
+				v = &pv
+			}
+		}
+		explicit[name] = v
+	}
+
+	vars := map[string]string{}
+	for name, v := range explicit {
+		if v != nil {
+			vars[name] = *v
+		}
+	}
+	lookup := func(name string) (string, bool) {
+		if v, ok := projectEnv[name]; ok {
+			return v, true
+		}
+		if v, ok := explicit[name]; ok && v != nil {
+			return *v, true
+		}
+		return "", false
+	}
+	for _, ef := range envFiles {
+		rel := src.rel(ef.Path)
+		switch ef.Format {
+		case "", dotenv.DotEnv:
+		default:
+			return nil, located(src, service, "env_file", fmt.Sprintf("%s: format %q is not supported by lockstep; remove format: to use the dotenv format", rel, ef.Format))
+		}
+		if _, err := os.Stat(ef.Path); err != nil {
+			if errors.Is(err, os.ErrNotExist) && !bool(ef.Required) {
+				continue
+			}
+			return nil, located(src, service, "env_file", rel+" is not in the release at this commit; add it to the repository, fix env_file, or mark it required: false")
+		}
+		if !isEncrypted(ef.Path) {
+			f, err := os.Open(ef.Path)
+			if err != nil {
+				return nil, &LoadError{File: rel, Service: service, Key: "env_file", Msg: fmt.Sprintf("cannot read env file: %v", err), Err: err}
+			}
+			err = dotenv.ParseWithFormat(f, rel, vars, lookup, ef.Format)
+			f.Close()
+			if err != nil {
+				return nil, &LoadError{File: rel, Line: lineFromMessage(err.Error()), Service: service, Key: "env_file", Msg: strings.TrimPrefix(err.Error(), "failed to read "+rel+": ") + "; fix the env file", Err: err}
+			}
+			continue
+		}
+		plain, err := k.decrypt(ef.Path, rel)
+		if err != nil {
+			return nil, forService(err, service, "env_file")
+		}
+		before := maps.Clone(vars)
+		if err := dotenv.ParseWithFormat(bytes.NewReader(plain), rel, vars, lookup, ef.Format); err != nil {
+			return nil, forService(secretSyntaxError(rel, err), service, "env_file")
+		}
+		set := map[string]string{}
+		for name, v := range vars {
+			if old, ok := before[name]; !ok || old != v {
+				set[name] = v
+			}
+		}
+		k.remember(rel, set)
+	}
+
+	out := types.MappingWithEquals{}
+	for name, v := range vars {
+		out[name] = &v
+	}
+	for name, v := range explicit {
+		out[name] = v
+	}
+	return out, nil
+}
+
+// forService names the service and key in a *LoadError about a file the
+// service uses (a copy: decryption errors are shared by the keyring).
+func forService(err error, service, key string) error {
+	var le *LoadError
+	if !errors.As(err, &le) || strings.HasPrefix(le.Key, "[secrets]") {
+		return err // not about the file, or about the host's identity file
+	}
+	out := *le
+	out.Service, out.Key = service, key
+	return &out
+}
