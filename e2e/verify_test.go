@@ -41,10 +41,20 @@ func TestSignedCommits(t *testing.T) {
 	f.git.Signing(alice.env, alice.config...)
 	shaA := f.release("A, signed by alice", files(A))
 	f.apply()
+	// validate says who signed what.
+	v := f.lockstep("validate", "e2e")
+	for _, want := range []string{"signature: branch head ", "signature: pinned commit " + shaA[:12] + " signed by ssh key " + alice.id} {
+		if v.code != 0 || !strings.Contains(v.stdout, want) {
+			t.Errorf("validate lacks %q: %s", want, v)
+		}
+	}
 	// Signed by bob (OpenPGP): deploys too.
 	f.git.Signing(bob.env, bob.config...)
 	shaB := f.release("B, signed by bob", files(B))
 	f.apply()
+	if v := f.lockstep("validate", "e2e"); !strings.Contains(v.stdout, "pinned commit "+shaB[:12]+" signed by OpenPGP key "+bob.id) {
+		t.Errorf("validate does not name bob's key %s: %s", bob.id, v)
+	}
 	before := world(t, cli, f.project)
 	if got := before["web"].inspect.Config.Image; got != f.images["web:b"] {
 		t.Fatalf("web runs %s after the OpenPGP-signed release, want %s", got, f.images["web:b"])

@@ -38,7 +38,10 @@ type Revision struct {
 	ComposeFiles []string          // the pin's compose_files (may be empty)
 	Vars         map[string]string // the pin's [vars]
 	EnvFiles     []string          // the pin's env_files: repo-relative dotenv files, plain or age-encrypted (*.age)
-	Paused       bool              // the pin says: apply nothing new
+	// Signatures says who signed the commits the source verified, one
+	// sentence each ("branch head 3f2a9c1e0b7d: ssh key SHA256:… (alice@…)").
+	Signatures []string
+	Paused     bool // the pin says: apply nothing new
 }
 
 // Source resolves an environment to a materialized revision. gitsource
@@ -100,6 +103,9 @@ type PassResult struct {
 	// each (compose.Violation.Error): warnings in warn mode, the reasons
 	// the release was refused in enforce mode.
 	Policy []string `json:"policy,omitempty"`
+	// Signatures says who signed the commits [repo.verify] checked, as
+	// Revision.Signatures.
+	Signatures []string `json:"signatures,omitempty"`
 }
 
 // Steps of a pass, as named by StepError.
@@ -260,6 +266,7 @@ func (r *Runner) load(ctx context.Context, env Environment, commit string) (*Pas
 func (r *Runner) loadRevision(ctx context.Context, env Environment, rev Revision) (*PassResult, *compose.Project, error) {
 	res := &PassResult{Environment: env.Name, Project: env.Project}
 	res.Head, res.Commit, res.ReleaseDir, res.Paused = rev.Head, rev.Commit, rev.ReleaseDir, rev.Paused
+	res.Signatures = rev.Signatures
 	p, err := r.Load(ctx, env, rev)
 	if err != nil {
 		return res, nil, &StepError{Step: StepLoad, Err: fmt.Errorf("load %s at %s: %w", env.Name, short(rev.Commit), err)}

@@ -31,7 +31,9 @@ type envResult struct {
 	// Policy holds the deploy policy violations of the release (warnings
 	// in warn mode, why it was refused in enforce mode); absent when none.
 	Policy []string `json:"policy,omitempty"`
-	Error  string   `json:"error,omitempty"`
+	// Signatures says who signed the commits [repo.verify] checked.
+	Signatures []string `json:"signatures,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // pass runs plan, apply or validate for the selected environments, one
@@ -116,7 +118,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 		}
 		if pr != nil {
 			res.Head, res.Commit, res.Paused = pr.Head, pr.Commit, pr.Paused
-			res.Plan, res.Applied, res.Policy = pr.Plan, pr.Applied, pr.Policy
+			res.Plan, res.Applied, res.Policy, res.Signatures = pr.Plan, pr.Applied, pr.Policy, pr.Signatures
 			if pr.Project != "" {
 				res.Project = pr.Project
 			}
@@ -226,6 +228,9 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 			fmt.Fprintf(w, " (pin read at %s)", short(res.Head))
 		}
 		fmt.Fprintln(w)
+		for _, sig := range res.Signatures {
+			fmt.Fprintf(w, "  signature: %s\n", sig)
+		}
 		c.writePolicy(res, policyMode, true)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -116,10 +117,13 @@ func (g revisions) Revision(ctx context.Context, env reconcile.Environment, comm
 	if err != nil {
 		return reconcile.Revision{}, err
 	}
+	var signatures []string
 	if g.verify.Head() {
-		if err := g.verified(env, head, gitsource.RoleHead); err != nil {
+		sig, err := g.verified(env, head, gitsource.RoleHead)
+		if err != nil {
 			return reconcile.Revision{Head: head}, err
 		}
+		signatures = append(signatures, sig)
 	}
 	pin, err := g.src.ReadPin(ctx, head, env.PinFile)
 	if err != nil {
@@ -135,9 +139,11 @@ func (g revisions) Revision(ctx context.Context, env reconcile.Environment, comm
 	// The pinned commit is verified even when it is the head itself: the
 	// roles differ only in the message.
 	if g.verify.Pinned() {
-		if err := g.verified(env, sha, gitsource.RolePinned); err != nil {
+		sig, err := g.verified(env, sha, gitsource.RolePinned)
+		if err != nil {
 			return reconcile.Revision{Head: head, Commit: sha}, err
 		}
+		signatures = append(signatures, sig)
 	}
 	if env.MinCommit != "" {
 		if err := g.src.CheckFloor(ctx, env.MinCommit, sha); err != nil {
@@ -151,18 +157,19 @@ func (g revisions) Revision(ctx context.Context, env reconcile.Environment, comm
 	return reconcile.Revision{
 		Head: head, Commit: sha, ReleaseDir: dir, PinFile: pin.File,
 		ComposeFiles: pin.ComposeFiles, Vars: pin.Vars, EnvFiles: pin.EnvFiles, Paused: pin.Paused,
+		Signatures: signatures,
 	}, nil
 }
 
-// verified checks sha's signature, logging who signed it at debug (every
-// pass verifies; the head rarely changes).
-func (g revisions) verified(env reconcile.Environment, sha, role string) error {
+// verified checks sha's signature and says who signed it, logging it at
+// debug (every pass verifies; the head rarely changes).
+func (g revisions) verified(env reconcile.Environment, sha, role string) (string, error) {
 	signer, err := g.src.VerifyCommit(sha, role)
 	if err != nil {
-		return err
+		return "", err
 	}
 	g.log.Debug().Str("env", env.Name).Str("commit", sha).Str("role", role).Str("signer", signer.String()).Msg("signature verified")
-	return nil
+	return fmt.Sprintf("%s %s signed by %s", role, sha[:12], signer), nil
 }
 
 func (g revisions) Prune(inUse map[string]bool) error { return g.src.Prune(inUse, releasesKept) }
