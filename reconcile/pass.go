@@ -82,6 +82,10 @@ type Runner struct {
 	// mode it is logged and reported in PassResult.Policy. The zero value
 	// warns about everything it covers.
 	Policy compose.Policy
+	// Secrets is how releases decrypt their *.age files ([secrets]): the
+	// plan needs it to tell which encrypted file changed, and the prune
+	// after an apply removes decrypted files no container uses any more.
+	Secrets compose.SecretOptions
 }
 
 // PassResult is what one pass (plan, apply or validate) of an environment
@@ -319,7 +323,7 @@ func (r *Runner) planRevision(ctx context.Context, env Environment, rev Revision
 	if err != nil {
 		return res, nil, observed, &StepError{Step: StepObserve, Err: fmt.Errorf("observe project %s: %w", desired.Name, err)}
 	}
-	fillPriorFiles(desired, &observed)
+	r.fillPriorFiles(desired, &observed)
 	last, err := loadDeployed(r.StateDir, env.Name, desired.Name)
 	if err != nil {
 		// Only the wording of missing containers depends on it.
@@ -366,6 +370,30 @@ func (r *Runner) prune(ctx context.Context, p *compose.Project, log zerolog.Logg
 	if err := r.Source.Prune(inUse); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn().Err(err).Msg("pruning old releases failed")
 	}
+	r.pruneSecrets(p, after, log)
+}
+
+// pruneSecrets removes the decrypted secret files of p's project that p
+// does not bind, once every container is p's: until then an older
+// container may still need its file to restart. A rollback decrypts its
+// files again when it loads its release.
+func (r *Runner) pruneSecrets(p *compose.Project, after compose.Observed, log zerolog.Logger) {
+	if r.Secrets.RuntimeDir == "" {
+		return
+	}
+	for _, c := range after.Containers {
+		if svc := p.Service(c.Service); svc == nil || c.Hash != svc.Hash {
+			log.Debug().Str("container", c.Name).Msg("not pruning decrypted secrets: a container of another configuration remains")
+			return
+		}
+	}
+	keep := map[string]bool{}
+	for _, f := range p.SecretFiles {
+		keep[f] = true
+	}
+	if err := compose.PruneSecrets(r.Secrets.RuntimeDir, p.Name, keep); err != nil {
+		log.Warn().Err(err).Msg("pruning decrypted secrets failed")
+	}
 }
 
 func (r *Runner) stepTimeout() time.Duration {
@@ -379,14 +407,14 @@ func (r *Runner) stepTimeout() time.Duration {
 // its desired service uses had in the release the container came from, so
 // the plan can name the file that changed. Releases are immutable and kept
 // while a container references them, so the old content is still on disk.
-func fillPriorFiles(p *compose.Project, o *compose.Observed) {
+func (r *Runner) fillPriorFiles(p *compose.Project, o *compose.Observed) {
 	for i := range o.Containers {
 		c := &o.Containers[i]
 		svc := p.Service(c.Service)
 		if svc == nil || c.WorkingDir == "" || c.Hash == svc.Hash || len(svc.Files) == 0 {
 			continue
 		}
-		c.PriorFiles = compose.PriorFiles(c.WorkingDir, svc.Files)
+		c.PriorFiles = compose.PriorFilesWithSecrets(c.WorkingDir, svc.Files, r.Secrets)
 	}
 }
 

@@ -57,15 +57,17 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 		return nil, nil, nil, err
 	}
 	eng := &lazyEngine{host: cfg.Engine.Host, log: log}
+	secrets := compose.SecretOptions{IdentityFile: cfg.Secrets.AgeIdentity, RuntimeDir: cfg.Secrets.RuntimeDir}
 	r := &reconcile.Runner{
 		Source:   revisions{src: src, verify: cfg.Repo.Verify, log: log},
-		Load:     loadRelease,
+		Load:     releaseLoader(secrets),
 		Engine:   eng,
 		Log:      log,
 		StateDir: cfg.StateDir,
 		// lockstep apply gates like the agent does.
-		Gate:   reconcile.GateOptions{Timeout: cfg.Health.Timeout, Bake: cfg.Health.Bake},
-		Policy: policy(cfg.Policy),
+		Gate:    reconcile.GateOptions{Timeout: cfg.Health.Timeout, Bake: cfg.Health.Bake},
+		Policy:  policy(cfg.Policy),
+		Secrets: secrets,
 	}
 	return r, src, eng, nil
 }
@@ -174,10 +176,16 @@ func (g revisions) verified(env reconcile.Environment, sha, role string) (string
 
 func (g revisions) Prune(inUse map[string]bool) error { return g.src.Prune(inUse, releasesKept) }
 
-// loadRelease loads a revision's compose files. The environment's own
-// compose_files (host config) win over the pin's; neither means compose's
-// default file discovery.
-func loadRelease(ctx context.Context, env reconcile.Environment, rev reconcile.Revision) (*compose.Project, error) {
+// releaseLoader loads a revision's compose files, decrypting its *.age
+// files with secrets. The environment's own compose_files (host config)
+// win over the pin's; neither means compose's default file discovery.
+func releaseLoader(secrets compose.SecretOptions) reconcile.Loader {
+	return func(ctx context.Context, env reconcile.Environment, rev reconcile.Revision) (*compose.Project, error) {
+		return loadRelease(ctx, env, rev, secrets)
+	}
+}
+
+func loadRelease(ctx context.Context, env reconcile.Environment, rev reconcile.Revision, secrets compose.SecretOptions) (*compose.Project, error) {
 	files := env.ComposeFiles
 	if len(files) == 0 {
 		files = rev.ComposeFiles
@@ -190,6 +198,8 @@ func loadRelease(ctx context.Context, env reconcile.Environment, rev reconcile.R
 		ComposeFiles: files,
 		PinVars:      rev.Vars,
 		HostEnvFiles: env.EnvFiles,
+		RepoEnvFiles: rev.EnvFiles,
+		Secrets:      secrets,
 		Version:      versionString(),
 	})
 }
