@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 // TestSignedCommits signs commits with real git, with an SSH key and an
@@ -126,6 +130,63 @@ func TestSignedCommits(t *testing.T) {
 		f.pin(shaB)
 		if p := f.plan(); !p.Empty() {
 			t.Fatalf("a pin at the floor plans changes: %+v", p.Actions)
+		}
+	})
+	f.t = t
+
+	// The agent: an unsigned push is refused once and waited on (not
+	// retried while the branch stays), with the reason in status; the
+	// next trusted push deploys.
+	t.Run("agent", func(t *testing.T) {
+		f.t = t
+		f.writeConfig("")
+		f.git.Signing(alice.env, alice.config...)
+		f.pin(shaB)
+		a := f.startAgent()
+		defer func() {
+			a.signal(syscall.SIGTERM)
+			a.wait(time.Minute)
+			if t.Failed() {
+				t.Logf("agent log:\n%s", a.log())
+			}
+		}()
+		// Its own first pass (the status counters are the agent's), so
+		// the push below is the one it reacts to.
+		eventually(t, time.Minute, "the agent's first pass", func() bool {
+			r := f.lockstep("status", "--json")
+			var out struct {
+				Environments []reconcile.EnvStatus `json:"environments"`
+			}
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || len(out.Environments) != 1 {
+				return false // not listening yet
+			}
+			p := out.Environments[0].Passes
+			return p[reconcile.ResultNoop]+p[reconcile.ResultApplied] > 0
+		})
+		// Trusted content, pinned by an unsigned commit.
+		shaC := f.git.Commit(t, "C, signed by alice", files(A))
+		f.git.Signing(nil)
+		f.pin(shaC)
+		head := f.git.Head(t)
+		var st reconcile.EnvStatus
+		eventually(t, time.Minute, "the agent refusing the unsigned head", func() bool {
+			st = f.status()
+			return strings.Contains(st.LastError, "branch head "+head[:12]) && st.Waiting != ""
+		})
+		if !strings.Contains(st.LastError, "not signed") {
+			t.Errorf("status does not say why: %+v", st)
+		}
+		failed := st.Passes[reconcile.ResultFailed]
+		time.Sleep(3 * time.Second) // three polls of an unchanged branch
+		if st2 := f.status(); st2.Passes[reconcile.ResultFailed] != failed {
+			t.Errorf("the refused head was retried: %d failed passes, then %d", failed, st2.Passes[reconcile.ResultFailed])
+		}
+		sameWorld(t, before, world(t, cli, f.project))
+		f.git.Signing(alice.env, alice.config...)
+		f.pin(shaC)
+		f.converged(shaC, time.Minute)
+		if got := world(t, cli, f.project)["web"].inspect.Config.Image; got != f.images["web:a"] {
+			t.Errorf("web runs %s after the signed release of A", got)
 		}
 	})
 	f.t = t
