@@ -4,7 +4,9 @@
 //
 //	go test -run '^$' -bench . -benchtime 5x ./bench/
 //
-// Benchmarks need a Docker engine; they skip without one.
+// The release and agent benchmarks need a Docker engine and skip without
+// one; the trust benchmarks (trust_bench_test.go) need git, gpg and
+// ssh-keygen but no engine.
 package bench
 
 import (
