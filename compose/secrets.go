@@ -106,6 +106,14 @@ func (k *keyring) identities(rel string) error {
 		k.err = &LoadError{File: idFile, Key: "[secrets].age_identity", Msg: fmt.Sprintf("cannot read the age identity file (needed for %s): %v; check [secrets].age_identity and the file's permissions", rel, errors.Unwrap(err)), Err: err}
 		return k.err
 	}
+	// Like ssh with an unprotected private key: an identity every local
+	// user can read decrypts every secret of the repository. Group access
+	// is allowed (root:lockstep 0440 is the usual way to hand it to the
+	// agent's user).
+	if st, err := os.Stat(idFile); err == nil && st.Mode().Perm()&0o007 != 0 {
+		k.err = &LoadError{File: idFile, Key: "[secrets].age_identity", Msg: fmt.Sprintf("the age identity file is accessible to every user on this host (mode %04o): anyone could decrypt the repository's secrets; chmod o-rwx it (0400, or 0440 for a group the agent is in)", st.Mode().Perm())}
+		return k.err
+	}
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
 	if err != nil {
 		// age's messages avoid key material, but the bech32 ones quote

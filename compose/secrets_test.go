@@ -465,6 +465,16 @@ func TestDecryptionFailures(t *testing.T) {
 			os.WriteFile(f, []byte("# comment\nAGE-SECRET-KEY-1QQQQSECRETMATERIAL\n"), 0o600)
 			return f
 		}, []string{"bad.key: [secrets].age_identity: holds no usable age identity (line 2)", "AGE-SECRET-KEY-1... lines"}},
+		{"world-readable identity", good, func(t *testing.T) string {
+			f := filepath.Join(t.TempDir(), "open.key")
+			if err := os.WriteFile(f, []byte(id.id.String()+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(f, 0o644); err != nil { // whatever the umask
+				t.Fatal(err)
+			}
+			return f
+		}, []string{"open.key: [secrets].age_identity: the age identity file is accessible to every user on this host (mode 0644)", "chmod o-rwx"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
