@@ -204,8 +204,8 @@ func TestEncryptedSecrets(t *testing.T) {
 	sha2 := release("rotate webcfg", config2)
 	pr := f.lockstep("plan", "e2e")
 	record("plan after rotation", pr)
-	if !strings.Contains(pr.stdout, "secrets/webcfg.age") {
-		t.Errorf("the plan does not say the secret file changed: %s", pr)
+	if !strings.Contains(pr.stdout, "file secrets/webcfg.age changed (value ") {
+		t.Errorf("the plan does not say the secret file changed, with its keyed digest: %s", pr)
 	}
 	record("apply after rotation", f.apply())
 	after := world(t, cli, f.project)

@@ -480,6 +480,16 @@ func recreateReasons(desired *compose.Project, observed compose.Observed, svc *c
 	return reasons, drift
 }
 
+// isKeyedDigest says whether d is the keyed digest of an encrypted file's
+// plaintext (compose's "hmac-sha256:<hex>").
+func isKeyedDigest(d string) bool { return strings.HasPrefix(d, "hmac-sha256:") }
+
+// digestHex is the first 12 hex digits of a "<algorithm>:<hex>" digest.
+func digestHex(d string) string {
+	_, hex, _ := strings.Cut(d, ":")
+	return short(hex)
+}
+
 func fileReasons(svc *compose.Service, c compose.Container) []string {
 	if c.PriorFiles == nil {
 		return nil
@@ -492,6 +502,10 @@ func fileReasons(svc *compose.Service, c compose.Container) []string {
 		switch {
 		case !ok:
 			out = append(out, fmt.Sprintf("file %s added", f.Path))
+		case prior != f.Digest && isKeyedDigest(f.Digest) && isKeyedDigest(prior):
+			// An encrypted file: its value is never shown, its keyed
+			// digest is, so an operator can tell one rotation from another.
+			out = append(out, fmt.Sprintf("file %s changed (value %s -> %s)", f.Path, digestHex(prior), digestHex(f.Digest)))
 		case prior != f.Digest:
 			out = append(out, fmt.Sprintf("file %s changed", f.Path))
 		}

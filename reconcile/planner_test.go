@@ -92,6 +92,16 @@ func TestBuildPlan(t *testing.T) {
 			want: []string{"recreate prod-web-1: file web/app.conf changed [stop-first]"},
 		},
 		{
+			name:    "encrypted file change shows keyed digests, never the value",
+			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Files[0].Digest = "hmac-sha256:7a8b9c0d1e2f3a4b5c6d" })),
+			observed: func() compose.Observed {
+				o := converged(base)
+				observedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "hmac-sha256:1a2b3c4d5e6f7a8b9c0d"}
+				return o
+			},
+			want: []string{"recreate prod-web-1: file web/app.conf changed (value 1a2b3c4d5e6f -> 7a8b9c0d1e2f) [stop-first]"},
+		},
+		{
 			name: "file added and file no longer used",
 			desired: testProject(atB, modService("web", func(s *compose.Service) {
 				s.Files = append(s.Files, compose.File{Path: "web/extra.conf", Digest: "sha256:extra"})
