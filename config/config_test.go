@@ -290,6 +290,7 @@ func TestSecretsNeverEchoed(t *testing.T) {
 		"git://me:hunter2@git.example.com/x.git",
 		"me:hunter2@git.example.com/x.git",
 		"https://me:hunter2@/x",
+		"//me:hunter2@git.example.com/x.git", // no scheme: not a local path either
 	} {
 		doc := "[repo]\nurl = \"" + url + "\"\n[[environment]]\nname = \"a\"\n"
 		_, err := Parse("x.toml", []byte(doc))

@@ -321,6 +321,13 @@ func (c *checker) secrets(f *fileSecrets) Secrets {
 // show the URL through safeURL only: a token pasted into it must not reach
 // a log.
 func classifyURL(u string) (transport, string) {
+	// "//host/x" reads as a URL without a scheme ("//me:token@host/x"
+	// looks like credentials) but would be taken as a local path: say
+	// which is meant. Found by FuzzParse.
+	if strings.HasPrefix(u, "//") {
+		// Not shown: without a scheme, safeURL cannot tell a password.
+		return transportInvalid, "starts with //: a path on this host starts with a single /, and a URL needs its scheme (https://, ssh://, file://)"
+	}
 	if strings.HasPrefix(u, "/") {
 		return transportLocal, ""
 	}
