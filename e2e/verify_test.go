@@ -132,6 +132,37 @@ func TestSignedCommits(t *testing.T) {
 			t.Fatalf("a pin at the floor plans changes: %+v", p.Actions)
 		}
 	})
+	t.Run("pinned only: the pin's vars are refused", func(t *testing.T) {
+		f.t = t
+		extra := f.agentExtra
+		defer func() { f.agentExtra = extra; f.writeConfig("") }()
+		f.agentExtra = extra + "commits = \"pinned\"\n"
+		f.writeConfig("")
+		f.git.Signing(nil) // the head is not verified in this mode
+		f.git.Commit(t, "pin with vars", map[string]string{
+			"environments/e2e.toml": fmt.Sprintf("commit = %q\n[vars]\nTAG = \"evil\"\n", shaB),
+		})
+		refused(t, "environments/e2e.toml: [vars]", `commits = "pinned"`)
+		// Without vars, a trusted pinned commit deploys (here: no change).
+		f.pin(shaB)
+		if p := f.plan(); !p.Empty() {
+			t.Fatalf("an unsigned head pinning the signed running commit plans changes: %+v", p.Actions)
+		}
+	})
+	t.Run("head only: a branch name is refused", func(t *testing.T) {
+		f.t = t
+		extra := f.agentExtra
+		defer func() { f.agentExtra = extra; f.writeConfig("") }()
+		f.agentExtra = extra + "commits = \"head\"\n"
+		f.writeConfig("")
+		f.git.Signing(alice.env, alice.config...)
+		f.git.Commit(t, "pin a branch", map[string]string{"environments/e2e.toml": "commit = \"main\"\n"})
+		refused(t, "environments/e2e.toml: commit", `"main" refused`, "full 40-hex")
+		f.pin(shaB)
+		if p := f.plan(); !p.Empty() {
+			t.Fatalf("a signed head pinning the running commit by SHA plans changes: %+v", p.Actions)
+		}
+	})
 	f.t = t
 
 	// The agent: an unsigned push is refused once and waited on (not

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,10 +50,7 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 			SSHKeyPassphraseFile: cfg.Repo.SSHKeyPassphraseFile,
 			KnownHosts:           cfg.Repo.KnownHosts,
 		},
-		Verify: gitsource.VerifyOptions{
-			OpenPGPKeyring:    cfg.Repo.Verify.OpenPGPKeyring,
-			SSHAllowedSigners: cfg.Repo.Verify.SSHAllowedSigners,
-		},
+		Verify: verifyOptions(cfg.Repo.Verify),
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -70,6 +69,11 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 		Secrets: secrets,
 	}
 	return r, src, eng, nil
+}
+
+// verifyOptions is [repo.verify] as gitsource takes it.
+func verifyOptions(v config.Verify) gitsource.VerifyOptions {
+	return gitsource.VerifyOptions{OpenPGPKeyring: v.OpenPGPKeyring, SSHAllowedSigners: v.SSHAllowedSigners}
 }
 
 // policy is the [policy] table as the compose check takes it.
@@ -131,6 +135,9 @@ func (g revisions) Revision(ctx context.Context, env reconcile.Environment, comm
 	if err != nil {
 		return reconcile.Revision{Head: head}, err
 	}
+	if err := g.trustedPin(pin, commit); err != nil {
+		return reconcile.Revision{Head: head}, err
+	}
 	if commit != "" {
 		pin.Commit = commit
 	}
@@ -162,6 +169,44 @@ func (g revisions) Revision(ctx context.Context, env reconcile.Environment, comm
 		Signatures: signatures,
 	}, nil
 }
+
+// trustedPin refuses what a partial [repo.verify] would let an untrusted
+// pusher decide. Verifying only the pinned commit leaves the pin file
+// itself unverified, so its [vars], compose_files and env_files (which
+// change what the signed tree runs) are refused; paused can only hold a
+// release back. Verifying only the head trusts the pin's words, which for
+// a branch or tag name means whatever that ref points to later: a full SHA
+// is required. commit, when set, replaces the pin's commit (a rollback).
+func (g revisions) trustedPin(pin gitsource.Pin, commit string) error {
+	if !g.verify.Enabled() {
+		return nil
+	}
+	if !g.verify.Head() {
+		var set []string
+		if len(pin.Vars) > 0 {
+			set = append(set, "[vars]")
+		}
+		if len(pin.ComposeFiles) > 0 {
+			set = append(set, "compose_files")
+		}
+		if len(pin.EnvFiles) > 0 {
+			set = append(set, "env_files")
+		}
+		if len(set) > 0 {
+			return &gitsource.PinError{File: pin.File, Key: strings.Join(set, ", "), Message: fmt.Sprintf(
+				"refused: [repo.verify].commits = %q verifies the pinned commit but not the branch head, so these settings of the pin file could come from anyone who can push; move them into the signed tree (.env, the compose files) or set commits = %q",
+				config.VerifyPinned, config.VerifyBoth)}
+		}
+	}
+	if !g.verify.Pinned() && commit == "" && !fullSHA.MatchString(pin.Commit) {
+		return &gitsource.PinError{File: pin.File, Key: "commit", Message: fmt.Sprintf(
+			"%q refused: [repo.verify].commits = %q verifies who wrote the pin, not what a branch or tag points to later; pin a full 40-hex commit SHA, or set commits = %q to verify the pinned commit too",
+			pin.Commit, config.VerifyHead, config.VerifyBoth)}
+	}
+	return nil
+}
+
+var fullSHA = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
 
 // verified checks sha's signature and says who signed it, logging it at
 // debug (every pass verifies; the head rarely changes).
