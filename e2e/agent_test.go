@@ -257,6 +257,18 @@ func TestAgentSignals(t *testing.T) {
 	if a.healthz() != http.StatusOK {
 		t.Fatalf("agent not serving after a rejected reload")
 	}
+	// A valid config naming a key file that is not there is refused too,
+	// before the running generation is stopped.
+	missing := filepath.Join(t.TempDir(), "no-such-allowed_signers")
+	must(t, os.WriteFile(f.config, append(good, []byte(fmt.Sprintf("\n[repo.verify]\nssh_allowed_signers = %q\n", missing))...), 0o644))
+	mark = a.lineCount()
+	a.signal(syscall.SIGHUP)
+	a.waitLine(mark, 30*time.Second, "a log line rejecting the missing key file", func(m map[string]any) bool {
+		return strings.Contains(fmt.Sprint(m), "no-such-allowed_signers") && strings.HasPrefix(fmt.Sprint(m["message"]), "reload refused")
+	})
+	if a.healthz() != http.StatusOK {
+		t.Fatalf("agent not serving after a reload refused for a missing key file")
+	}
 	// A valid config is taken: the agent says so and keeps serving.
 	must(t, os.WriteFile(f.config, good, 0o644))
 	mark = a.lineCount()

@@ -213,6 +213,14 @@ func (k *trustedKeys) files() string {
 	return strings.Join(f, " or ")
 }
 
+// CheckVerifyOptions reads and parses the key files of opts as New does,
+// so that a config reload can refuse a missing or broken key file while
+// the running agent goes on with the keys it has.
+func CheckVerifyOptions(opts VerifyOptions) error {
+	_, err := loadTrustedKeys(opts)
+	return err
+}
+
 // VerifyCommit checks that commit sha, already in the cache (after Fetch or
 // Resolve), carries a valid signature from a trusted key, and returns who
 // signed it. role (RoleHead or RolePinned) is only for messages. A refusal

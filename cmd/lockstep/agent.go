@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/notify"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/webhook"
@@ -214,6 +215,12 @@ wait:
 			newCfg, err := config.Load(path)
 			if err != nil {
 				log.Error().Str("config", path).Str("problems", err.Error()).Msg("reload refused: the new config is invalid; still running on the old one")
+				continue
+			}
+			// The key files are read when the new generation starts; one
+			// that cannot be read must not stop the agent instead.
+			if err := gitsource.CheckVerifyOptions(verifyOptions(newCfg.Repo.Verify)); err != nil {
+				log.Error().Str("config", path).Str("problems", err.Error()).Msg("reload refused: a [repo.verify] key file cannot be used; still running on the old config")
 				continue
 			}
 			sdNotify(log, "RELOADING=1")
