@@ -293,3 +293,40 @@ func TestRunnerRestoreUsesTheReleaseOnDiskAndGitOnlyWhenItIsGone(t *testing.T) {
 		t.Fatalf("re-materialized: %+v %v (calls %q); compose files must be the record's, not the current pin's", rev, err, src.calls)
 	}
 }
+
+// floorSource is a countingSource that also checks floors.
+type floorSource struct {
+	countingSource
+	floorErr error
+	checked  []string // "floor>commit"
+}
+
+func (s *floorSource) CheckFloor(_ context.Context, floor, commit string) error {
+	s.checked = append(s.checked, floor+">"+commit)
+	return s.floorErr
+}
+
+func TestRunnerRestoreHonoursTheFloor(t *testing.T) {
+	dir := t.TempDir()
+	src := &floorSource{floorErr: errors.New("pinned commit does not descend from min_commit")}
+	r := &Runner{Source: src, Log: zerolog.Nop()}
+	hr := HealthyRevision{Commit: commitA, ReleaseDir: dir}
+
+	// No floor: the release on disk is used, nothing is asked.
+	if _, err := r.Restore(context.Background(), prodEnv, hr); err != nil || len(src.checked) != 0 {
+		t.Fatalf("restore without a floor: %v, checks %q", err, src.checked)
+	}
+	env := prodEnv
+	env.MinCommit = commitB
+	_, err := r.Restore(context.Background(), env, hr)
+	if err == nil || !strings.Contains(err.Error(), "rollback of "+env.Name+" to "+commitA[:12]+" refused") || !strings.Contains(err.Error(), "min_commit") {
+		t.Fatalf("restore below the floor: %v", err)
+	}
+	if len(src.checked) != 1 || src.checked[0] != commitB+">"+commitA {
+		t.Fatalf("floor checks: %q", src.checked)
+	}
+	src.floorErr = nil
+	if rev, err := r.Restore(context.Background(), env, hr); err != nil || rev.ReleaseDir != dir {
+		t.Fatalf("restore above the floor: %+v %v", rev, err)
+	}
+}

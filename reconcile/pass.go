@@ -56,6 +56,14 @@ type Source interface {
 	Prune(inUse map[string]bool) error
 }
 
+// FloorChecker is implemented by a Source that can tell whether commit is
+// env's floor (Environment.MinCommit) or descends from it. Restore uses it
+// so that no rollback goes below the floor; Revision checks pinned commits
+// itself.
+type FloorChecker interface {
+	CheckFloor(ctx context.Context, floor, commit string) error
+}
+
 // Loader turns a materialized revision into the desired compose project.
 type Loader func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error)
 
@@ -424,6 +432,14 @@ func (r *Runner) fillPriorFiles(p *compose.Project, o *compose.Observed) {
 // compose_files and vars are hr's either way, not the current pin's.
 func (r *Runner) Restore(ctx context.Context, env Environment, hr HealthyRevision) (Revision, error) {
 	rev := hr.Revision()
+	// A floor raised since hr ran (a migration that must not be undone)
+	// holds for rollbacks too: better the failing release left running
+	// than an automatic step back past it.
+	if fc, ok := r.Source.(FloorChecker); ok && env.MinCommit != "" {
+		if err := fc.CheckFloor(ctx, env.MinCommit, hr.Commit); err != nil {
+			return rev, &StepError{Step: StepSource, Err: fmt.Errorf("rollback of %s to %s refused: %w", env.Name, short(hr.Commit), err)}
+		}
+	}
 	if rev.ReleaseDir != "" {
 		if fi, err := os.Stat(rev.ReleaseDir); err == nil && fi.IsDir() {
 			return rev, nil

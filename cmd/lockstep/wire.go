@@ -219,6 +219,15 @@ func (g revisions) verified(env reconcile.Environment, sha, role string) (string
 	return fmt.Sprintf("%s %s signed by %s", role, sha[:12], signer), nil
 }
 
+// CheckFloor is reconcile.FloorChecker, for rollbacks: commit is fetched
+// first when the cache no longer has it.
+func (g revisions) CheckFloor(ctx context.Context, floor, commit string) error {
+	if _, err := g.src.Resolve(ctx, gitsource.Pin{File: "(rollback)", Commit: commit}); err != nil {
+		return err
+	}
+	return g.src.CheckFloor(ctx, floor, commit)
+}
+
 func (g revisions) Prune(inUse map[string]bool) error { return g.src.Prune(inUse, releasesKept) }
 
 // releaseLoader loads a revision's compose files, decrypting its *.age
