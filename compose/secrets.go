@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -101,17 +102,13 @@ func (k *keyring) identities(rel string) error {
 		k.err = &LoadError{File: rel, Msg: "is age-encrypted, but this host has no age identity to decrypt it; set [secrets].age_identity in the agent config to the host's identity file (age-keygen -o)"}
 		return k.err
 	}
-	b, err := os.ReadFile(idFile)
+	b, err := readIdentityFile(idFile)
 	if err != nil {
-		k.err = &LoadError{File: idFile, Key: "[secrets].age_identity", Msg: fmt.Sprintf("cannot read the age identity file (needed for %s): %v; check [secrets].age_identity and the file's permissions", rel, errors.Unwrap(err)), Err: err}
-		return k.err
-	}
-	// Like ssh with an unprotected private key: an identity every local
-	// user can read decrypts every secret of the repository. Group access
-	// is allowed (root:lockstep 0440 is the usual way to hand it to the
-	// agent's user).
-	if st, err := os.Stat(idFile); err == nil && st.Mode().Perm()&0o007 != 0 {
-		k.err = &LoadError{File: idFile, Key: "[secrets].age_identity", Msg: fmt.Sprintf("the age identity file is accessible to every user on this host (mode %04o): anyone could decrypt the repository's secrets; chmod o-rwx it (0400, or 0440 for a group the agent is in)", st.Mode().Perm())}
+		var le *LoadError
+		if !errors.As(err, &le) {
+			le = &LoadError{File: idFile, Key: "[secrets].age_identity", Msg: fmt.Sprintf("cannot read the age identity file (needed for %s): %v; check [secrets].age_identity and the file's permissions", rel, pathReason(err)), Err: err}
+		}
+		k.err = le
 		return k.err
 	}
 	ids, err := age.ParseIdentities(bytes.NewReader(b))
@@ -128,6 +125,61 @@ func (k *keyring) identities(rel string) error {
 	k.ids = ids
 	k.key = identityKey(b)
 	return nil
+}
+
+// maxIdentitySize bounds what is read of [secrets].age_identity: an
+// identity file is a few lines, and the path may name anything.
+const maxIdentitySize = 64 << 10
+
+// readIdentityFile reads the identity file through one handle, so the
+// mode checked is that of the file read, not of whatever the path names a
+// moment later.
+func readIdentityFile(idFile string) ([]byte, error) {
+	f, err := os.Open(idFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	refuse := func(msg string) error {
+		return &LoadError{File: idFile, Key: "[secrets].age_identity", Msg: msg}
+	}
+	if !st.Mode().IsRegular() {
+		return nil, refuse(fmt.Sprintf("is not a regular file (%v); point [secrets].age_identity at the file age-keygen -o wrote", st.Mode().Type()))
+	}
+	// Like ssh with an unprotected private key: an identity every local
+	// user can read decrypts every secret of the repository. Group access
+	// is allowed (root:lockstep 0440 is the usual way to hand it to the
+	// agent's user).
+	if st.Mode().Perm()&0o007 != 0 {
+		return nil, refuse(fmt.Sprintf("the age identity file is accessible to every user on this host (mode %04o): anyone could decrypt the repository's secrets; chmod o-rwx it (0400, or 0440 for a group the agent is in)", st.Mode().Perm()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxIdentitySize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxIdentitySize {
+		clear(b)
+		return nil, refuse(fmt.Sprintf("is larger than %d bytes, which no age identity file is (age-keygen writes 3 lines); check [secrets].age_identity names the identity file", maxIdentitySize))
+	}
+	return b, nil
+}
+
+// pathReason strips the operation and path from an *fs.PathError or
+// *os.LinkError, for messages that name the path themselves.
+func pathReason(err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		return pe.Err
+	case errors.As(err, &le):
+		return le.Err
+	}
+	return err
 }
 
 // identityKey derives the digest key from the identity lines, sorted, with
@@ -446,6 +498,14 @@ func refuseEncryptedIncludeEnv(src *sources) error {
 // path, the bind source the container gets. The name is content-addressed,
 // so an unchanged secret keeps its bind source (no recreate) and a changed
 // one never overwrites the file a running container still reads.
+//
+// The runtime dir may sit on a tmpfs other users can write to (/dev/shm):
+// one of them could create secrets/<project> first, and a chmod by the
+// agent would not take it from them. So every directory on the way is
+// checked to be a real directory owned by the agent (or, for the runtime
+// dir, by root and writable by no one else) before anything is written,
+// and the checks hold by path afterwards because no other user can then
+// rename or replace an entry in them.
 func (k *keyring) materialize(project, kind, name, digest string, plain []byte) (string, error) {
 	rd := k.opts.RuntimeDir
 	if rd == "" || !filepath.IsAbs(rd) {
@@ -454,55 +514,150 @@ func (k *keyring) materialize(project, kind, name, digest string, plain []byte) 
 	if strings.ContainsAny(name, "/\\\x00") || name == "" {
 		return "", fmt.Errorf("%s name %q cannot name a file", kind, name)
 	}
+	hexDigest := strings.TrimPrefix(digest, digestPrefix)
+	base := fmt.Sprintf("%s-%s-%s", kind, name, hexDigest[:16])
+	if len(base) > maxFileName {
+		return "", fmt.Errorf("%s name %q is too long: the decrypted file %s-<name>-<digest16> must fit in %d bytes; shorten the name", kind, name, kind, maxFileName)
+	}
+	rd = filepath.Clean(rd)
 	if err := ensureTmpfs(rd); err != nil {
+		return "", err
+	}
+	if err := checkRuntimeDir(rd); err != nil {
 		return "", err
 	}
 	dir := filepath.Join(rd, "secrets", project)
 	for _, d := range []string{filepath.Join(rd, "secrets"), dir} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", fmt.Errorf("create %s: %w", d, err)
+			return "", runtimeDirError(rd, "create the directory "+d, err)
 		}
-		st, err := os.Lstat(d)
-		if err != nil {
+		if err := checkOwnDir(rd, d); err != nil {
 			return "", err
-		}
-		if !st.IsDir() {
-			return "", fmt.Errorf("%s is not a directory; remove it", d)
 		}
 		// Root only: the container reaches its file through the bind,
 		// nobody else on the host needs to list or open it.
 		if err := os.Chmod(d, 0o700); err != nil {
-			return "", err
+			return "", runtimeDirError(rd, "chmod 0700 "+d, err)
 		}
 	}
 	if err := checkTmpfs(dir); err != nil {
 		return "", err
 	}
-	hexDigest := strings.TrimPrefix(digest, digestPrefix)
-	target := filepath.Join(dir, fmt.Sprintf("%s-%s-%s", kind, name, hexDigest[:16]))
-	if st, err := os.Lstat(target); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == 0o444 && st.Size() == int64(len(plain)) {
+	target := filepath.Join(dir, base)
+	if st, err := os.Lstat(target); err == nil && st.Mode().IsRegular() && ownedByAgent(st) && st.Mode().Perm() == 0o444 && st.Size() == int64(len(plain)) {
 		if have, err := os.ReadFile(target); err == nil && bytes.Equal(have, plain) {
 			return target, nil
 		}
 	}
 	// Temp file and rename: a container never binds a half-written file,
 	// and a crash leaves at most a temp file, which PruneSecrets removes.
-	// No fsync: on a tmpfs there is nothing to make durable.
+	// CreateTemp opens with O_CREATE|O_EXCL, which fails on an existing
+	// name, symlinks included: what O_NOFOLLOW would add. No fsync: on a
+	// tmpfs there is nothing to make durable.
 	tmp, err := os.CreateTemp(dir, ".tmp-"+kind+"-")
 	if err != nil {
-		return "", err
+		return "", runtimeDirError(rd, "create a temporary file in "+dir, err)
 	}
 	_, werr := tmp.Write(plain)
 	cerr := tmp.Chmod(0o444)
 	if err := errors.Join(werr, cerr, tmp.Close()); err != nil {
 		os.Remove(tmp.Name())
-		return "", fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return "", runtimeDirError(rd, fmt.Sprintf("write the decrypted %s %q to %s", kind, name, tmp.Name()), err)
 	}
 	if err := os.Rename(tmp.Name(), target); err != nil {
 		os.Remove(tmp.Name())
-		return "", err
+		return "", runtimeDirError(rd, "rename "+tmp.Name()+" to "+target, err)
+	}
+	st, err := os.Lstat(target)
+	if err != nil {
+		return "", runtimeDirError(rd, "check "+target, err)
+	}
+	if !st.Mode().IsRegular() || !ownedByAgent(st) {
+		return "", fmt.Errorf("[secrets].runtime_dir %s: %s is not the regular file the agent just wrote (%v, owner %s); remove %s (lockstep creates it)", rd, target, st.Mode().Type(), ownerOf(st), dir)
 	}
 	return target, nil
+}
+
+// maxFileName is NAME_MAX on Linux file systems, tmpfs included.
+const maxFileName = 255
+
+// runtimeDirError wraps an error from writing under the runtime dir with
+// the key to check. Only paths and names reach it, never plaintext.
+func runtimeDirError(rd, what string, err error) error {
+	return fmt.Errorf("%s under [secrets].runtime_dir %s: %w; check the directory is writable by the agent's user (uid %d) and the tmpfs is not full", what, rd, pathReason(err), os.Geteuid())
+}
+
+func ownedByAgent(st fs.FileInfo) bool {
+	uid, ok := fileOwner(st)
+	return ok && int64(uid) == int64(os.Geteuid())
+}
+
+func ownerOf(st fs.FileInfo) string {
+	if uid, ok := fileOwner(st); ok {
+		return fmt.Sprintf("uid %d", uid)
+	}
+	return "unknown"
+}
+
+// lstatDir returns what is at d, refusing anything but a real directory.
+func lstatDir(rd, d string) (fs.FileInfo, error) {
+	st, err := os.Lstat(d)
+	if err != nil {
+		return nil, runtimeDirError(rd, "check "+d, err)
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("[secrets].runtime_dir %s: %s is a symlink, not a directory: it could send the decrypted secrets anywhere; remove it (lockstep creates it)", rd, d)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("[secrets].runtime_dir %s: %s is not a directory (%v); remove it (lockstep creates it)", rd, d, st.Mode().Type())
+	}
+	if _, ok := fileOwner(st); !ok {
+		return nil, fmt.Errorf("[secrets].runtime_dir %s: cannot tell who owns %s on this system", rd, d)
+	}
+	return st, nil
+}
+
+// checkOwnDir refuses d (secrets/ or secrets/<project>) unless it is a
+// real directory owned by the agent's user: whoever owns it can read the
+// decrypted files in it or swap them, whatever mode the agent sets.
+func checkOwnDir(rd, d string) error {
+	st, err := lstatDir(rd, d)
+	if err != nil {
+		return err
+	}
+	if !ownedByAgent(st) {
+		return fmt.Errorf("[secrets].runtime_dir %s: %s is owned by %s, not by the agent's user (uid %d): that user could read or swap the decrypted secrets; remove it (lockstep creates it)", rd, d, ownerOf(st), os.Geteuid())
+	}
+	return nil
+}
+
+// checkRuntimeDir refuses a runtime dir another user could use to reach
+// the secrets under it.
+func checkRuntimeDir(rd string) error {
+	st, err := lstatDir(rd, rd)
+	if err != nil {
+		return err
+	}
+	uid, _ := fileOwner(st)
+	return runtimeDirTrusted(rd, uid, uint32(os.Geteuid()), st.Mode())
+}
+
+// runtimeDirTrusted says whether a runtime dir owned by uid, with mode,
+// is safe for the agent running as euid. It must belong to the agent, or
+// to root with nobody else allowed to write (systemd's RuntimeDirectory=
+// hands the service user its own; a root-made /run/lockstep is fine too).
+// And nobody else may replace the secrets/ entry in it: writable by group
+// or others is refused unless the sticky bit keeps them to their own
+// entries (/dev/shm itself, for an agent running as root).
+func runtimeDirTrusted(rd string, uid, euid uint32, mode fs.FileMode) error {
+	othersWrite := mode.Perm()&0o022 != 0
+	if uid != euid && (uid != 0 || othersWrite) {
+		return fmt.Errorf("[secrets].runtime_dir %s is owned by uid %d (mode %04o), not by the agent's user (uid %d) nor root without group or world write: that user could read or swap the decrypted secrets; remove it (lockstep creates it) or chown it to uid %d (systemd's RuntimeDirectory= does)", rd, uid, mode.Perm(), euid, euid)
+	}
+	if othersWrite && mode&fs.ModeSticky == 0 {
+		return fmt.Errorf("[secrets].runtime_dir %s is writable by other users (mode %04o) without the sticky bit: they could replace its secrets/ directory; chmod go-w it", rd, mode.Perm())
+	}
+	return nil
 }
 
 // ensureTmpfs checks that runtimeDir is a tmpfs, creating it (mode 0700)

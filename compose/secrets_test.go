@@ -734,3 +734,263 @@ func TestEncryptedLoadDeterministic(t *testing.T) {
 		t.Errorf("two loads differ")
 	}
 }
+
+// secretRelease returns options loading a release whose service binds the
+// encrypted secret db (plaintext dbPassword).
+func secretRelease(t *testing.T, id testIdentity, name string) LoadOptions {
+	t.Helper()
+	opts := secretOptions(t, id)
+	opts.ReleaseDir = writeRelease(t, map[string]string{
+		"compose.yaml": "services:\n  app:\n    image: a:1\n    secrets: [" + name + "]\nsecrets:\n  " + name + ":\n    file: ./db.age\n",
+		"db.age":       encrypt(t, id, dbPassword, false),
+	})
+	return opts
+}
+
+// assertEmptyDir fails unless dir holds nothing: no decrypted file may be
+// written where the checks refused.
+func assertEmptyDir(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("%s holds %v after a refusal, want nothing", dir, entries)
+	}
+}
+
+// TestRuntimeDirOwnedByAnotherUser: a runtime dir, secrets/ or
+// secrets/<project> that another local user created first (as anyone can
+// on /dev/shm) is refused before a decrypted file is written in it.
+func TestRuntimeDirOwnedByAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED LOUDLY: giving a directory to another uid needs root; run the tests as root to check the ownership refusal")
+	}
+	const nobody = 65534
+	id := newTestIdentity(t)
+	tests := []struct {
+		name  string
+		owned func(rd string) string // the path given to nobody
+		want  func(rd, d string) string
+	}{
+		{"secrets/<project>", func(rd string) string { return filepath.Join(rd, "secrets", "shop") },
+			func(rd, d string) string {
+				return "[secrets].runtime_dir " + rd + ": " + d + " is owned by uid 65534, not by the agent's user (uid 0): that user could read or swap the decrypted secrets; remove it (lockstep creates it)"
+			}},
+		{"secrets/", func(rd string) string { return filepath.Join(rd, "secrets") },
+			func(rd, d string) string { return d + " is owned by uid 65534, not by the agent's user (uid 0)" }},
+		{"runtime_dir", func(rd string) string { return rd },
+			func(rd, d string) string {
+				return "[secrets].runtime_dir " + rd + " is owned by uid 65534 (mode 0755), not by the agent's user (uid 0) nor root"
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := secretRelease(t, id, "db")
+			rd := opts.Secrets.RuntimeDir
+			d := tt.owned(rd)
+			if err := os.MkdirAll(filepath.Join(rd, "secrets", "shop"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(d, nobody, nobody); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			le := loadErr(t, opts)
+			assertContains(t, le.Error(), tt.want(rd, d))
+			assertNoPlaintext(t, "error", le.Error())
+			assertEmptyDir(t, filepath.Join(rd, "secrets", "shop"))
+			// Refused before the agent's chmod, which as root would succeed
+			// and leave the directory to its owner all the same.
+			if st, err := os.Lstat(d); err != nil || st.Mode().Perm() != 0o755 {
+				t.Errorf("%s was changed by the refused load: %v %v", d, st.Mode(), err)
+			}
+
+			// Removed, as the message says: lockstep creates it and loads.
+			if err := os.RemoveAll(d); err != nil {
+				t.Fatal(err)
+			}
+			p := load(t, opts)
+			st, err := os.Lstat(d)
+			if err != nil || !ownedByAgent(st) {
+				t.Errorf("%s after the retry: %v, want a directory owned by the agent", d, err)
+			}
+			if len(p.SecretFiles) != 1 {
+				t.Errorf("SecretFiles = %q after the retry", p.SecretFiles)
+			}
+		})
+	}
+}
+
+// TestRuntimeDirSymlinksRefused: a symlink (or a file) in place of the
+// runtime dir, secrets/ or secrets/<project> is refused, even one to a
+// directory the agent owns, and nothing is written where it points.
+func TestRuntimeDirSymlinksRefused(t *testing.T) {
+	id := newTestIdentity(t)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, rd, elsewhere string) string // returns the refused path
+		want  string
+	}{
+		{"secrets/<project> symlink", func(t *testing.T, rd, elsewhere string) string {
+			mustMkdir(t, filepath.Join(rd, "secrets"))
+			return mustSymlink(t, elsewhere, filepath.Join(rd, "secrets", "shop"))
+		}, "is a symlink, not a directory: it could send the decrypted secrets anywhere; remove it (lockstep creates it)"},
+		{"secrets/ symlink", func(t *testing.T, rd, elsewhere string) string {
+			mustMkdir(t, rd)
+			return mustSymlink(t, elsewhere, filepath.Join(rd, "secrets"))
+		}, "is a symlink, not a directory"},
+		{"runtime_dir symlink", func(t *testing.T, rd, elsewhere string) string {
+			mustMkdir(t, filepath.Dir(rd))
+			return mustSymlink(t, elsewhere, rd)
+		}, "is a symlink, not a directory"},
+		{"secrets/<project> file", func(t *testing.T, rd, elsewhere string) string {
+			mustMkdir(t, filepath.Join(rd, "secrets"))
+			p := filepath.Join(rd, "secrets", "shop")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, "is not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := secretRelease(t, id, "db")
+			rd := opts.Secrets.RuntimeDir
+			elsewhere := filepath.Join(filepath.Dir(rd), "elsewhere")
+			mustMkdir(t, elsewhere)
+			refused := tt.setup(t, rd, elsewhere)
+			le := loadErr(t, opts)
+			assertContains(t, le.Error(), "[secrets].runtime_dir "+rd+": "+refused+" "+tt.want)
+			assertNoPlaintext(t, "error", le.Error())
+			assertEmptyDir(t, elsewhere)
+		})
+	}
+}
+
+func mustMkdir(t *testing.T, d string) {
+	t.Helper()
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSymlink(t *testing.T, oldname, newname string) string {
+	t.Helper()
+	if err := os.Symlink(oldname, newname); err != nil {
+		t.Fatal(err)
+	}
+	return newname
+}
+
+// TestMaterializeReplacesPlantedTarget: a symlink planted at the decrypted
+// file's name is replaced by the file, not written through.
+func TestMaterializeReplacesPlantedTarget(t *testing.T) {
+	id := newTestIdentity(t)
+	opts := secretRelease(t, id, "db")
+	target := load(t, opts).SecretFiles[0]
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte(dbPassword), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(target); err != nil {
+		t.Fatal(err)
+	}
+	mustSymlink(t, outside, target)
+	if got := load(t, opts).SecretFiles[0]; got != target {
+		t.Fatalf("bind source moved: %s, want %s", got, target)
+	}
+	st, err := os.Lstat(target)
+	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o444 || !ownedByAgent(st) {
+		t.Errorf("%s after the reload: %v %v, want a regular 0444 file of the agent's", target, st, err)
+	}
+}
+
+func TestRuntimeDirTrusted(t *testing.T) {
+	const agent = 990
+	tests := []struct {
+		name      string
+		uid, euid uint32
+		mode      fs.FileMode
+		want      string // "" = trusted
+	}{
+		{"own", agent, agent, fs.ModeDir | 0o700, ""},
+		{"own, readable", agent, agent, fs.ModeDir | 0o755, ""},
+		{"systemd RuntimeDirectory as root", 0, 0, fs.ModeDir | 0o755, ""},
+		{"root-made for the agent to read", 0, agent, fs.ModeDir | 0o755, ""},
+		{"root-made, group-writable", 0, agent, fs.ModeDir | 0o775, "is owned by uid 0 (mode 0775), not by the agent's user (uid 990) nor root without group or world write"},
+		{"/dev/shm itself, agent not root", 0, agent, fs.ModeDir | fs.ModeSticky | 0o777, "is owned by uid 0 (mode 0777)"},
+		{"/dev/shm itself, agent root", 0, 0, fs.ModeDir | fs.ModeSticky | 0o777, ""},
+		{"another user's", 65534, agent, fs.ModeDir | 0o700, "is owned by uid 65534 (mode 0700)"},
+		{"another user's, agent root", 65534, 0, fs.ModeDir | 0o700, "is owned by uid 65534"},
+		{"own, world-writable, not sticky", agent, agent, fs.ModeDir | 0o777, "is writable by other users (mode 0777) without the sticky bit: they could replace its secrets/ directory; chmod go-w it"},
+		{"own, group-writable, not sticky", agent, agent, fs.ModeDir | 0o770, "without the sticky bit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := runtimeDirTrusted("/run/lockstep", tt.uid, tt.euid, tt.mode)
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("trusted, want %q", tt.want)
+			}
+			assertContains(t, err.Error(), "[secrets].runtime_dir /run/lockstep ", tt.want)
+		})
+	}
+}
+
+func TestSecretNameTooLongForAFile(t *testing.T) {
+	id := newTestIdentity(t)
+	name := strings.Repeat("s", 240)
+	opts := secretRelease(t, id, name)
+	le := loadErr(t, opts)
+	assertContains(t, le.Error(), "secret name \""+name+"\" is too long", "must fit in 255 bytes; shorten the name")
+	// 255 - len("secret--") - 16 fits.
+	load(t, secretRelease(t, id, strings.Repeat("s", 255-len("secret--")-16)))
+}
+
+func TestIdentityFileRefusedByHandle(t *testing.T) {
+	id := newTestIdentity(t)
+	tests := []struct {
+		name   string
+		idFile func(t *testing.T) string
+		want   string
+	}{
+		{"directory", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "keys")
+			mustMkdir(t, d)
+			return d
+		}, "keys: [secrets].age_identity: is not a regular file (d---------); point [secrets].age_identity at the file age-keygen -o wrote"},
+		{"oversize", func(t *testing.T) string {
+			f := filepath.Join(t.TempDir(), "big.key")
+			key, _ := os.ReadFile(id.file)
+			big := append(bytes.Repeat([]byte("# padding\n"), maxIdentitySize/10), key...)
+			if err := os.WriteFile(f, big, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}, "big.key: [secrets].age_identity: is larger than 65536 bytes"},
+		{"symlink to a protected key", func(t *testing.T) string {
+			return mustSymlink(t, id.file, filepath.Join(t.TempDir(), "link.key"))
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := secretRelease(t, id, "db")
+			opts.Secrets.IdentityFile = tt.idFile(t)
+			if tt.want == "" {
+				load(t, opts)
+				return
+			}
+			le := loadErr(t, opts)
+			assertContains(t, le.Error(), tt.want)
+		})
+	}
+}
