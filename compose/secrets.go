@@ -710,11 +710,22 @@ func PruneSecrets(runtimeDir, project string, keep map[string]bool) error {
 	if !projectNameRE.MatchString(project) {
 		return fmt.Errorf("prune secrets: invalid project name %q", project)
 	}
-	dir := filepath.Join(runtimeDir, "secrets", project)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	rd := filepath.Clean(runtimeDir)
+	dir := filepath.Join(rd, "secrets", project)
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	// The checks materialize makes: removing by path through a directory
+	// another user planted (a symlink to /etc) would delete what it names.
+	if err := checkRuntimeDir(rd); err != nil {
+		return fmt.Errorf("prune secrets of %s: %w", project, err)
+	}
+	for _, d := range []string{filepath.Join(rd, "secrets"), dir} {
+		if err := checkOwnDir(rd, d); err != nil {
+			return fmt.Errorf("prune secrets of %s: %w", project, err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("prune secrets of %s: %w", project, err)
 	}

@@ -994,3 +994,25 @@ func TestIdentityFileRefusedByHandle(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneSecretsRefusesPlantedDir: a symlink in place of
+// secrets/<project> is refused, not pruned through.
+func TestPruneSecretsRefusesPlantedDir(t *testing.T) {
+	rd := tmpfsRuntimeDir(t)
+	elsewhere := filepath.Join(filepath.Dir(rd), "elsewhere")
+	mustMkdir(t, elsewhere)
+	victim := filepath.Join(elsewhere, "precious")
+	if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustMkdir(t, filepath.Join(rd, "secrets"))
+	link := mustSymlink(t, elsewhere, filepath.Join(rd, "secrets", "shop"))
+	err := PruneSecrets(rd, "shop", nil)
+	if err == nil {
+		t.Fatal("pruned through a symlink")
+	}
+	assertContains(t, err.Error(), "prune secrets of shop: [secrets].runtime_dir "+rd+": "+link+" is a symlink, not a directory")
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("the file the symlink points to is gone: %v", err)
+	}
+}
