@@ -248,7 +248,42 @@ func (s *Source) VerifyCommit(sha, role string) (Signer, error) {
 	if err != nil {
 		return Signer{}, fmt.Errorf("verify %s %s: the commit is not in the cache (fetch or resolve it first): %w", role, sha, err)
 	}
+	// The signature is checked over go-git's re-encoding of the commit
+	// (EncodeWithoutSignature). That is what git checks only when the
+	// re-encoding gives back the stored object: a header go-git drops (an
+	// unknown or repeated one) would make a copy of a signed commit under
+	// a new SHA that still verifies, slipping past quarantine. Refuse it.
+	if err := canonical(s.repo.Storer, commit); err != nil {
+		return Signer{}, &SignatureError{Commit: sha, Role: role, Signer: "a non-canonical commit object", Reason: err.Error()}
+	}
 	return verifyCommit(s.trust, commit, role, time.Now())
+}
+
+// canonical says why c, as stored, is not exactly what go-git encodes
+// from it, or nil.
+func canonical(st interface {
+	EncodedObject(plumbing.ObjectType, plumbing.Hash) (plumbing.EncodedObject, error)
+}, c *object.Commit) error {
+	stored, err := st.EncodedObject(plumbing.CommitObject, c.Hash)
+	if err != nil {
+		return fmt.Errorf("cannot read the commit object: %v", err)
+	}
+	raw, err := readObject(stored)
+	if err != nil {
+		return fmt.Errorf("cannot read the commit object: %v", err)
+	}
+	var again plumbing.MemoryObject
+	if err := c.Encode(&again); err != nil {
+		return fmt.Errorf("cannot encode the commit: %v", err)
+	}
+	encoded, err := readObject(&again)
+	if err != nil {
+		return fmt.Errorf("cannot encode the commit: %v", err)
+	}
+	if !bytes.Equal(raw, encoded) {
+		return errors.New("non-canonical commit object: it holds headers lockstep cannot account for (unknown, repeated or out of order), which a signature may not cover; git commit writes none of these, so the commit was crafted by hand: do not deploy it, and find out who pushed it")
+	}
+	return nil
 }
 
 // verifyCommit is VerifyCommit on a decoded commit, with now the time

@@ -202,6 +202,24 @@ func (r *signedRepo) tamper(t *testing.T, sha, branch string) string {
 	return forged
 }
 
+// smuggle writes a copy of commit sha with a second committer line before
+// the real one, keeping the signature: go-git decodes only the last, so
+// without a check that the stored object is what go-git encodes, this copy
+// under a new SHA would verify as the original (and slip past quarantine).
+func (r *signedRepo) smuggle(t *testing.T, sha, branch string) string {
+	t.Helper()
+	raw := r.srv.Git(t, "cat-file", "commit", sha)
+	i := strings.Index(raw, "\ncommitter ")
+	if i < 0 {
+		t.Fatalf("commit %s has no committer line", sha)
+	}
+	// Before the real one: go-git keeps the last of repeated headers.
+	edited := raw[:i+1] + "committer Mallory <mallory@example.com> 1700000000 +0000\n" + raw[i+1:]
+	forged := strings.TrimSpace(runTool(t, r.srv.WorkDir, []byte(edited), "git", "hash-object", "--literally", "-t", "commit", "-w", "--stdin"))
+	r.srv.Git(t, "push", "--quiet", "origin", forged+":refs/heads/"+branch)
+	return forged
+}
+
 func (r *signedRepo) write(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(r.dir, name)
@@ -264,6 +282,7 @@ func TestVerifyCommit(t *testing.T) {
 	}
 	c["ssh tampered"] = r.tamper(t, c["ssh"], "forged-ssh")
 	c["pgp tampered"] = r.tamper(t, c["pgp"], "forged-pgp")
+	c["ssh smuggled"] = r.smuggle(t, c["ssh"], "smuggled-ssh")
 	var all []string
 	for _, sha := range c {
 		if sha != "" {
@@ -308,6 +327,7 @@ func TestVerifyCommit(t *testing.T) {
 		{"valid before", gitsource.RoleHead, dave.fpr, []string{signers, "line 5", "valid-before", "2020-01-01T00:00:00Z"}},
 		{"ssh tampered", gitsource.RolePinned, alice.fpr, []string{"does not match the commit", "altered after signing"}},
 		{"pgp tampered", gitsource.RolePinned, "OpenPGP key 0x", []string{"does not match the commit", "altered after signing"}},
+		{"ssh smuggled", gitsource.RolePinned, "non-canonical", []string{"non-canonical commit object", "headers lockstep cannot account for", "crafted by hand"}},
 	}
 	for _, tt := range refused {
 		sha := c[tt.commit]
