@@ -27,24 +27,9 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/compose"
 	"github.com/lockstep-gitops/lockstep/e2e/gitserver"
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
 	"github.com/lockstep-gitops/lockstep/gitsource"
 )
-
-// trustTool returns the path of a program a trust benchmark needs, or
-// skips loudly (fails under CI=true) without it.
-func trustTool(b *testing.B, name, pkg string) string {
-	b.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	msg := "SKIPPING: the " + name + " command is not installed (Debian package " + pkg + "); this benchmark uses the real tool as its baseline. Install it to run the benchmark."
-	if os.Getenv("CI") == "true" {
-		b.Fatal("CI=true but " + msg)
-	}
-	b.Skip(msg)
-	return ""
-}
 
 // isolatedGit is the environment real git runs with here: no user or
 // system configuration, a fixed identity.
@@ -93,7 +78,7 @@ func newTrustSource(b *testing.B, url, stateDir string, verify gitsource.VerifyO
 // the allowed signers file.
 func sshSigning(b *testing.B, dir string) (config []string, allowedSigners string) {
 	b.Helper()
-	keygen := trustTool(b, "ssh-keygen", "openssh-client")
+	keygen := harness.RequireTool(b, "ssh-keygen", "openssh-client")
 	key := filepath.Join(dir, "signing_ed25519")
 	runIn(b, dir, os.Environ(), keygen, "-q", "-t", "ed25519", "-N", "", "-C", "bench@lockstep.invalid", "-f", key)
 	pub, err := os.ReadFile(key + ".pub")
@@ -111,8 +96,8 @@ func sshSigning(b *testing.B, dir string) (config []string, allowedSigners strin
 // signing config and environment, and the keyring file.
 func pgpSigning(b *testing.B, dir string) (config, env []string, keyring string) {
 	b.Helper()
-	gpg := trustTool(b, "gpg", "gnupg")
-	gpgconf := trustTool(b, "gpgconf", "gnupg")
+	gpg := harness.RequireTool(b, "gpg", "gnupg")
+	gpgconf := harness.RequireTool(b, "gpgconf", "gnupg")
 	home, err := os.MkdirTemp("", "gpg")
 	if err != nil {
 		b.Fatal(err)
@@ -152,7 +137,7 @@ func pgpSigning(b *testing.B, dir string) (config, env []string, keyring string)
 //
 //	go test -run '^$' -bench 'VerifyCommit' -benchtime 20x ./bench/
 func BenchmarkVerifyCommit(b *testing.B) {
-	trustTool(b, "git", "git")
+	harness.RequireTool(b, "git", "git")
 	b.Run("ssh-ed25519", func(b *testing.B) {
 		dir := b.TempDir()
 		config, signers := sshSigning(b, dir)
@@ -211,7 +196,7 @@ func benchVerify(b *testing.B, signEnv, signConfig []string, verify gitsource.Ve
 //
 //	go test -run '^$' -bench 'VerifyValidate' -benchtime 20x ./bench/
 func BenchmarkVerifyValidate(b *testing.B) {
-	trustTool(b, "git", "git")
+	harness.RequireTool(b, "git", "git")
 	dir := b.TempDir()
 	config, signers := sshSigning(b, dir)
 	srv := gitserver.Start(b, gitserver.Options{})
@@ -270,7 +255,7 @@ func BenchmarkVerifyValidate(b *testing.B) {
 //
 //	go test -run '^$' -bench 'Floor' -benchtime 20x ./bench/
 func BenchmarkFloor200(b *testing.B) {
-	trustTool(b, "git", "git")
+	harness.RequireTool(b, "git", "git")
 	for _, c := range []struct {
 		name  string
 		bySHA bool

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
 )
 
 // signer is a signing key made in the test with the real tools, and how
@@ -18,22 +20,6 @@ type signer struct {
 	env     []string // extra environment (GNUPGHOME)
 	trusted string   // the line or armored block lockstep is given to trust it
 	id      string   // how lockstep names it: the SSH fingerprint or the OpenPGP fingerprint
-}
-
-// requireTool finds a binary the signing tests need: a loud skip on a
-// developer machine without it, a failure under CI, whose .ci/run installs
-// it.
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required (apt-get install %s): %v", name, pkg, err)
-	}
-	t.Skipf("SKIPPING: %s is not installed (apt-get install %s); commit signing cannot be tested here", name, pkg)
-	return ""
 }
 
 func tool(t *testing.T, env []string, name string, args ...string) string {
@@ -53,7 +39,7 @@ func tool(t *testing.T, env []string, name string, args ...string) string {
 // gpg.format=ssh.
 func sshSigner(t *testing.T, name string) signer {
 	t.Helper()
-	requireTool(t, "ssh-keygen", "openssh-client")
+	harness.RequireTool(t, "ssh-keygen", "openssh-client")
 	key := filepath.Join(t.TempDir(), "id_"+name)
 	tool(t, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name+"@lockstep.invalid", "-f", key)
 	pub := strings.TrimSpace(readFile(t, key+".pub"))
@@ -71,7 +57,7 @@ func sshSigner(t *testing.T, name string) signer {
 // short path: gpg-agent's socket path is limited).
 func pgpSigner(t *testing.T, name string) signer {
 	t.Helper()
-	requireTool(t, "gpg", "gnupg")
+	harness.RequireTool(t, "gpg", "gnupg")
 	home, err := os.MkdirTemp("", "gpg")
 	if err != nil {
 		t.Fatal(err)

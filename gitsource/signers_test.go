@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
 )
 
 func authorizedKey(s ssh.Signer) string {
@@ -143,7 +145,7 @@ func TestMatchPattern(t *testing.T) {
 // lockstep and ssh-keygen -Y verify agree on which allowed_signers lines
 // accept a git signature made at a given time.
 func TestAllowedSignersAgreeWithSSHKeygen(t *testing.T) {
-	keygen := requireTool(t, "ssh-keygen", "openssh-client")
+	keygen := harness.RequireTool(t, "ssh-keygen", "openssh-client")
 	dir := t.TempDir()
 	signer := fixedSSHSigner(t, 9)
 	msg := []byte("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nhello\n")

@@ -18,23 +18,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-// requireTool returns the path of a program the test needs, skipping
-// loudly without it, failing under CI=true.
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	msg := "SKIPPING: the " + name + " command is not installed (Debian package " + pkg + "); this test checks lockstep against the real tool. Install it to run the test."
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but " + msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
+)
 
 func runIn(t *testing.T, dir string, stdin []byte, name string, args ...string) (string, error) {
 	t.Helper()
@@ -134,7 +120,7 @@ func verifyArmored(armored, message []byte) (*sshSig, error) {
 // only; and signatures this test makes are accepted by ssh-keygen, so the
 // signer the fuzz seeds use writes the real format.
 func TestSSHSigAgainstSSHKeygen(t *testing.T) {
-	keygen := requireTool(t, "ssh-keygen", "openssh-client")
+	keygen := harness.RequireTool(t, "ssh-keygen", "openssh-client")
 	dir := t.TempDir()
 	msg := []byte("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor a <a@x> 1 +0000\ncommitter a <a@x> 1 +0000\n\nsigned\n")
 	if err := os.WriteFile(filepath.Join(dir, "msg"), msg, 0o644); err != nil {

@@ -12,25 +12,9 @@ import (
 	"time"
 
 	"github.com/lockstep-gitops/lockstep/e2e/gitserver"
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
 	"github.com/lockstep-gitops/lockstep/gitsource"
 )
-
-// needTool returns the path of a program a test needs. Without it the test
-// is skipped loudly, except under CI=true, where it fails: CI must run
-// every real-binary test.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	msg := "SKIPPING: the " + name + " command is not installed (Debian package " + pkg + "); this test signs commits with the real tool. Install it to run the test."
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but " + msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // runTool runs a program with git isolated from the machine's
 // configuration and returns its stdout.
@@ -64,7 +48,7 @@ type sshKey struct {
 
 func newSSHKey(t *testing.T, dir, name string, args ...string) sshKey {
 	t.Helper()
-	keygen := needTool(t, "ssh-keygen", "openssh-client")
+	keygen := harness.RequireTool(t, "ssh-keygen", "openssh-client")
 	p := filepath.Join(dir, name)
 	runTool(t, dir, nil, keygen, append([]string{"-q", "-N", "", "-C", name + "@test", "-f", p}, args...)...)
 	pub, err := os.ReadFile(p + ".pub")
@@ -85,8 +69,8 @@ type gpgHome struct {
 
 func newGPGHome(t *testing.T) *gpgHome {
 	t.Helper()
-	gpg := needTool(t, "gpg", "gnupg")
-	gpgconf := needTool(t, "gpgconf", "gnupg")
+	gpg := harness.RequireTool(t, "gpg", "gnupg")
+	gpgconf := harness.RequireTool(t, "gpgconf", "gnupg")
 	dir, err := os.MkdirTemp("", "gpg")
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +138,7 @@ type signedRepo struct {
 
 func newSignedRepo(t *testing.T) *signedRepo {
 	t.Helper()
-	needTool(t, "git", "git")
+	harness.RequireTool(t, "git", "git")
 	r := &signedRepo{srv: gitserver.Start(t, gitserver.Options{AllowSHA1InWant: true}), dir: t.TempDir()}
 	r.srv.Commit(t, "base", map[string]string{"a.txt": "a"})
 	return r
@@ -407,7 +391,7 @@ func TestVerifyCommitExpiredAndRevokedPGPKeys(t *testing.T) {
 }
 
 func TestNewRefusesBadTrustFiles(t *testing.T) {
-	needTool(t, "git", "git")
+	harness.RequireTool(t, "git", "git")
 	dir := t.TempDir()
 	key := newSSHKey(t, dir, "k", "-t", "ed25519")
 	write := func(name, content string) string {

@@ -76,6 +76,25 @@ func RequireDocker(t testing.TB) *client.Client {
 	return cli
 }
 
+// RequireTool returns the path of a program a test (or benchmark) runs for
+// real, such as gpg or ssh-keygen. Without it the test is skipped with a
+// loud message naming the Debian package to install, unless CI=true, where
+// it fails: .ci/run installs what the tests need, and CI must never go
+// green by skipping.
+func RequireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("the %s command is not installed (Debian package %s); this test runs the real tool", name, pkg)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; CI=true makes this a failure")
+	}
+	t.Skip("SKIPPED LOUDLY: " + msg + "; apt-get install " + pkg + " to run it")
+	return ""
+}
+
 // StartRegistry serves go-containerregistry's in-memory registry on
 // 127.0.0.1:0 and returns "127.0.0.1:PORT". The daemon treats 127.0.0.0/8
 // as insecure, so it pulls from it over plain HTTP. Stopped at cleanup,
