@@ -102,20 +102,6 @@ func (c *converter) digest(p string) (string, error) {
 	return d, nil
 }
 
-// PriorFiles returns the digests that files (paths of a desired service)
-// have in another release directory, typically the one a running container
-// came from, so a plan can name the file that changed. A path that does not
-// exist there is absent from the result.
-func PriorFiles(releaseDir string, files []File) map[string]string {
-	out := make(map[string]string, len(files))
-	for _, f := range files {
-		if d, err := digestPath(filepath.Join(releaseDir, filepath.FromSlash(f.Path))); err == nil {
-			out[f.Path] = d
-		}
-	}
-	return out
-}
-
 func digestPath(p string) (string, error) {
 	st, err := os.Stat(p)
 	if err != nil {

@@ -136,14 +136,14 @@ func TestPriorFilesMatchLoadDigests(t *testing.T) {
 	if svc == nil {
 		t.Fatal("the kitchen release has no service using repository files")
 	}
-	prior := PriorFiles(p.ReleaseDir, svc.Files)
+	prior := PriorFiles(p.ReleaseDir, svc.Files, SecretOptions{})
 	for _, f := range svc.Files {
 		if prior[f.Path] != f.Digest {
 			t.Errorf("%s: PriorFiles says %q, Load said %q", f.Path, prior[f.Path], f.Digest)
 		}
 	}
 	other := t.TempDir()
-	if got := PriorFiles(other, svc.Files); len(got) != 0 {
+	if got := PriorFiles(other, svc.Files, SecretOptions{}); len(got) != 0 {
 		t.Errorf("files absent from a release must be absent from the result, got %v", got)
 	}
 }

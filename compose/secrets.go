@@ -742,13 +742,14 @@ func PruneSecrets(runtimeDir, project string, keep map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// PriorFilesWithSecrets is PriorFiles for a project that uses encrypted
-// files: their digests in releaseDir are keyed the way Load keys them,
-// with the identities of secrets.IdentityFile as they are now. An
-// encrypted file that cannot be decrypted there (another identity, a
-// broken file) gets a digest that matches nothing, so the plan says it
-// changed.
-func PriorFilesWithSecrets(releaseDir string, files []File, secrets SecretOptions) map[string]string {
+// PriorFiles returns the digests that files (paths of a desired service)
+// have in another release directory, typically the one a running container
+// came from, so a plan can name the file that changed. A path that does not
+// exist there is absent from the result. Encrypted files are digested the
+// way Load keys them, with the identities of secrets.IdentityFile as they
+// are now; one that cannot be decrypted there (another identity, a broken
+// file) gets a digest that matches nothing, so the plan says it changed.
+func PriorFiles(releaseDir string, files []File, secrets SecretOptions) map[string]string {
 	out := make(map[string]string, len(files))
 	k := newKeyring(secrets)
 	for _, f := range files {

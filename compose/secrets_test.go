@@ -549,10 +549,10 @@ func TestDigestStableAcrossReencryption(t *testing.T) {
 	}
 }
 
-// TestPriorFilesWithSecrets: the digests of an older release's encrypted
+// TestPriorFiles: the digests of an older release's encrypted
 // files are computed the way Load computes them, so a plan does not claim
 // a merely re-encrypted file changed.
-func TestPriorFilesWithSecrets(t *testing.T) {
+func TestPriorFiles(t *testing.T) {
 	id := newTestIdentity(t)
 	opts := secretOptions(t, id)
 	files := func(env string) map[string]string {
@@ -566,20 +566,20 @@ func TestPriorFilesWithSecrets(t *testing.T) {
 	svc := load(t, opts).Services[0]
 
 	same := writeRelease(t, files("K="+appSecret+"\n"))
-	got := PriorFilesWithSecrets(same, svc.Files, opts.Secrets)
+	got := PriorFiles(same, svc.Files, opts.Secrets)
 	for _, f := range svc.Files {
 		if got[f.Path] != f.Digest {
 			t.Errorf("%s: prior %s, desired %s", f.Path, got[f.Path], f.Digest)
 		}
 	}
 	changed := writeRelease(t, files("K=other\n"))
-	if got := PriorFilesWithSecrets(changed, svc.Files, opts.Secrets); got["app.env.age"] == svc.Files[0].Digest || got["conf"] != svc.Files[1].Digest {
+	if got := PriorFiles(changed, svc.Files, opts.Secrets); got["app.env.age"] == svc.Files[0].Digest || got["conf"] != svc.Files[1].Digest {
 		t.Errorf("changed plaintext: %v vs %+v", got, svc.Files)
 	}
-	if got := PriorFilesWithSecrets(same, svc.Files, SecretOptions{}); got["app.env.age"] == svc.Files[0].Digest || got["app.env.age"] == "" {
+	if got := PriorFiles(same, svc.Files, SecretOptions{}); got["app.env.age"] == svc.Files[0].Digest || got["app.env.age"] == "" {
 		t.Errorf("without an identity the prior digest must differ (and exist): %v", got)
 	}
-	if got := PriorFilesWithSecrets(t.TempDir(), svc.Files, opts.Secrets); len(got) != 0 {
+	if got := PriorFiles(t.TempDir(), svc.Files, opts.Secrets); len(got) != 0 {
 		t.Errorf("files of a release dir that lacks them: %v", got)
 	}
 }

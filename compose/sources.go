@@ -298,7 +298,7 @@ func (s *sources) find(path ...string) (string, int) {
 // findVariable returns the first file and line that reference the variable
 // name as $NAME or ${NAME...}, skipping escaped $$NAME.
 func (s *sources) findVariable(name string) (string, int) {
-	re := regexp.MustCompile(`(^|[^$])\$(\{` + regexp.QuoteMeta(name) + `([^A-Za-z0-9_]|$)|` + regexp.QuoteMeta(name) + `([^A-Za-z0-9_]|$))`)
+	re := variableRef(name)
 	for _, f := range s.files {
 		for i, line := range f.lines {
 			if re.MatchString(line) {

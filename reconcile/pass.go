@@ -422,7 +422,7 @@ func (r *Runner) fillPriorFiles(p *compose.Project, o *compose.Observed) {
 		if svc == nil || c.WorkingDir == "" || c.Hash == svc.Hash || len(svc.Files) == 0 {
 			continue
 		}
-		c.PriorFiles = compose.PriorFilesWithSecrets(c.WorkingDir, svc.Files, r.Secrets)
+		c.PriorFiles = compose.PriorFiles(c.WorkingDir, svc.Files, r.Secrets)
 	}
 }
 
