@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 const (
@@ -26,7 +26,7 @@ const (
 
 // agentGit stands in for gitsource behind both Source (the pass) and
 // HeadSource (the poll). The branch head is what the test sets; every
-// revision resolves to commitA, whose release the fake engine runs.
+// revision resolves to fake.CommitA, whose release the fake engine runs.
 type agentGit struct {
 	mu        sync.Mutex
 	head      string
@@ -41,7 +41,7 @@ type agentGit struct {
 	ctxErrs   []error     // the pass context's error when each gated call went on
 	revErr    error       // returned by Revision when set
 	pruned    int
-	commit    string // what the pin resolves to; commitA when ""
+	commit    string // what the pin resolves to; fake.CommitA when ""
 	releases  string // when set, release dirs are made under it, so they exist on disk
 }
 
@@ -95,7 +95,7 @@ func (g *agentGit) Revision(ctx context.Context, env Environment, commit string)
 	c, releases := g.commit, g.releases
 	g.mu.Unlock()
 	if c == "" {
-		c = commitA
+		c = fake.CommitA
 	}
 	if commit != "" {
 		c = commit
@@ -142,19 +142,19 @@ func (g *agentGit) counts(env string) (heads, revisions int) {
 type agentFixture struct {
 	t      *testing.T
 	git    *agentGit
-	eng    *fakeEngine
-	clock  *fakeClock
+	eng    *fake.Engine
+	clock  *fake.Clock
 	state  string
 	runner *Runner
 	opts   AgentOptions
-	logs   *syncBuffer
+	logs   *fake.SyncBuffer
 
 	mu      sync.Mutex
 	loadErr error
 	records []PassRecord
 	events  []Event
-	// variants change the project loaded at a commit (commitA loads
-	// testProject as is).
+	// variants change the project loaded at a commit (fake.CommitA loads
+	// fake.Project as is).
 	variants map[string]func(*compose.Project)
 
 	a      *Agent
@@ -163,16 +163,16 @@ type agentFixture struct {
 }
 
 // newAgentFixture builds an agent over a real Runner whose git and engine
-// are fakes; the engine already runs testProject at commitA, so passes are
+// are fakes; the engine already runs fake.Project at fake.CommitA, so passes are
 // no-ops unless a test makes something fail.
 func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 	t.Helper()
 	if len(envs) == 0 {
 		envs = []string{"prod"}
 	}
-	o := converged(testProject())
-	f := &agentFixture{t: t, git: newAgentGit(), eng: newFake(), clock: newFakeClock(), state: t.TempDir(), logs: &syncBuffer{}}
-	f.eng.observed = &o
+	o := fake.Converged(fake.Project())
+	f := &agentFixture{t: t, git: newAgentGit(), eng: fake.NewEngine(), clock: fake.NewClock(), state: t.TempDir(), logs: &fake.SyncBuffer{}}
+	f.eng.Observed = &o
 	f.runner = &Runner{
 		Source: f.git,
 		Load: func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
@@ -181,7 +181,7 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 			if f.loadErr != nil {
 				return nil, f.loadErr
 			}
-			p := testProject()
+			p := fake.Project()
 			p.ReleaseDir, p.Commit = rev.ReleaseDir, rev.Commit
 			if v := f.variants[rev.Commit]; v != nil {
 				v(p)
@@ -192,7 +192,7 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 		Log:          zerolog.Nop(),
 		StateDir:     f.state,
 		ApplyOptions: ApplyOptions{PollInterval: 1},
-		Gate:         GateOptions{Clock: newAutoClock()},
+		Gate:         GateOptions{Clock: fake.NewAutoClock()},
 	}
 	f.opts = AgentOptions{
 		PollInterval:   time.Minute,
@@ -251,7 +251,7 @@ func (f *agentFixture) stop() {
 	f.t.Helper()
 	f.cancel()
 	var err error
-	eventually(f.t, "Run to return", func() bool {
+	fake.Eventually(f.t, "Run to return", func() bool {
 		select {
 		case err = <-f.done:
 			f.done <- err // for the cleanup
@@ -275,7 +275,7 @@ func (f *agentFixture) waits(env string) int {
 // waits for events again: it came back to its select more than after times.
 func (f *agentFixture) settle(env string, after int) {
 	f.t.Helper()
-	eventually(f.t, env+" loop to come back to waiting", func() bool { return f.waits(env) > after })
+	fake.Eventually(f.t, env+" loop to come back to waiting", func() bool { return f.waits(env) > after })
 }
 
 // advance moves the clock by d and waits for env's loop to handle it.
@@ -321,13 +321,13 @@ func (f *agentFixture) status(env string) EnvStatus {
 }
 
 func (f *agentFixture) setEngineFailure(err error) {
-	f.eng.mu.Lock()
-	defer f.eng.mu.Unlock()
+	f.eng.Mu.Lock()
+	defer f.eng.Mu.Unlock()
 	if err == nil {
-		delete(f.eng.fail, "observe")
+		delete(f.eng.Fail, "observe")
 		return
 	}
-	f.eng.fail["observe"] = err
+	f.eng.Fail["observe"] = err
 }
 
 func (f *agentFixture) setLoadErr(err error) {
@@ -419,7 +419,7 @@ func TestAgentPollRunsAPassWhenTheBranchMoves(t *testing.T) {
 	f.git.set(func(g *agentGit) { g.head = head2 })
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:noop")
-	if p := f.passes()[1]; p.Head != head2 || p.Commit != commitA {
+	if p := f.passes()[1]; p.Head != head2 || p.Commit != fake.CommitA {
 		t.Fatalf("poll pass: head %s commit %s", p.Head, p.Commit)
 	}
 	f.advance("prod", pollTick) // unchanged since that pass
@@ -484,7 +484,7 @@ func TestAgentTransientFailureBacksOffThenResets(t *testing.T) {
 	f.advance("prod", retryIn())
 	wantTriggers(t, f, "start:failed", "retry:failed", "retry:noop")
 	s = f.status("prod")
-	if !s.NextRetry.IsZero() || s.LastError != "" || s.Running != commitA || s.EngineErrors != 2 || s.Passes[ResultFailed] != 2 || s.Passes[ResultNoop] != 1 {
+	if !s.NextRetry.IsZero() || s.LastError != "" || s.Running != fake.CommitA || s.EngineErrors != 2 || s.Passes[ResultFailed] != 2 || s.Passes[ResultNoop] != 1 {
 		t.Fatalf("status after recovering: %+v", s)
 	}
 
@@ -523,7 +523,7 @@ func TestAgentGitDownBacksOffWithoutTouchingTheEngine(t *testing.T) {
 
 	f.git.set(func(g *agentGit) { g.headErr = nil })
 	f.clock.Advance(s.NextRetry.Sub(f.clock.Now()))
-	eventually(t, "the retry to find git back", func() bool {
+	fake.Eventually(t, "the retry to find git back", func() bool {
 		s := f.status("prod")
 		return s.LastError == "" && s.NextRetry.IsZero()
 	})
@@ -541,7 +541,7 @@ func TestAgentPermanentFailureWaitsForTheBranchToMove(t *testing.T) {
 	f.settle("prod", 0)
 	s := f.status("prod")
 	if s.LastPass.Class != ClassPermanent || !s.NextRetry.IsZero() ||
-		s.Waiting != "compose error at "+commitA[:12]+": waiting for the branch to move (or `lockstep sync`)" ||
+		s.Waiting != "compose error at "+fake.CommitA[:12]+": waiting for the branch to move (or `lockstep sync`)" ||
 		!strings.Contains(s.LastError, "compose.yaml:3: service \"web\": ports: bad port") {
 		t.Fatalf("status after a permanent failure: waiting %q, error %q, next retry %v", s.Waiting, s.LastError, s.NextRetry)
 	}
@@ -572,7 +572,7 @@ func TestAgentPermanentFailureWaitsForTheBranchToMove(t *testing.T) {
 	wantTriggers(t, f, "start:failed", "poll:failed", "sync:failed")
 	f.nudge("prod", TriggerSync)
 	wantTriggers(t, f, "start:failed", "poll:failed", "sync:failed", "sync:noop")
-	if s := f.status("prod"); s.Waiting != "" || s.LastError != "" || s.Running != commitA {
+	if s := f.status("prod"); s.Waiting != "" || s.LastError != "" || s.Running != fake.CommitA {
 		t.Fatalf("after the fix: %+v", s)
 	}
 }
@@ -595,7 +595,7 @@ func TestAgentShutdownLetsThePassInFlightFinish(t *testing.T) {
 		t.Fatalf("the pass in flight saw its context cancelled at shutdown: %v", f.git.ctxErrs[0])
 	}
 	wantTriggers(t, f, "start:noop")
-	if s := f.a.Status()[0]; s.Running != commitA {
+	if s := f.a.Status()[0]; s.Running != fake.CommitA {
 		t.Fatalf("the pass that finished during shutdown was not recorded: %+v", s)
 	}
 	if err := f.a.Sync("prod", TriggerSync); err != nil {
@@ -614,7 +614,7 @@ func TestAgentShutdownGraceBoundsThePass(t *testing.T) {
 	<-f.git.entered
 	f.cancel()
 	var err error
-	eventually(t, "the grace to run out and Run to return", func() bool {
+	fake.Eventually(t, "the grace to run out and Run to return", func() bool {
 		f.clock.Advance(f.opts.ShutdownGrace)
 		select {
 		case err = <-f.done:
@@ -641,7 +641,7 @@ func TestAgentReadyAfterTheFirstPassOfEveryEnvironment(t *testing.T) {
 		t.Fatalf("an agent that has not run: ready %v alive %v", a.Ready(), a.Alive())
 	}
 	f.start()
-	eventually(t, "prod's first pass", func() bool { return len(f.passes()) == 1 })
+	fake.Eventually(t, "prod's first pass", func() bool { return len(f.passes()) == 1 })
 	if f.a.Ready() {
 		t.Fatal("ready while stage's first pass is still running")
 	}
@@ -715,7 +715,7 @@ func TestAgentHistoryIsBoundedPersistedAndReloaded(t *testing.T) {
 		t.Fatalf("history after a restart: %v, want %v", h2, h)
 	}
 	s := b2.Status()[0]
-	if s.Running != commitA || s.LastHealthy != commitA || s.Pinned != commitA || s.LastPass == nil || s.LastPass.ID != h[2].ID || s.LastSuccess.IsZero() {
+	if s.Running != fake.CommitA || s.LastHealthy != fake.CommitA || s.Pinned != fake.CommitA || s.LastPass == nil || s.LastPass.ID != h[2].ID || s.LastSuccess.IsZero() {
 		t.Fatalf("status after a restart: %+v", s)
 	}
 }
@@ -763,7 +763,7 @@ func TestAgentRederivesEverythingAfterTheStateDirIsDeleted(t *testing.T) {
 	f.start()
 	f.settle("prod", 0)
 	s := f.a.Status()[0]
-	if s.Running != commitA || s.Pinned != commitA || s.Passes[ResultNoop] != 1 || s.LastError != "" {
+	if s.Running != fake.CommitA || s.Pinned != fake.CommitA || s.Passes[ResultNoop] != 1 || s.LastError != "" {
 		t.Fatalf("status after the first pass on an empty state dir: %+v", s)
 	}
 	for _, name := range []string{"deployed.json", "history.json"} {
@@ -775,18 +775,18 @@ func TestAgentRederivesEverythingAfterTheStateDirIsDeleted(t *testing.T) {
 
 func TestAgentAppliesAndCountsWhatChanged(t *testing.T) {
 	f := newAgentFixture(t)
-	f.eng.observed = nil // a fresh host: everything is created
+	f.eng.Observed = nil // a fresh host: everything is created
 	for _, id := range []string{"new1", "new3"} {
-		f.eng.script(id, compose.Container{State: "running", Health: "healthy"})
+		f.eng.Script(id, compose.Container{State: "running", Health: "healthy"})
 	}
-	f.eng.script("new2", compose.Container{State: "exited", ExitCode: 0})
+	f.eng.Script("new2", compose.Container{State: "exited", ExitCode: 0})
 	f.start()
 	f.settle("prod", 0)
 	p := f.passes()
-	if len(p) != 1 || p[0].Result != ResultApplied || p[0].Created != 3 || p[0].Plan != "3 to pull, 5 to create" || p[0].Commit != commitA || p[0].Head != head1 {
+	if len(p) != 1 || p[0].Result != ResultApplied || p[0].Created != 3 || p[0].Plan != "3 to pull, 5 to create" || p[0].Commit != fake.CommitA || p[0].Head != head1 {
 		t.Fatalf("pass on a fresh host: %+v", p)
 	}
-	if s := f.a.Status()[0]; s.Running != commitA || s.Passes[ResultApplied] != 1 || s.LastSuccess.IsZero() {
+	if s := f.a.Status()[0]; s.Running != fake.CommitA || s.Passes[ResultApplied] != 1 || s.LastSuccess.IsZero() {
 		t.Fatalf("status: %+v", s)
 	}
 	if !strings.Contains(f.logs.String(), `"result":"applied"`) {
@@ -812,7 +812,7 @@ func TestAgentPassLogLinesCarryEnvPassAndCommit(t *testing.T) {
 			continue
 		}
 		seen[id]++
-		if m["env"] != "prod" || m["commit"] != commitA {
+		if m["env"] != "prod" || m["commit"] != fake.CommitA {
 			t.Errorf("pass log line without env or commit: %s", line)
 		}
 	}
@@ -832,7 +832,7 @@ func TestAgentStopsWithoutLeakingGoroutines(t *testing.T) {
 	f.nudge("b", TriggerSync)
 	f.advance("a", pollTick)
 	f.stop()
-	eventually(t, fmt.Sprintf("goroutines to drop back to %d", before), func() bool { return runtime.NumGoroutine() <= before })
+	fake.Eventually(t, fmt.Sprintf("goroutines to drop back to %d", before), func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestNewAgentRejectsBadOptions(t *testing.T) {
@@ -870,9 +870,9 @@ func TestRunnerNamesTheFailingStep(t *testing.T) {
 		{"source", func(f *runnerFixture) { f.src.err = errors.New("fetch: connection refused") }, StepSource, "fetch: connection refused"},
 		{"load", func(f *runnerFixture) {
 			f.r.Load = func(context.Context, Environment, Revision) (*compose.Project, error) { return nil, errors.New("bad") }
-		}, StepLoad, "load prod at " + commitA[:12] + ": bad"},
-		{"observe", func(f *runnerFixture) { f.eng.fail["observe"] = errors.New("engine down") }, StepObserve, "observe project prod: engine down"},
-		{"apply", func(f *runnerFixture) { f.eng.fail["pull"] = errors.New("registry down") }, StepApply, "apply prod at " + commitA[:12] + ": "},
+		}, StepLoad, "load prod at " + fake.CommitA[:12] + ": bad"},
+		{"observe", func(f *runnerFixture) { f.eng.Fail["observe"] = errors.New("engine down") }, StepObserve, "observe project prod: engine down"},
+		{"apply", func(f *runnerFixture) { f.eng.Fail["pull"] = errors.New("registry down") }, StepApply, "apply prod at " + fake.CommitA[:12] + ": "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -885,22 +885,4 @@ func TestRunnerNamesTheFailingStep(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a log sink several goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 func testOptions() ApplyOptions {
@@ -23,7 +24,7 @@ func st(state, health string, exit int) compose.Container {
 	return compose.Container{State: state, Health: health, ExitCode: exit}
 }
 
-func checkCalls(t *testing.T, f *fakeEngine, want []string) {
+func checkCalls(t *testing.T, f *fake.Engine, want []string) {
 	t.Helper()
 	got := f.Calls()
 	if !reflect.DeepEqual(got, want) {
@@ -32,13 +33,13 @@ func checkCalls(t *testing.T, f *fakeEngine, want []string) {
 }
 
 func TestApplyFreshProject(t *testing.T) {
-	desired := testProject()
+	desired := fake.Project()
 	observed := compose.Observed{Project: "prod"}
 	plan := BuildPlan(desired, observed)
-	f := newFake()
+	f := fake.NewEngine()
 	// db (new1) gets healthy after two polls; migrate (new2) runs, then exits 0.
-	f.script("new1", st("running", "starting", 0), st("running", "starting", 0), st("running", "healthy", 0))
-	f.script("new2", st("running", "", 0), st("exited", "", 0))
+	f.Script("new1", st("running", "starting", 0), st("running", "starting", 0), st("running", "healthy", 0))
+	f.Script("new2", st("running", "", 0), st("exited", "", 0))
 
 	var logs bytes.Buffer
 	opts := testOptions()
@@ -48,9 +49,9 @@ func TestApplyFreshProject(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCalls(t, f, []string{
-		"pull " + imgDB,
-		"pull " + imgJob,
-		"pull " + imgWebA,
+		"pull " + fake.ImgDB,
+		"pull " + fake.ImgJob,
+		"pull " + fake.ImgWebA,
 		"create-network prod_default",
 		"create-volume prod_data",
 		"create db#1 prod-db-1",
@@ -87,13 +88,13 @@ func TestApplyFreshProject(t *testing.T) {
 }
 
 func TestApplyEmptyPlanMakesNoCalls(t *testing.T) {
-	desired := testProject()
-	observed := converged(desired)
+	desired := fake.Project()
+	observed := fake.Converged(desired)
 	plan := BuildPlan(desired, observed)
 	if !plan.Empty() {
 		t.Fatalf("converged project has a plan: %q", briefs(plan))
 	}
-	f := newFake()
+	f := fake.NewEngine()
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -111,23 +112,23 @@ func TestApplyEmptyPlanMakesNoCalls(t *testing.T) {
 }
 
 func TestApplyStopFirstRecreate(t *testing.T) {
-	old := testProject()
-	observed := converged(old)
-	observed.Images[imgWebB] = idWebB
-	desired := testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		modService("web", func(s *compose.Service) {
-			s.Image = imgWebB
-			s.ConfigHash = sha("config", "web", imgWebB)
+	old := fake.Project()
+	observed := fake.Converged(old)
+	observed.Images[fake.ImgWebB] = fake.IDWebB
+	desired := fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("web", func(s *compose.Service) {
+			s.Image = fake.ImgWebB
+			s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
 			grace := 7
 			s.Config.StopTimeout = &grace
 		}),
 	)
 	plan := BuildPlan(desired, observed)
-	webID := observedContainer(&observed, "web", 1).ID
-	migrateID := observedContainer(&observed, "migrate", 1).ID
-	f := newFake()
-	f.script(migrateID, st("exited", "", 0))
+	webID := fake.ObservedContainer(&observed, "web", 1).ID
+	migrateID := fake.ObservedContainer(&observed, "migrate", 1).ID
+	f := fake.NewEngine()
+	f.Script(migrateID, st("exited", "", 0))
 
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err != nil {
@@ -147,9 +148,9 @@ func TestApplyStopFirstRecreate(t *testing.T) {
 }
 
 func startFirstProject() *compose.Project {
-	return testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		modService("db", func(s *compose.Service) {
+	return fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("db", func(s *compose.Service) {
 			s.UpdateOrder = compose.StartFirst
 			s.ConfigHash = "f00dcafe0000111122223333"
 		}),
@@ -157,12 +158,12 @@ func startFirstProject() *compose.Project {
 }
 
 func TestApplyStartFirstRecreate(t *testing.T) {
-	observed := converged(testProject())
+	observed := fake.Converged(fake.Project())
 	desired := startFirstProject()
 	plan := BuildPlan(desired, observed)
-	dbID := observedContainer(&observed, "db", 1).ID
-	f := newFake()
-	f.script("new1", st("running", "starting", 0), st("running", "healthy", 0))
+	dbID := fake.ObservedContainer(&observed, "db", 1).ID
+	f := fake.NewEngine()
+	f.Script("new1", st("running", "starting", 0), st("running", "healthy", 0))
 
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err != nil {
@@ -182,12 +183,12 @@ func TestApplyStartFirstRecreate(t *testing.T) {
 }
 
 func TestApplyStartFirstUnhealthyKeepsOld(t *testing.T) {
-	observed := converged(testProject())
+	observed := fake.Converged(fake.Project())
 	desired := startFirstProject()
 	plan := BuildPlan(desired, observed)
-	dbID := observedContainer(&observed, "db", 1).ID
-	f := newFake()
-	f.script("new1", st("running", "starting", 0), st("running", "unhealthy", 0))
+	dbID := fake.ObservedContainer(&observed, "db", 1).ID
+	f := fake.NewEngine()
+	f.Script("new1", st("running", "starting", 0), st("running", "unhealthy", 0))
 
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err == nil {
@@ -211,14 +212,14 @@ func TestApplyStartFirstUnhealthyKeepsOld(t *testing.T) {
 }
 
 func TestApplyRemovesOrphansBeforeCreating(t *testing.T) {
-	observed := converged(testProject())
+	observed := fake.Converged(fake.Project())
 	observed.Containers = append(observed.Containers, compose.Container{ID: "old1", Name: "prod-old-1", Service: "old", Number: 1, State: "running"})
-	desired := testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		func(p *compose.Project) { p.Services = append(p.Services, service("worker", imgWebA)) },
+	desired := fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		func(p *compose.Project) { p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA)) },
 	)
 	plan := BuildPlan(desired, observed)
-	f := newFake()
+	f := fake.NewEngine()
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -239,19 +240,19 @@ func TestApplyScaleDownAndRestart(t *testing.T) {
 		s.DependsOn = []compose.Dependency{{Service: "db", Condition: compose.ConditionStarted, Restart: true, Required: true}}
 		s.Replicas = 2
 	}
-	before := testProject(func(p *compose.Project) { p.Services = append(p.Services, service("api", imgWebA, api)) })
+	before := fake.Project(func(p *compose.Project) { p.Services = append(p.Services, fake.Service("api", fake.ImgWebA, api)) })
 	before.Service("api").Replicas = 3
-	observed := converged(before)
-	desired := testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		modService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" }),
-		func(p *compose.Project) { p.Services = append(p.Services, service("api", imgWebA, api)) },
+	observed := fake.Converged(before)
+	desired := fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" }),
+		func(p *compose.Project) { p.Services = append(p.Services, fake.Service("api", fake.ImgWebA, api)) },
 	)
 	plan := BuildPlan(desired, observed)
-	dbID := observedContainer(&observed, "db", 1).ID
-	api1, api2, api3 := observedContainer(&observed, "api", 1).ID, observedContainer(&observed, "api", 2).ID, observedContainer(&observed, "api", 3).ID
-	f := newFake()
-	f.script("new1", st("running", "starting", 0))
+	dbID := fake.ObservedContainer(&observed, "db", 1).ID
+	api1, api2, api3 := fake.ObservedContainer(&observed, "api", 1).ID, fake.ObservedContainer(&observed, "api", 2).ID, fake.ObservedContainer(&observed, "api", 3).ID
+	f := fake.NewEngine()
+	f.Script("new1", st("running", "starting", 0))
 
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err != nil {
@@ -277,37 +278,40 @@ func TestApplyScaleDownAndRestart(t *testing.T) {
 }
 
 func TestApplyFailingPullTouchesNothing(t *testing.T) {
-	desired := testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		modService("web", func(s *compose.Service) { s.Image = imgWebB; s.ConfigHash = sha("config", "web", imgWebB) }),
-		modService("db", func(s *compose.Service) { s.PullPolicy = compose.PullAlways; s.ConfigHash = "f00d" }),
+	desired := fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("web", func(s *compose.Service) {
+			s.Image = fake.ImgWebB
+			s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
+		}),
+		fake.ModService("db", func(s *compose.Service) { s.PullPolicy = compose.PullAlways; s.ConfigHash = "f00d" }),
 	)
-	observed := converged(testProject())
+	observed := fake.Converged(fake.Project())
 	observed.Containers = append(observed.Containers, compose.Container{ID: "old1", Name: "prod-old-1", Service: "old", Number: 1, State: "running"})
 	plan := BuildPlan(desired, observed)
 	// Put a pull last: Apply must still pull before anything else.
 	plan.Actions = append(plan.Actions[1:], plan.Actions[0])
 
-	f := newFake()
-	f.fail["pull "+imgWebB] = errors.New("manifest unknown")
+	f := fake.NewEngine()
+	f.Fail["pull "+fake.ImgWebB] = errors.New("manifest unknown")
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err == nil {
 		t.Fatal("apply succeeded with a failing pull")
 	}
-	if !strings.Contains(err.Error(), "pull "+imgWebB) || !strings.Contains(err.Error(), "manifest unknown") {
+	if !strings.Contains(err.Error(), "pull "+fake.ImgWebB) || !strings.Contains(err.Error(), "manifest unknown") {
 		t.Errorf("error %q does not name the image and the cause", err)
 	}
-	checkCalls(t, f, []string{"pull " + imgWebB})
+	checkCalls(t, f, []string{"pull " + fake.ImgWebB})
 	if len(res.Done) != 0 {
 		t.Errorf("done = %v", res.Done)
 	}
 	// With the first pull fine and the second failing, still nothing else.
-	f = newFake()
-	f.fail["pull "+imgDB] = errors.New("unauthorized")
+	f = fake.NewEngine()
+	f.Fail["pull "+fake.ImgDB] = errors.New("unauthorized")
 	if _, err := Apply(context.Background(), f, desired, observed, plan, testOptions()); err == nil {
 		t.Fatal("apply succeeded with a failing pull")
 	}
-	checkCalls(t, f, []string{"pull " + imgWebB, "pull " + imgDB})
+	checkCalls(t, f, []string{"pull " + fake.ImgWebB, "pull " + fake.ImgDB})
 }
 
 func TestApplyPreconditions(t *testing.T) {
@@ -318,37 +322,37 @@ func TestApplyPreconditions(t *testing.T) {
 	}{
 		{
 			name: "external network missing",
-			desired: testProject(func(p *compose.Project) {
+			desired: fake.Project(func(p *compose.Project) {
 				p.Networks = append(p.Networks, compose.Network{Key: "edge", Name: "traefik", External: true})
-				p.Services = append(p.Services, service("worker", imgWebA))
+				p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA))
 			}),
 			want: `external network "traefik" (networks.edge) does not exist`,
 		},
 		{
 			name: "external volume missing",
-			desired: testProject(func(p *compose.Project) {
+			desired: fake.Project(func(p *compose.Project) {
 				p.Volumes = append(p.Volumes, compose.Volume{Key: "certs", Name: "certs", External: true})
-				p.Services = append(p.Services, service("worker", imgWebA))
+				p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA))
 			}),
 			want: `external volume "certs" (volumes.certs) does not exist`,
 		},
 		{
 			name: "image missing with pull_policy never",
-			desired: testProject(func(p *compose.Project) {
-				p.Services = append(p.Services, service("worker", imgWebB, func(s *compose.Service) { s.PullPolicy = compose.PullNever }))
+			desired: fake.Project(func(p *compose.Project) {
+				p.Services = append(p.Services, fake.Service("worker", fake.ImgWebB, func(s *compose.Service) { s.PullPolicy = compose.PullNever }))
 			}),
 			want: "image 127.0.0.1:5000/web:bbb is not present and pull_policy is never",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			observed := converged(testProject())
-			delete(observed.Images, imgJob) // a pull is planned too, and must not happen
+			observed := fake.Converged(fake.Project())
+			delete(observed.Images, fake.ImgJob) // a pull is planned too, and must not happen
 			plan := BuildPlan(tt.desired, observed)
 			if plan.Empty() {
 				t.Fatal("test needs a non-empty plan")
 			}
-			f := newFake()
+			f := fake.NewEngine()
 			_, err := Apply(context.Background(), f, tt.desired, observed, plan, testOptions())
 			var pe *PreconditionError
 			if !errors.As(err, &pe) {
@@ -366,15 +370,15 @@ func TestApplyPreconditions(t *testing.T) {
 // condition; db's container is observed and web is missing, so applying
 // the plan waits on db before creating web.
 func depProject(condition string, required, healthcheck bool) (*compose.Project, compose.Observed, string) {
-	p := testProject(func(p *compose.Project) {
+	p := fake.Project(func(p *compose.Project) {
 		p.Services = []compose.Service{
-			service("db", imgDB, func(s *compose.Service) { s.Healthcheck = healthcheck }),
-			service("web", imgWebA, func(s *compose.Service) {
+			fake.Service("db", fake.ImgDB, func(s *compose.Service) { s.Healthcheck = healthcheck }),
+			fake.Service("web", fake.ImgWebA, func(s *compose.Service) {
 				s.DependsOn = []compose.Dependency{{Service: "db", Condition: condition, Required: required}}
 			}),
 		}
 	})
-	observed := converged(p)
+	observed := fake.Converged(p)
 	observed.Containers = observed.Containers[:1]
 	return p, observed, observed.Containers[0].ID
 }
@@ -419,11 +423,11 @@ func TestApplyDependencyConditions(t *testing.T) {
 			if got := briefs(plan); len(got) != 1 || !strings.HasPrefix(got[0], "create prod-web-1") {
 				t.Fatalf("plan = %q", got)
 			}
-			f := newFake()
+			f := fake.NewEngine()
 			for i := range tt.states {
 				tt.states[i].Name = "prod-db-1"
 			}
-			f.script(dbID, tt.states...)
+			f.Script(dbID, tt.states...)
 			opts := testOptions()
 			if tt.timeout > 0 {
 				opts.DependencyTimeout = tt.timeout
@@ -481,7 +485,7 @@ func TestApplyMissingDependency(t *testing.T) {
 				webOnly.Actions = append(webOnly.Actions, a)
 			}
 		}
-		f := newFake()
+		f := fake.NewEngine()
 		_, err := Apply(context.Background(), f, desired, observed, &webOnly, testOptions())
 		if required {
 			if err == nil || !strings.Contains(err.Error(), "dependency db") || !strings.Contains(err.Error(), "has no container") {
@@ -500,12 +504,12 @@ func TestApplyMissingDependency(t *testing.T) {
 func TestApplyCancelStopsWaiting(t *testing.T) {
 	desired, observed, dbID := depProject(compose.ConditionHealthy, true, true)
 	plan := BuildPlan(desired, observed)
-	f := newFake()
-	f.script(dbID, st("running", "starting", 0))
+	f := fake.NewEngine()
+	f.Script(dbID, st("running", "starting", 0))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inspects := 0
-	f.onInspect = func(string) {
+	f.OnInspect = func(string) {
 		inspects++
 		if inspects == 3 {
 			cancel()
@@ -523,11 +527,11 @@ func TestApplyCancelStopsWaiting(t *testing.T) {
 }
 
 func TestApplyStopsAtFirstError(t *testing.T) {
-	desired := testProject()
-	observed := compose.Observed{Project: "prod", Images: map[string]string{imgDB: idDB, imgJob: idJob, imgWebA: idWebA}}
+	desired := fake.Project()
+	observed := compose.Observed{Project: "prod", Images: map[string]string{fake.ImgDB: fake.IDDB, fake.ImgJob: fake.IDJob, fake.ImgWebA: fake.IDWebA}}
 	plan := BuildPlan(desired, observed)
-	f := newFake()
-	f.fail["create-volume"] = errors.New("disk full")
+	f := fake.NewEngine()
+	f.Fail["create-volume"] = errors.New("disk full")
 	res, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err == nil || !strings.Contains(err.Error(), "create volume prod_data: disk full") {
 		t.Fatalf("err = %v", err)
@@ -539,13 +543,13 @@ func TestApplyStopsAtFirstError(t *testing.T) {
 }
 
 func TestApplyStopFirstCleansUpWhenOldWillNotStop(t *testing.T) {
-	observed := converged(testProject())
-	desired := testProject(func(p *compose.Project) { p.Commit = commitB },
-		modService("db", func(s *compose.Service) { s.ConfigHash = "f00d" }))
+	observed := fake.Converged(fake.Project())
+	desired := fake.Project(func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("db", func(s *compose.Service) { s.ConfigHash = "f00d" }))
 	plan := BuildPlan(desired, observed)
-	dbID := observedContainer(&observed, "db", 1).ID
-	f := newFake()
-	f.fail["stop "+dbID] = errors.New("permission denied")
+	dbID := fake.ObservedContainer(&observed, "db", 1).ID
+	f := fake.NewEngine()
+	f.Fail["stop "+dbID] = errors.New("permission denied")
 	_, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err == nil || !strings.Contains(err.Error(), "recreate db (prod-db-1): stop container "+dbID[:12]) {
 		t.Fatalf("err = %v", err)
@@ -559,15 +563,15 @@ func TestApplyStopFirstCleansUpWhenOldWillNotStop(t *testing.T) {
 }
 
 func TestApplyStartFirstWithoutHealthcheck(t *testing.T) {
-	observed := converged(testProject())
+	observed := fake.Converged(fake.Project())
 	desired := startFirstProject()
 	desired.Service("db").Healthcheck = false
 	plan := BuildPlan(desired, observed)
-	dbID := observedContainer(&observed, "db", 1).ID
+	dbID := fake.ObservedContainer(&observed, "db", 1).ID
 
 	// Running is enough without a healthcheck.
-	f := newFake()
-	f.script("new1", st("created", "", 0), st("running", "", 0))
+	f := fake.NewEngine()
+	f.Script("new1", st("created", "", 0), st("running", "", 0))
 	if _, err := Apply(context.Background(), f, desired, observed, plan, testOptions()); err != nil {
 		t.Fatal(err)
 	}
@@ -581,8 +585,8 @@ func TestApplyStartFirstWithoutHealthcheck(t *testing.T) {
 	})
 
 	// A new container that exits at once never replaces the old one.
-	f = newFake()
-	f.script("new1", st("exited", "", 3))
+	f = fake.NewEngine()
+	f.Script("new1", st("exited", "", 3))
 	_, err := Apply(context.Background(), f, desired, observed, plan, testOptions())
 	if err == nil || !strings.Contains(err.Error(), "exited with code 3") {
 		t.Fatalf("err = %v", err)

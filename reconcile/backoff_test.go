@@ -3,69 +3,13 @@ package reconcile
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
-// fakeClock is a Clock that moves only when a test calls Advance.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []clockWaiter
-}
-
-type clockWaiter struct {
-	at time.Time
-	c  chan time.Time
-}
-
-var _ Clock = (*fakeClock)(nil)
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, clockWaiter{at: c.now.Add(d), c: ch})
-	return ch
-}
-
-// Advance moves the clock and fires every timer that is due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			keep = append(keep, w)
-			continue
-		}
-		w.c <- c.now // buffered, sent once
-	}
-	c.waiters = keep
-}
-
-// pending is how many timers have not fired yet.
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
+var _ Clock = (*fake.Clock)(nil)
 
 func TestBackoffNext(t *testing.T) {
 	low := func(n time.Duration) time.Duration { return 0 }
@@ -144,11 +88,11 @@ func TestBackoffJitterStaysInBounds(t *testing.T) {
 }
 
 func TestBackoffWait(t *testing.T) {
-	clock := newFakeClock()
+	clock := fake.NewClock()
 	b := Backoff{Initial: time.Second, Rand: func(time.Duration) time.Duration { return 0 }}
 	done := make(chan error, 1)
 	go func() { done <- b.Wait(context.Background(), clock) }()
-	eventually(t, "Wait to start its timer", func() bool { return clock.pending() == 1 })
+	fake.Eventually(t, "Wait to start its timer", func() bool { return clock.Pending() == 1 })
 	clock.Advance(499 * time.Millisecond)
 	select {
 	case err := <-done:
@@ -162,23 +106,9 @@ func TestBackoffWait(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { done <- b.Wait(ctx, clock) }()
-	eventually(t, "Wait to start its timer", func() bool { return clock.pending() == 1 })
+	fake.Eventually(t, "Wait to start its timer", func() bool { return clock.Pending() == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait with a cancelled context: %v, want context.Canceled", err)
-	}
-}
-
-// eventually polls cond until it holds; it fails the test after a generous
-// bound so a broken loop does not hang the run. It asserts nothing about
-// timing.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -4,43 +4,16 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
-// autoClock is a Clock whose timers fire at once, moving its time forward:
-// a gate that waits out a 15s bake runs in microseconds and still sees 15s
-// pass.
-type autoClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-var _ Clock = (*autoClock)(nil)
-
-func newAutoClock() *autoClock {
-	return &autoClock{now: time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *autoClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *autoClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	ch := make(chan time.Time, 1)
-	ch <- c.now
-	return ch
-}
+var _ Clock = (*fake.AutoClock)(nil)
 
 func running(rc int) compose.Container { return compose.Container{State: "running", RestartCount: rc} }
 func health(h string) compose.Container {
@@ -49,7 +22,7 @@ func health(h string) compose.Container {
 func exited(code int) compose.Container { return compose.Container{State: "exited", ExitCode: code} }
 
 func TestGate(t *testing.T) {
-	p := testProject(modService("web", func(s *compose.Service) {
+	p := fake.Project(fake.ModService("web", func(s *compose.Service) {
 		s.Config.Labels = map[string]string{}
 	}))
 	created := func(services ...string) []Action {
@@ -99,7 +72,7 @@ func TestGate(t *testing.T) {
 			script:  map[string][]compose.Container{"prod-web-1": {{State: "created"}}},
 			wantErr: "not running after 2m0s (last state created)", wantSvc: "web"},
 		{name: "opt-out label: not watched at all",
-			project: testProject(modService("web", func(s *compose.Service) { s.Config.Labels = map[string]string{LabelHealthGate: "false"} })),
+			project: fake.Project(fake.ModService("web", func(s *compose.Service) { s.Config.Labels = map[string]string{LabelHealthGate: "false"} })),
 			actions: created("web"),
 			script:  map[string][]compose.Container{"prod-web-1": {exited(1)}}},
 		{name: "restart of an old container: its earlier restarts do not count",
@@ -114,13 +87,13 @@ func TestGate(t *testing.T) {
 			if tt.project != nil {
 				proj = tt.project
 			}
-			eng := newFake()
+			eng := fake.NewEngine()
 			for name, states := range tt.script {
-				eng.script(name, states...)
-				eng.logs[name] = []string{"line 1", "panic: listen tcp :80: address already in use"}
+				eng.Script(name, states...)
+				eng.ContainerLogs[name] = []string{"line 1", "panic: listen tcp :80: address already in use"}
 			}
 			err := runGate(context.Background(), eng, gateTargets(proj, tt.actions),
-				GateOptions{Clock: newAutoClock()}, zerolog.Nop())
+				GateOptions{Clock: fake.NewAutoClock()}, zerolog.Nop())
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("gate failed: %v", err)
@@ -154,10 +127,10 @@ func TestGate(t *testing.T) {
 }
 
 func TestGateEngineErrorIsNotAGateFailure(t *testing.T) {
-	eng := newFake()
-	eng.fail["inspect"] = errors.New("Cannot connect to the Docker daemon")
-	err := runGate(context.Background(), eng, gateTargets(testProject(), []Action{{Kind: ActCreate, Service: "web", Container: "prod-web-1"}}),
-		GateOptions{Clock: newAutoClock()}, zerolog.Nop())
+	eng := fake.NewEngine()
+	eng.Fail["inspect"] = errors.New("Cannot connect to the Docker daemon")
+	err := runGate(context.Background(), eng, gateTargets(fake.Project(), []Action{{Kind: ActCreate, Service: "web", Container: "prod-web-1"}}),
+		GateOptions{Clock: fake.NewAutoClock()}, zerolog.Nop())
 	var ge *GateError
 	if err == nil || errors.As(err, &ge) || Classify(&StepError{Step: StepVerify, Err: err}) != ClassEngine {
 		t.Fatalf("engine down during the gate: %v; want a plain (engine) error, not a rollback", err)
@@ -165,7 +138,7 @@ func TestGateEngineErrorIsNotAGateFailure(t *testing.T) {
 }
 
 func TestGatePlanAndLogSayWhatIsWaitedFor(t *testing.T) {
-	p := testProject(modService("web", func(s *compose.Service) { s.Replicas = 2 }))
+	p := fake.Project(fake.ModService("web", func(s *compose.Service) { s.Replicas = 2 }))
 	var acts []Action
 	for _, s := range []string{"db", "migrate", "web"} {
 		acts = append(acts, Action{Kind: ActRecreate, Service: s})
@@ -205,18 +178,18 @@ func TestRunnerPlanShowsTheGateAndHonoursTheEnvironmentsBake(t *testing.T) {
 
 func TestRunnerGateFailureIsAVerifyStepErrorAndNotHealthy(t *testing.T) {
 	f := newRunnerFixture(t, nil, false)
-	f.r.Gate.Clock = newAutoClock()
-	f.eng.script("new1", health("healthy")) // apply waits on db and migrate by ID
-	f.eng.script("new2", exited(0))
-	f.eng.script("prod-db-1", health("healthy"))
-	f.eng.script("prod-migrate-1", exited(0))
-	f.eng.script("prod-web-1", running(0), exited(137))
-	f.eng.logs["prod-web-1"] = []string{"Killed"}
+	f.r.Gate.Clock = fake.NewAutoClock()
+	f.eng.Script("new1", health("healthy")) // apply waits on db and migrate by ID
+	f.eng.Script("new2", exited(0))
+	f.eng.Script("prod-db-1", health("healthy"))
+	f.eng.Script("prod-migrate-1", exited(0))
+	f.eng.Script("prod-web-1", running(0), exited(137))
+	f.eng.ContainerLogs["prod-web-1"] = []string{"Killed"}
 	res, err := f.r.Apply(context.Background(), prodEnv)
 	var se *StepError
 	var ge *GateError
 	if !errors.As(err, &se) || se.Step != StepVerify || !errors.As(err, &ge) || ge.Service != "web" ||
-		!strings.HasPrefix(err.Error(), "verify prod at "+commitA[:12]+": health gate: service web (container prod-web-1): exited with code 137") {
+		!strings.HasPrefix(err.Error(), "verify prod at "+fake.CommitA[:12]+": health gate: service web (container prod-web-1): exited with code 137") {
 		t.Fatalf("gate failure: %v", err)
 	}
 	if res.Healthy || res.Applied == nil || res.Applied.Created != 3 {
@@ -231,8 +204,8 @@ func TestRunnerGateFailureIsAVerifyStepErrorAndNotHealthy(t *testing.T) {
 }
 
 func TestRunnerRecordsHealthyOnlyWhenConvergedAndHealthy(t *testing.T) {
-	o := converged(testProject())
-	observedContainer(&o, "web", 1).RestartCount = 3 // crash-looping, caught looking "running"
+	o := fake.Converged(fake.Project())
+	fake.ObservedContainer(&o, "web", 1).RestartCount = 3 // crash-looping, caught looking "running"
 	f := newRunnerFixture(t, &o, false)
 	res, err := f.r.Apply(context.Background(), prodEnv)
 	if err != nil || !res.Plan.Empty() || res.Healthy {
@@ -241,7 +214,7 @@ func TestRunnerRecordsHealthyOnlyWhenConvergedAndHealthy(t *testing.T) {
 	if hs, _ := loadHealthy(f.state, "prod"); len(hs) != 0 {
 		t.Fatalf("recorded healthy: %+v", hs)
 	}
-	observedContainer(&o, "web", 1).RestartCount = 0
+	fake.ObservedContainer(&o, "web", 1).RestartCount = 0
 	f.src.rev.ComposeFiles = []string{"deploy/compose.yaml"}
 	f.src.rev.Vars = map[string]string{"TAG": "x"}
 	res, err = f.r.Apply(context.Background(), prodEnv)
@@ -249,7 +222,7 @@ func TestRunnerRecordsHealthyOnlyWhenConvergedAndHealthy(t *testing.T) {
 		t.Fatalf("converged and healthy: healthy=%v err=%v", res.Healthy, err)
 	}
 	hs, _ := loadHealthy(f.state, "prod")
-	if len(hs) != 1 || hs[0].Commit != commitA || hs[0].ReleaseDir != f.src.rev.ReleaseDir ||
+	if len(hs) != 1 || hs[0].Commit != fake.CommitA || hs[0].ReleaseDir != f.src.rev.ReleaseDir ||
 		hs[0].ComposeFiles[0] != "deploy/compose.yaml" || hs[0].Vars["TAG"] != "x" {
 		t.Fatalf("healthy record: %+v", hs)
 	}
@@ -277,7 +250,7 @@ func TestRunnerRestoreUsesTheReleaseOnDiskAndGitOnlyWhenItIsGone(t *testing.T) {
 	dir := t.TempDir()
 	src := &countingSource{err: errors.New("dial tcp: connection refused")}
 	r := &Runner{Source: src, Log: zerolog.Nop()}
-	hr := HealthyRevision{Commit: commitA, ReleaseDir: dir, ComposeFiles: []string{"deploy/compose.yaml"}, Vars: map[string]string{"A": "1"}, EnvFiles: []string{"secrets/prod.env.age"}}
+	hr := HealthyRevision{Commit: fake.CommitA, ReleaseDir: dir, ComposeFiles: []string{"deploy/compose.yaml"}, Vars: map[string]string{"A": "1"}, EnvFiles: []string{"secrets/prod.env.age"}}
 	rev, err := r.Restore(context.Background(), prodEnv, hr)
 	if err != nil || rev.ReleaseDir != dir || rev.ComposeFiles[0] != "deploy/compose.yaml" || rev.Vars["A"] != "1" || len(rev.EnvFiles) != 1 || len(src.calls) != 0 {
 		t.Fatalf("restore from disk: %+v %v, source calls %q", rev, err, src.calls)
@@ -289,7 +262,7 @@ func TestRunnerRestoreUsesTheReleaseOnDiskAndGitOnlyWhenItIsGone(t *testing.T) {
 	}
 	src.err, src.dir = nil, dir
 	rev, err = r.Restore(context.Background(), prodEnv, hr)
-	if err != nil || rev.ReleaseDir != dir || rev.ComposeFiles[0] != "deploy/compose.yaml" || src.calls[len(src.calls)-1] != commitA {
+	if err != nil || rev.ReleaseDir != dir || rev.ComposeFiles[0] != "deploy/compose.yaml" || src.calls[len(src.calls)-1] != fake.CommitA {
 		t.Fatalf("re-materialized: %+v %v (calls %q); compose files must be the record's, not the current pin's", rev, err, src.calls)
 	}
 }
@@ -310,19 +283,19 @@ func TestRunnerRestoreHonoursTheFloor(t *testing.T) {
 	dir := t.TempDir()
 	src := &floorSource{floorErr: errors.New("pinned commit does not descend from min_commit")}
 	r := &Runner{Source: src, Log: zerolog.Nop()}
-	hr := HealthyRevision{Commit: commitA, ReleaseDir: dir}
+	hr := HealthyRevision{Commit: fake.CommitA, ReleaseDir: dir}
 
 	// No floor: the release on disk is used, nothing is asked.
 	if _, err := r.Restore(context.Background(), prodEnv, hr); err != nil || len(src.checked) != 0 {
 		t.Fatalf("restore without a floor: %v, checks %q", err, src.checked)
 	}
 	env := prodEnv
-	env.MinCommit = commitB
+	env.MinCommit = fake.CommitB
 	_, err := r.Restore(context.Background(), env, hr)
-	if err == nil || !strings.Contains(err.Error(), "rollback of "+env.Name+" to "+commitA[:12]+" refused") || !strings.Contains(err.Error(), "min_commit") {
+	if err == nil || !strings.Contains(err.Error(), "rollback of "+env.Name+" to "+fake.CommitA[:12]+" refused") || !strings.Contains(err.Error(), "min_commit") {
 		t.Fatalf("restore below the floor: %v", err)
 	}
-	if len(src.checked) != 1 || src.checked[0] != commitB+">"+commitA {
+	if len(src.checked) != 1 || src.checked[0] != fake.CommitB+">"+fake.CommitA {
 		t.Fatalf("floor checks: %q", src.checked)
 	}
 	src.floorErr = nil

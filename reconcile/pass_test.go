@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 // fakeSource stands in for gitsource behind the Source interface.
@@ -33,7 +34,7 @@ func (s *fakeSource) Prune(inUse map[string]bool) error {
 
 type runnerFixture struct {
 	src   *fakeSource
-	eng   *fakeEngine
+	eng   *fake.Engine
 	state string
 	r     *Runner
 }
@@ -41,15 +42,15 @@ type runnerFixture struct {
 func newRunnerFixture(t *testing.T, observed *compose.Observed, paused bool) *runnerFixture {
 	t.Helper()
 	f := &runnerFixture{
-		src:   &fakeSource{rev: Revision{Head: commitB, Commit: commitA, ReleaseDir: "/state/releases/" + commitA, Paused: paused}},
-		eng:   newFake(),
+		src:   &fakeSource{rev: Revision{Head: fake.CommitB, Commit: fake.CommitA, ReleaseDir: "/state/releases/" + fake.CommitA, Paused: paused}},
+		eng:   fake.NewEngine(),
 		state: t.TempDir(),
 	}
-	f.eng.observed = observed
+	f.eng.Observed = observed
 	f.r = &Runner{
 		Source: f.src,
 		Load: func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
-			p := testProject()
+			p := fake.Project()
 			p.ReleaseDir = rev.ReleaseDir
 			return p, nil
 		},
@@ -77,18 +78,18 @@ func mutating(calls []string) []string {
 func TestRunnerApplyFreshProjectRecordsAndPrunes(t *testing.T) {
 	f := newRunnerFixture(t, nil, false)
 	for _, id := range []string{"new1", "new2", "new3"} { // db, migrate, web as the fake numbers them
-		f.eng.script(id, compose.Container{State: "running", Health: "healthy"})
+		f.eng.Script(id, compose.Container{State: "running", Health: "healthy"})
 	}
-	f.eng.script("new2", compose.Container{State: "exited", ExitCode: 0})
+	f.eng.Script("new2", compose.Container{State: "exited", ExitCode: 0})
 	res, err := f.r.Apply(context.Background(), prodEnv)
 	if err != nil {
 		t.Fatalf("apply: %v\ncalls: %q", err, f.eng.Calls())
 	}
-	if res.Commit != commitA || res.Head != commitB || res.Applied == nil || res.Applied.Created != 3 {
+	if res.Commit != fake.CommitA || res.Head != fake.CommitB || res.Applied == nil || res.Applied.Created != 3 {
 		t.Fatalf("result: %+v applied %+v", res, res.Applied)
 	}
 	d, err := loadDeployed(f.state, "prod", "prod")
-	if err != nil || d == nil || d.Commit != commitA || d.Replicas["web"] != 1 {
+	if err != nil || d == nil || d.Commit != fake.CommitA || d.Replicas["web"] != 1 {
 		t.Fatalf("deployment record after apply: %+v, %v", d, err)
 	}
 	if len(f.src.pruned) != 1 || !f.src.pruned[0][f.src.rev.ReleaseDir] {
@@ -97,7 +98,7 @@ func TestRunnerApplyFreshProjectRecordsAndPrunes(t *testing.T) {
 }
 
 func TestRunnerConvergedApplyTouchesNothing(t *testing.T) {
-	o := converged(testProject())
+	o := fake.Converged(fake.Project())
 	f := newRunnerFixture(t, &o, false)
 	res, err := f.r.Apply(context.Background(), prodEnv)
 	if err != nil {
@@ -111,7 +112,7 @@ func TestRunnerConvergedApplyTouchesNothing(t *testing.T) {
 	}
 	// The record is written once, when first seen converged; not again.
 	d, _ := loadDeployed(f.state, "prod", "prod")
-	if d == nil || d.Commit != commitA {
+	if d == nil || d.Commit != fake.CommitA {
 		t.Fatalf("converged host not recorded: %+v", d)
 	}
 	st, _ := os.Stat(deployedPath(f.state, "prod"))
@@ -147,7 +148,7 @@ func TestRunnerPlanAndValidateWriteNothing(t *testing.T) {
 	if err != nil || res.Plan.Empty() {
 		t.Fatalf("plan: %v, %+v", err, res)
 	}
-	if _, err := f.r.Validate(context.Background(), prodEnv, commitB); err != nil {
+	if _, err := f.r.Validate(context.Background(), prodEnv, fake.CommitB); err != nil {
 		t.Fatal(err)
 	}
 	if m := mutating(f.eng.Calls()); len(m) != 0 {
@@ -176,7 +177,7 @@ func TestRunnerStopsAtTheFirstFailingStep(t *testing.T) {
 	bad := errors.New("compose.yaml:3: bad")
 	f.r.Load = func(context.Context, Environment, Revision) (*compose.Project, error) { return nil, bad }
 	_, err := f.r.Apply(context.Background(), prodEnv)
-	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "load prod at "+commitA[:12]) {
+	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "load prod at "+fake.CommitA[:12]) {
 		t.Fatalf("load error: %v", err)
 	}
 	if calls := f.eng.Calls(); len(calls) != 0 {

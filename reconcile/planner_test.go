@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 func TestBuildPlan(t *testing.T) {
-	// base is the project at commitA, converged.
-	base := testProject()
-	atB := func(p *compose.Project) { p.Commit = commitB }
+	// base is the project at fake.CommitA, converged.
+	base := fake.Project()
+	atB := func(p *compose.Project) { p.Commit = fake.CommitB }
 
 	tests := []struct {
 		name     string
@@ -27,7 +28,7 @@ func TestBuildPlan(t *testing.T) {
 	}{
 		{
 			name:     "fresh project",
-			desired:  testProject(),
+			desired:  fake.Project(),
 			observed: func() compose.Observed { return compose.Observed{Project: "prod"} },
 			want: []string{
 				"pull 127.0.0.1:5000/db:16: not present locally; used by db",
@@ -42,114 +43,120 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:     "converged project is a no-op (completed one-shot is not restarted)",
-			desired:  testProject(),
-			observed: func() compose.Observed { return converged(base) },
+			desired:  fake.Project(),
+			observed: func() compose.Observed { return fake.Converged(base) },
 			want:     []string{},
 		},
 		{
-			name:    "image tag change recreates only that service",
-			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Image = imgWebB; s.ConfigHash = sha("config", "web", imgWebB) })),
+			name: "image tag change recreates only that service",
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
+				s.Image = fake.ImgWebB
+				s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
+			})),
 			observed: func() compose.Observed {
-				o := converged(base)
-				o.Images[imgWebB] = idWebB
+				o := fake.Converged(base)
+				o.Images[fake.ImgWebB] = fake.IDWebB
 				return o
 			},
 			want: []string{
 				"recreate prod-web-1: image 127.0.0.1:5000/web:aaa -> 127.0.0.1:5000/web:bbb; configuration changed (config-hash " +
-					short(sha("config", "web", imgWebA)) + " -> " + short(sha("config", "web", imgWebB)) + ") [stop-first]",
+					short(fake.SHA("config", "web", fake.ImgWebA)) + " -> " + short(fake.SHA("config", "web", fake.ImgWebB)) + ") [stop-first]",
 			},
 		},
 		{
-			name:    "new image tag not present is pulled first",
-			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Image = imgWebB; s.ConfigHash = sha("config", "web", imgWebB) })),
+			name: "new image tag not present is pulled first",
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
+				s.Image = fake.ImgWebB
+				s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
+			})),
 			observed: func() compose.Observed {
-				return converged(base)
+				return fake.Converged(base)
 			},
 			want: []string{
 				"pull 127.0.0.1:5000/web:bbb: not present locally; used by web",
 				"recreate prod-web-1: image 127.0.0.1:5000/web:aaa -> 127.0.0.1:5000/web:bbb; configuration changed (config-hash " +
-					short(sha("config", "web", imgWebA)) + " -> " + short(sha("config", "web", imgWebB)) + ") [stop-first]",
+					short(fake.SHA("config", "web", fake.ImgWebA)) + " -> " + short(fake.SHA("config", "web", fake.ImgWebB)) + ") [stop-first]",
 			},
 		},
 		{
 			name:    "configuration change",
-			desired: testProject(atB, modService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" })),
+			desired: fake.Project(atB, fake.ModService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" })),
 			observed: func() compose.Observed {
-				return converged(base)
+				return fake.Converged(base)
 			},
 			want: []string{
-				"recreate prod-db-1: configuration changed (config-hash " + short(sha("config", "db", imgDB)) + " -> f00dcafe0000) [stop-first]",
+				"recreate prod-db-1: configuration changed (config-hash " + short(fake.SHA("config", "db", fake.ImgDB)) + " -> f00dcafe0000) [stop-first]",
 			},
 		},
 		{
 			name:    "file change named from PriorFiles",
-			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Files[0].Digest = "sha256:conf2" })),
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) { s.Files[0].Digest = "sha256:conf2" })),
 			observed: func() compose.Observed {
-				o := converged(base)
-				observedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
 				return o
 			},
 			want: []string{"recreate prod-web-1: file web/app.conf changed [stop-first]"},
 		},
 		{
 			name:    "encrypted file change shows keyed digests, never the value",
-			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Files[0].Digest = "hmac-sha256:7a8b9c0d1e2f3a4b5c6d" })),
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) { s.Files[0].Digest = "hmac-sha256:7a8b9c0d1e2f3a4b5c6d" })),
 			observed: func() compose.Observed {
-				o := converged(base)
-				observedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "hmac-sha256:1a2b3c4d5e6f7a8b9c0d"}
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "hmac-sha256:1a2b3c4d5e6f7a8b9c0d"}
 				return o
 			},
 			want: []string{"recreate prod-web-1: file web/app.conf changed (value 1a2b3c4d5e6f -> 7a8b9c0d1e2f) [stop-first]"},
 		},
 		{
 			name: "file added and file no longer used",
-			desired: testProject(atB, modService("web", func(s *compose.Service) {
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
 				s.Files = append(s.Files, compose.File{Path: "web/extra.conf", Digest: "sha256:extra"})
 			})),
 			observed: func() compose.Observed {
-				o := converged(base)
-				observedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1", "web/old.conf": "sha256:old"}
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1", "web/old.conf": "sha256:old"}
 				return o
 			},
 			want: []string{"recreate prod-web-1: file web/extra.conf added; file web/old.conf no longer used [stop-first]"},
 		},
 		{
 			name:    "file change without PriorFiles falls back to effective configuration",
-			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Files[0].Digest = "sha256:conf2" })),
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) { s.Files[0].Digest = "sha256:conf2" })),
 			observed: func() compose.Observed {
-				return converged(base)
+				return fake.Converged(base)
 			},
 			want: []string{"recreate prod-web-1: effective configuration changed [stop-first]"},
 		},
 		{
 			name:    "container not created by lockstep",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				c := observedContainer(&o, "db", 1)
+				o := fake.Converged(base)
+				c := fake.ObservedContainer(&o, "db", 1)
 				c.Hash, c.ConfigHash, c.Commit = "", "0123456789abcdef", ""
 				return o
 			},
 			want: []string{
 				"recreate prod-db-1: not created by lockstep (no lockstep.hash label); configuration changed (config-hash 0123456789ab -> " +
-					short(sha("config", "db", imgDB)) + ") [stop-first] [drift]",
+					short(fake.SHA("config", "db", fake.ImgDB)) + ") [stop-first] [drift]",
 			},
 		},
 		{
 			name:    "same tag now names another image",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				o.Images[imgWebA] = idWebB
+				o := fake.Converged(base)
+				o.Images[fake.ImgWebA] = fake.IDWebB
 				return o
 			},
 			want: []string{"recreate prod-web-1: image 127.0.0.1:5000/web:aaa updated (aaaaaaaaaaaa -> bbbbbbbbbbbb) [stop-first]"},
 		},
 		{
 			name:    "container removed by hand at the same revision is drift",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
+				o := fake.Converged(base)
 				o.Containers = o.Containers[:2] // db, migrate
 				return o
 			},
@@ -157,18 +164,18 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name: "service added by a new revision is not drift",
-			desired: testProject(atB, func(p *compose.Project) {
-				p.Services = append(p.Services, service("worker", imgWebA))
+			desired: fake.Project(atB, func(p *compose.Project) {
+				p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA))
 			}),
-			observed: func() compose.Observed { return converged(base) },
+			observed: func() compose.Observed { return fake.Converged(base) },
 			want:     []string{"create prod-worker-1: new service"},
 		},
 		{
 			name:    "stopped container is started",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				c := observedContainer(&o, "web", 1)
+				o := fake.Converged(base)
+				c := fake.ObservedContainer(&o, "web", 1)
 				c.State, c.ExitCode = "exited", 137
 				return o
 			},
@@ -176,20 +183,20 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:    "failed one-shot is started again",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				observedContainer(&o, "migrate", 1).ExitCode = 1
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "migrate", 1).ExitCode = 1
 				return o
 			},
 			want: []string{"start prod-migrate-1: container stopped (exited 1) [drift]"},
 		},
 		{
 			name:    "exited service nobody waits on is started",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				c := observedContainer(&o, "db", 1)
+				o := fake.Converged(base)
+				c := fake.ObservedContainer(&o, "db", 1)
 				c.State, c.Health = "exited", ""
 				return o
 			},
@@ -197,27 +204,27 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:    "created but never started (interrupted apply) is started",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				observedContainer(&o, "web", 1).State = "created"
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).State = "created"
 				return o
 			},
 			want: []string{"start prod-web-1: container created but never started"},
 		},
 		{
 			name:    "duplicates from an interrupted recreate: keep the new one, remove the old, fix the name",
-			desired: testProject(atB, modService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" })),
+			desired: fake.Project(atB, fake.ModService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" })),
 			observed: func() compose.Observed {
-				o := converged(base)
-				old := *observedContainer(&o, "db", 1)
+				o := fake.Converged(base)
+				old := *fake.ObservedContainer(&o, "db", 1)
 				fresh := old
 				fresh.ID = "abcdef0123456789" + strings.Repeat("0", 48)
 				fresh.Name = old.ID[:12] + "_prod-db-1"
 				fresh.State, fresh.Health = "created", ""
 				fresh.ConfigHash = "f00dcafe0000111122223333"
-				fresh.Hash = testProject(atB, modService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" })).Service("db").Hash
-				fresh.Commit = commitB
+				fresh.Hash = fake.Project(atB, fake.ModService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" })).Service("db").Hash
+				fresh.Commit = fake.CommitB
 				o.Containers = append(o.Containers, fresh)
 				return o
 			},
@@ -228,10 +235,10 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:    "duplicates with the right hash: keep the running one",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				dup := *observedContainer(&o, "web", 1)
+				o := fake.Converged(base)
+				dup := *fake.ObservedContainer(&o, "web", 1)
 				dup.ID, dup.Name, dup.State, dup.ExitCode = "0000dup", "prod-web-1-dup", "exited", 0
 				o.Containers = append(o.Containers, dup)
 				return o
@@ -240,21 +247,21 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:    "renamed by hand",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
-				observedContainer(&o, "web", 1).Name = "my-web"
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).Name = "my-web"
 				return o
 			},
 			want: []string{"recreate prod-web-1: container name my-web, want prod-web-1 [stop-first] [drift]"},
 		},
 		{
 			name: "orphans are removed before services are created",
-			desired: testProject(atB, func(p *compose.Project) {
-				p.Services = append(p.Services, service("worker", imgWebA))
+			desired: fake.Project(atB, func(p *compose.Project) {
+				p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA))
 			}),
 			observed: func() compose.Observed {
-				o := converged(base)
+				o := fake.Converged(base)
 				o.Containers = append(o.Containers,
 					compose.Container{ID: "old1", Name: "prod-old-1", Service: "old", Number: 1, State: "running"},
 					compose.Container{ID: "nolabel", Name: "stray", Service: "", State: "exited"},
@@ -269,50 +276,53 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:    "scale up by a new revision",
-			desired: testProject(atB, modService("db", func(s *compose.Service) { s.Replicas = 3 })),
+			desired: fake.Project(atB, fake.ModService("db", func(s *compose.Service) { s.Replicas = 3 })),
 			observed: func() compose.Observed {
-				return converged(base)
+				return fake.Converged(base)
 			},
 			want: []string{"create prod-db-2: new replica", "create prod-db-3: new replica"},
 		},
 		{
-			name:    "scale down removes the highest numbers last in the plan",
-			desired: testProject(atB, modService("web", func(s *compose.Service) { s.Image = imgWebB; s.ConfigHash = sha("config", "web", imgWebB) })),
+			name: "scale down removes the highest numbers last in the plan",
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
+				s.Image = fake.ImgWebB
+				s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
+			})),
 			observed: func() compose.Observed {
-				o := converged(testProject(modService("web", func(s *compose.Service) { s.Replicas = 3 })))
-				o.Images[imgWebB] = idWebB
+				o := fake.Converged(fake.Project(fake.ModService("web", func(s *compose.Service) { s.Replicas = 3 })))
+				o.Images[fake.ImgWebB] = fake.IDWebB
 				return o
 			},
 			want: []string{
 				"recreate prod-web-1: image 127.0.0.1:5000/web:aaa -> 127.0.0.1:5000/web:bbb; configuration changed (config-hash " +
-					short(sha("config", "web", imgWebA)) + " -> " + short(sha("config", "web", imgWebB)) + ") [stop-first]",
+					short(fake.SHA("config", "web", fake.ImgWebA)) + " -> " + short(fake.SHA("config", "web", fake.ImgWebB)) + ") [stop-first]",
 				"remove prod-web-3: scaled down to 1",
 				"remove prod-web-2: scaled down to 1",
 			},
 		},
 		{
 			name:     "scale to zero removes early and skips the pull",
-			desired:  testProject(atB, modService("web", func(s *compose.Service) { s.Replicas = 0; s.Image = imgWebB })),
-			observed: func() compose.Observed { return converged(base) },
+			desired:  fake.Project(atB, fake.ModService("web", func(s *compose.Service) { s.Replicas = 0; s.Image = fake.ImgWebB })),
+			observed: func() compose.Observed { return fake.Converged(base) },
 			want:     []string{"remove prod-web-1: scaled down to 0"},
 		},
 		{
 			name: "external network missing is a warning, never created",
-			desired: testProject(func(p *compose.Project) {
+			desired: fake.Project(func(p *compose.Project) {
 				p.Networks = append(p.Networks, compose.Network{Key: "edge", Name: "traefik", External: true})
 			}),
-			observed: func() compose.Observed { return converged(base) },
+			observed: func() compose.Observed { return fake.Converged(base) },
 			want:     []string{},
 			warnings: []string{`external network "traefik" (networks.edge) does not exist`},
 		},
 		{
 			name: "external network and volume present are used as they are",
-			desired: testProject(func(p *compose.Project) {
+			desired: fake.Project(func(p *compose.Project) {
 				p.Networks = append(p.Networks, compose.Network{Key: "edge", Name: "traefik", External: true})
 				p.Volumes = append(p.Volumes, compose.Volume{Key: "certs", Name: "certs", External: true})
 			}),
 			observed: func() compose.Observed {
-				o := converged(base)
+				o := fake.Converged(base)
 				o.Networks = append(o.Networks, compose.ObservedNetwork{ID: "n2", Name: "traefik"})
 				o.Volumes = append(o.Volumes, compose.ObservedVolume{Name: "certs"})
 				return o
@@ -321,18 +331,18 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name: "external volume missing",
-			desired: testProject(func(p *compose.Project) {
+			desired: fake.Project(func(p *compose.Project) {
 				p.Volumes = append(p.Volumes, compose.Volume{Key: "certs", Name: "certs", External: true})
 			}),
-			observed: func() compose.Observed { return converged(base) },
+			observed: func() compose.Observed { return fake.Converged(base) },
 			want:     []string{},
 			warnings: []string{`external volume "certs" (volumes.certs) does not exist`},
 		},
 		{
 			name:    "network settings changed or foreign network",
-			desired: testProject(func(p *compose.Project) { p.Networks[0].Hash = "nethash-new-0000000000" }),
+			desired: fake.Project(func(p *compose.Project) { p.Networks[0].Hash = "nethash-new-0000000000" }),
 			observed: func() compose.Observed {
-				o := converged(base)
+				o := fake.Converged(base)
 				o.Volumes[0].Labels = nil
 				return o
 			},
@@ -344,9 +354,9 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name:    "network not created for this project",
-			desired: testProject(),
+			desired: fake.Project(),
 			observed: func() compose.Observed {
-				o := converged(base)
+				o := fake.Converged(base)
 				o.Networks[0].Labels = map[string]string{compose.LabelProject: "other"}
 				return o
 			},
@@ -355,20 +365,20 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name: "pull policies",
-			desired: testProject(
-				modService("db", func(s *compose.Service) { s.PullPolicy = compose.PullAlways }),
-				modService("migrate", func(s *compose.Service) { s.PullPolicy = compose.PullNever }),
-				modService("web", func(s *compose.Service) { s.PullPolicy = compose.PullNever }),
+			desired: fake.Project(
+				fake.ModService("db", func(s *compose.Service) { s.PullPolicy = compose.PullAlways }),
+				fake.ModService("migrate", func(s *compose.Service) { s.PullPolicy = compose.PullNever }),
+				fake.ModService("web", func(s *compose.Service) { s.PullPolicy = compose.PullNever }),
 				func(p *compose.Project) {
 					p.Services = append(p.Services,
-						service("worker", imgWebA), // missing policy shares web's image: it is pulled
-						service("cron", imgWebB, func(s *compose.Service) { s.PullPolicy = compose.PullNever }), // never and absent
+						fake.Service("worker", fake.ImgWebA), // missing policy shares web's image: it is pulled
+						fake.Service("cron", fake.ImgWebB, func(s *compose.Service) { s.PullPolicy = compose.PullNever }), // never and absent
 					)
 				}),
 			observed: func() compose.Observed {
-				o := converged(base)
-				delete(o.Images, imgWebA)
-				delete(o.Images, imgJob)
+				o := fake.Converged(base)
+				delete(o.Images, fake.ImgWebA)
+				delete(o.Images, fake.ImgJob)
 				return o
 			},
 			want: []string{
@@ -384,24 +394,24 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name: "start-first without published ports",
-			desired: testProject(atB, modService("db", func(s *compose.Service) {
+			desired: fake.Project(atB, fake.ModService("db", func(s *compose.Service) {
 				s.UpdateOrder = compose.StartFirst
 				s.ConfigHash = "f00dcafe0000111122223333"
 			})),
-			observed: func() compose.Observed { return converged(base) },
+			observed: func() compose.Observed { return fake.Converged(base) },
 			want: []string{
-				"recreate prod-db-1: configuration changed (config-hash " + short(sha("config", "db", imgDB)) + " -> f00dcafe0000) [start-first]",
+				"recreate prod-db-1: configuration changed (config-hash " + short(fake.SHA("config", "db", fake.ImgDB)) + " -> f00dcafe0000) [start-first]",
 			},
 		},
 		{
 			name: "start-first falls back to stop-first with published ports",
-			desired: testProject(atB, modService("web", func(s *compose.Service) {
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
 				s.UpdateOrder = compose.StartFirst
 				s.Replicas = 2
 				s.Files[0].Digest = "sha256:conf2"
 			})),
 			observed: func() compose.Observed {
-				return converged(testProject(modService("web", func(s *compose.Service) { s.Replicas = 2 })))
+				return fake.Converged(fake.Project(fake.ModService("web", func(s *compose.Service) { s.Replicas = 2 })))
 			},
 			want: []string{
 				"recreate prod-web-1: effective configuration changed [stop-first]",
@@ -411,39 +421,39 @@ func TestBuildPlan(t *testing.T) {
 		},
 		{
 			name: "start-first falls back to stop-first with container_name",
-			desired: testProject(atB, modService("db", func(s *compose.Service) {
+			desired: fake.Project(atB, fake.ModService("db", func(s *compose.Service) {
 				s.UpdateOrder = compose.StartFirst
 				s.ContainerName = "database"
 				s.ConfigHash = "f00dcafe0000111122223333"
 			})),
 			observed: func() compose.Observed {
-				return converged(testProject(modService("db", func(s *compose.Service) { s.ContainerName = "database" })))
+				return fake.Converged(fake.Project(fake.ModService("db", func(s *compose.Service) { s.ContainerName = "database" })))
 			},
 			want: []string{
-				"recreate database: configuration changed (config-hash " + short(sha("config", "db", imgDB)) + " -> f00dcafe0000) [stop-first]",
+				"recreate database: configuration changed (config-hash " + short(fake.SHA("config", "db", fake.ImgDB)) + " -> f00dcafe0000) [stop-first]",
 			},
 			warnings: []string{`service db: update_config.order start-first is not possible because it sets container_name "database"`},
 		},
 		{
 			name: "restart: true restarts a running dependent when its dependency is recreated",
-			desired: testProject(atB,
-				modService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" }),
+			desired: fake.Project(atB,
+				fake.ModService("db", func(s *compose.Service) { s.ConfigHash = "f00dcafe0000111122223333" }),
 				func(p *compose.Project) {
-					p.Services = append(p.Services, service("api", imgWebA, func(s *compose.Service) {
+					p.Services = append(p.Services, fake.Service("api", fake.ImgWebA, func(s *compose.Service) {
 						s.DependsOn = []compose.Dependency{{Service: "db", Condition: compose.ConditionStarted, Restart: true, Required: true}}
 					}))
 				}),
 			observed: func() compose.Observed {
-				o := converged(base)
-				o.Containers = append(o.Containers, runningAs(testProject(func(p *compose.Project) {
-					p.Services = append(p.Services, service("api", imgWebA, func(s *compose.Service) {
+				o := fake.Converged(base)
+				o.Containers = append(o.Containers, fake.RunningAs(fake.Project(func(p *compose.Project) {
+					p.Services = append(p.Services, fake.Service("api", fake.ImgWebA, func(s *compose.Service) {
 						s.DependsOn = []compose.Dependency{{Service: "db", Condition: compose.ConditionStarted, Restart: true, Required: true}}
 					}))
-				}), "api", 1, commitA))
+				}), "api", 1, fake.CommitA))
 				return o
 			},
 			want: []string{
-				"recreate prod-db-1: configuration changed (config-hash " + short(sha("config", "db", imgDB)) + " -> f00dcafe0000) [stop-first]",
+				"recreate prod-db-1: configuration changed (config-hash " + short(fake.SHA("config", "db", fake.ImgDB)) + " -> f00dcafe0000) [stop-first]",
 				"restart prod-api-1: dependency db is replaced (restart: true)",
 			},
 		},
@@ -480,11 +490,14 @@ func TestBuildPlan(t *testing.T) {
 }
 
 func TestBuildPlanDeterministic(t *testing.T) {
-	desired := testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		modService("web", func(s *compose.Service) { s.Image = imgWebB; s.ConfigHash = sha("config", "web", imgWebB) }),
+	desired := fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("web", func(s *compose.Service) {
+			s.Image = fake.ImgWebB
+			s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
+		}),
 	)
-	observed := converged(testProject(modService("web", func(s *compose.Service) { s.Replicas = 4 })))
+	observed := fake.Converged(fake.Project(fake.ModService("web", func(s *compose.Service) { s.Replicas = 4 })))
 	observed.Containers = append(observed.Containers,
 		compose.Container{ID: "o1", Name: "prod-old-1", Service: "old", Number: 1, State: "running"},
 		compose.Container{ID: "o2", Name: "prod-old-2", Service: "old", Number: 2, State: "running"},
@@ -512,10 +525,10 @@ func TestBuildPlanDeterministic(t *testing.T) {
 }
 
 func TestBuildPlanDoesNotMutateInputs(t *testing.T) {
-	desired := testProject(func(p *compose.Project) { p.Commit = commitB })
-	observed := converged(testProject(modService("web", func(s *compose.Service) { s.Replicas = 3 })))
+	desired := fake.Project(func(p *compose.Project) { p.Commit = fake.CommitB })
+	observed := fake.Converged(fake.Project(fake.ModService("web", func(s *compose.Service) { s.Replicas = 3 })))
 	observed.Containers[0], observed.Containers[4] = observed.Containers[4], observed.Containers[0]
-	wantD := testProject(func(p *compose.Project) { p.Commit = commitB })
+	wantD := fake.Project(func(p *compose.Project) { p.Commit = fake.CommitB })
 	before, _ := json.Marshal(observed)
 	BuildPlan(desired, observed)
 	after, _ := json.Marshal(observed)
@@ -532,15 +545,15 @@ func TestBuildPlanDoesNotMutateInputs(t *testing.T) {
 // label, so after a release that changed nothing else, "removed by hand" and
 // "added by the release" look the same. The record of the last apply decides.
 func TestBuildPlanSinceTellsDriftFromRelease(t *testing.T) {
-	base := testProject()
-	atB := func(p *compose.Project) { p.Commit = commitB }
-	withWorker := testProject(atB, func(p *compose.Project) {
-		p.Services = append(p.Services, service("worker", imgWebA))
+	base := fake.Project()
+	atB := func(p *compose.Project) { p.Commit = fake.CommitB }
+	withWorker := fake.Project(atB, func(p *compose.Project) {
+		p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA))
 	})
 	// Release B only added worker; its apply recorded web, db, migrate and worker.
 	lastB := deployedOf(withWorker, time.Time{})
 	lastA := deployedOf(base, time.Time{})
-	noWorker := func() compose.Observed { return converged(base) } // worker's container is absent
+	noWorker := func() compose.Observed { return fake.Converged(base) } // worker's container is absent
 
 	tests := []struct {
 		name string
@@ -566,7 +579,7 @@ func TestDeployedRecordRoundTrip(t *testing.T) {
 	if d, err := loadDeployed(dir, "prod", "prod"); d != nil || err != nil {
 		t.Fatalf("no record yet: got %+v, %v", d, err)
 	}
-	want := deployedOf(testProject(), time.Unix(1700000000, 0))
+	want := deployedOf(fake.Project(), time.Unix(1700000000, 0))
 	if err := saveDeployed(dir, "prod", want); err != nil {
 		t.Fatal(err)
 	}

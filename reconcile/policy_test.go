@@ -12,12 +12,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 // privilegedWeb makes the fixture's web service privileged and bind /etc.
 func privilegedWeb(f *runnerFixture) {
 	f.r.Load = func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
-		p := testProject(modService("web", func(s *compose.Service) {
+		p := fake.Project(fake.ModService("web", func(s *compose.Service) {
 			s.Host.Privileged = true
 			s.Host.Binds = append(s.Host.Binds, "/etc:/host-etc:ro")
 		}))
@@ -55,12 +56,12 @@ func TestRunnerPolicyEnforceTouchesNothing(t *testing.T) {
 		if Classify(err) != ClassPermanent {
 			t.Errorf("%s: class %q, want %q: retrying cannot help", name, Classify(err), ClassPermanent)
 		}
-		for _, w := range append([]string{"policy prod at " + commitA[:12]}, wantPolicy...) {
+		for _, w := range append([]string{"policy prod at " + fake.CommitA[:12]}, wantPolicy...) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: error lacks %q: %v", name, w, err)
 			}
 		}
-		if res == nil || !slices.Equal(res.Policy, wantPolicy) || res.Plan != nil || res.Commit != commitA {
+		if res == nil || !slices.Equal(res.Policy, wantPolicy) || res.Plan != nil || res.Commit != fake.CommitA {
 			t.Errorf("%s: result %+v", name, res)
 		}
 	}
@@ -89,9 +90,9 @@ func TestRunnerPolicyWarnDeploys(t *testing.T) {
 	f.r.Log = zerolog.New(&logs)
 	f.r.Policy = compose.Policy{Mode: compose.PolicyWarn}
 	for _, id := range []string{"new1", "new2", "new3"} {
-		f.eng.script(id, compose.Container{State: "running", Health: "healthy"})
+		f.eng.Script(id, compose.Container{State: "running", Health: "healthy"})
 	}
-	f.eng.script("new2", compose.Container{State: "exited", ExitCode: 0})
+	f.eng.Script("new2", compose.Container{State: "exited", ExitCode: 0})
 
 	res, err := f.r.Apply(context.Background(), prodEnv)
 	if err != nil {
@@ -107,7 +108,7 @@ func TestRunnerPolicyWarnDeploys(t *testing.T) {
 	for line := range strings.SplitSeq(logs.String(), "\n") {
 		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, "deploy policy violation") {
 			warned++
-			for _, field := range []string{`"env":"prod"`, `"service":"web"`, `"commit":"` + commitA + `"`} {
+			for _, field := range []string{`"env":"prod"`, `"service":"web"`, `"commit":"` + fake.CommitA + `"`} {
 				if !strings.Contains(line, field) {
 					t.Errorf("warning lacks %s: %s", field, line)
 				}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 const (
@@ -17,27 +18,27 @@ const (
 )
 
 // newRollbackFixture is an agent over a stateful fake engine that runs
-// testProject at commitA. commitB changes web's image to one that
+// fake.Project at fake.CommitA. fake.CommitB changes web's image to one that
 // crash-loops; commitC changes web's config in a way that works. Release
 // directories exist on disk.
 func newRollbackFixture(t *testing.T) *agentFixture {
 	t.Helper()
 	f := newAgentFixture(t)
 	f.git.releases = t.TempDir()
-	f.eng.useWorld(converged(testProject()))
-	f.eng.setOnStart("migrate", func(c *compose.Container) { c.State, c.ExitCode = "exited", 0 })
-	f.eng.setOnStart("web", func(c *compose.Container) {
-		if c.Image == imgWebB {
+	f.eng.UseWorld(fake.Converged(fake.Project()))
+	f.eng.SetOnStart("migrate", func(c *compose.Container) { c.State, c.ExitCode = "exited", 0 })
+	f.eng.SetOnStart("web", func(c *compose.Container) {
+		if c.Image == fake.ImgWebB {
 			c.State, c.RestartCount = "restarting", 3
 		}
 	})
-	f.eng.logs["prod-web-1"] = []string{"starting web", "panic: cannot read /etc/web/app.conf"}
+	f.eng.ContainerLogs["prod-web-1"] = []string{"starting web", "panic: cannot read /etc/web/app.conf"}
 	f.variants = map[string]func(*compose.Project){
-		commitB: modService("web", func(s *compose.Service) {
-			s.Image, s.Config.Image, s.ConfigHash = imgWebB, imgWebB, sha("config", "web", imgWebB)
+		fake.CommitB: fake.ModService("web", func(s *compose.Service) {
+			s.Image, s.Config.Image, s.ConfigHash = fake.ImgWebB, fake.ImgWebB, fake.SHA("config", "web", fake.ImgWebB)
 		}),
-		commitC: modService("web", func(s *compose.Service) {
-			s.Config.Env, s.ConfigHash = []string{"WORKERS=4"}, sha("config", "web", "workers=4")
+		commitC: fake.ModService("web", func(s *compose.Service) {
+			s.Config.Env, s.ConfigHash = []string{"WORKERS=4"}, fake.SHA("config", "web", "workers=4")
 		}),
 	}
 	return f
@@ -66,9 +67,9 @@ func (f *agentFixture) lastEvent() Event {
 
 // webImage is the image of the web container the fake engine runs now.
 func (f *agentFixture) webImage() string {
-	f.eng.mu.Lock()
-	defer f.eng.mu.Unlock()
-	for _, c := range f.eng.world {
+	f.eng.Mu.Lock()
+	defer f.eng.Mu.Unlock()
+	for _, c := range f.eng.World {
 		if c.Name == "prod-web-1" {
 			return c.Image + "/" + c.State
 		}
@@ -82,32 +83,32 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	f := newRollbackFixture(t)
 	f.start()
 	f.settle("prod", 0)
-	if s := f.status("prod"); s.LastHealthy != commitA {
+	if s := f.status("prod"); s.LastHealthy != fake.CommitA {
 		t.Fatalf("a converged healthy host is not recorded healthy: %+v", s)
 	}
 
-	f.pin(commitB, head2)
+	f.pin(fake.CommitB, head2)
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:rolled-back")
 	rec := f.passes()[1]
-	if rec.Commit != commitB || rec.RolledBackTo != commitA || rec.Service != "web" || rec.Class != ClassHealth ||
+	if rec.Commit != fake.CommitB || rec.RolledBackTo != fake.CommitA || rec.Service != "web" || rec.Class != ClassHealth ||
 		!strings.Contains(rec.Error, "health gate: service web (container prod-web-1): restarted 3 time(s) within the 15s bake period") ||
-		!strings.HasSuffix(rec.Error, "; rolled back to "+commitA[:12]) ||
+		!strings.HasSuffix(rec.Error, "; rolled back to "+fake.CommitA[:12]) ||
 		len(rec.Logs) != 2 || rec.Logs[1] != "panic: cannot read /etc/web/app.conf" {
 		t.Fatalf("pass record: %+v", rec)
 	}
-	if got := f.webImage(); got != imgWebA+"/running" {
-		t.Fatalf("web after the rollback runs %s, want %s", got, imgWebA)
+	if got := f.webImage(); got != fake.ImgWebA+"/running" {
+		t.Fatalf("web after the rollback runs %s, want %s", got, fake.ImgWebA)
 	}
 	s := f.status("prod")
-	if s.Pinned != commitB || s.Running != commitA || s.LastHealthy != commitA || !slices.Equal(s.Quarantined, []string{commitB}) ||
+	if s.Pinned != fake.CommitB || s.Running != fake.CommitA || s.LastHealthy != fake.CommitA || !slices.Equal(s.Quarantined, []string{fake.CommitB}) ||
 		s.Rollbacks != 1 || s.GateFailures != 1 || !strings.Contains(s.LastFailure, "web") || !strings.Contains(s.Waiting, "quarantined") {
 		t.Fatalf("status after the rollback: %+v", s)
 	}
 	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventRollback}) {
 		t.Fatalf("events %q", k)
 	}
-	if e := f.lastEvent(); e.Commit != commitB || e.Previous != commitA || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() || len(e.Logs) != 2 {
+	if e := f.lastEvent(); e.Commit != fake.CommitB || e.Previous != fake.CommitA || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() || len(e.Logs) != 2 {
 		t.Fatalf("rollback event: %+v", e)
 	}
 
@@ -127,7 +128,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	// It survives a restart.
 	f.stop()
 	b := f.newAgent()
-	if s := b.Status()[0]; !slices.Equal(s.Quarantined, []string{commitB}) || s.LastHealthy != commitA || s.LastFailure == "" {
+	if s := b.Status()[0]; !slices.Equal(s.Quarantined, []string{fake.CommitB}) || s.LastHealthy != fake.CommitA || s.LastFailure == "" {
 		t.Fatalf("status after a restart: %+v", s)
 	}
 	f.start()
@@ -162,8 +163,8 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 
 func TestAgentFirstDeployFailureStaysRunningAndFailed(t *testing.T) {
 	f := newRollbackFixture(t)
-	f.eng.useWorld(compose.Observed{Project: "prod"}) // a fresh host
-	f.pin(commitB, head1)
+	f.eng.UseWorld(compose.Observed{Project: "prod"}) // a fresh host
+	f.pin(fake.CommitB, head1)
 	f.start()
 	f.settle("prod", 0)
 	wantTriggers(t, f, "start:failed")
@@ -171,11 +172,11 @@ func TestAgentFirstDeployFailureStaysRunningAndFailed(t *testing.T) {
 	if rec.Class != ClassHealth || rec.Service != "web" || !strings.Contains(rec.Error, "no healthy revision to roll back to: left running") {
 		t.Fatalf("record: %+v", rec)
 	}
-	if got := f.webImage(); got != imgWebB+"/restarting" {
+	if got := f.webImage(); got != fake.ImgWebB+"/restarting" {
 		t.Fatalf("web: %s, want the failed release left running", got)
 	}
 	s := f.status("prod")
-	if s.Running != commitB || s.LastHealthy != "" || !slices.Equal(s.Quarantined, []string{commitB}) || s.GateFailures != 1 || s.Rollbacks != 0 {
+	if s.Running != fake.CommitB || s.LastHealthy != "" || !slices.Equal(s.Quarantined, []string{fake.CommitB}) || s.GateFailures != 1 || s.Rollbacks != 0 {
 		t.Fatalf("status: %+v", s)
 	}
 	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure}) {
@@ -195,15 +196,15 @@ func TestAgentFailedRollbackDoesNotLoop(t *testing.T) {
 	f.settle("prod", 0)
 	// Now every web container crash-loops, old release or new (a shared
 	// database went away, say).
-	f.eng.setOnStart("web", func(c *compose.Container) { c.State, c.RestartCount = "restarting", 1 })
-	f.pin(commitB, head2)
+	f.eng.SetOnStart("web", func(c *compose.Container) { c.State, c.RestartCount = "restarting", 1 })
+	f.pin(fake.CommitB, head2)
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:failed")
 	rec := f.passes()[1]
-	if rec.Class != ClassHealth || !strings.Contains(rec.Error, "ROLLBACK to "+commitA[:12]+" FAILED too") {
+	if rec.Class != ClassHealth || !strings.Contains(rec.Error, "ROLLBACK to "+fake.CommitA[:12]+" FAILED too") {
 		t.Fatalf("record: %+v", rec)
 	}
-	if s := f.status("prod"); s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitB}) {
+	if s := f.status("prod"); s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{fake.CommitB}) {
 		t.Fatalf("status: %+v", s)
 	}
 	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventFailure}) {
@@ -253,14 +254,14 @@ func TestAgentManualRollbackWorksWithGitUnreachable(t *testing.T) {
 		t.Fatalf("the rollback asked git %d times", revs-revsBefore)
 	}
 	rec := f.passes()[2]
-	if rec.Commit != commitC || rec.RolledBackTo != commitA || rec.Recreated != 1 || rec.Error != "" {
+	if rec.Commit != commitC || rec.RolledBackTo != fake.CommitA || rec.Recreated != 1 || rec.Error != "" {
 		t.Fatalf("rollback record: %+v", rec)
 	}
 	s := f.status("prod")
-	if s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitC}) || s.Rollbacks != 1 || s.GateFailures != 0 {
+	if s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{commitC}) || s.Rollbacks != 1 || s.GateFailures != 0 {
 		t.Fatalf("status after the rollback: %+v", s)
 	}
-	if e := f.lastEvent(); e.Kind != EventRollback || e.Commit != commitC || e.Previous != commitA {
+	if e := f.lastEvent(); e.Kind != EventRollback || e.Commit != commitC || e.Previous != fake.CommitA {
 		t.Fatalf("event: %+v", e)
 	}
 
@@ -278,7 +279,7 @@ func TestAgentRollbackReMaterializesAGoneRelease(t *testing.T) {
 	f.settle("prod", 0)
 	f.pin(commitC, head2)
 	f.advance("prod", pollTick)
-	if err := os.RemoveAll(filepath.Join(f.git.releases, commitA)); err != nil {
+	if err := os.RemoveAll(filepath.Join(f.git.releases, fake.CommitA)); err != nil {
 		t.Fatal(err)
 	}
 	_, before := f.git.counts("prod")
@@ -298,31 +299,31 @@ func TestAgentRollsBackAFailedMigrationOthersWaitFor(t *testing.T) {
 	const badMigrate = "127.0.0.1:5000/migrate:bad"
 	f := newRollbackFixture(t)
 	f.variants[commitD] = func(p *compose.Project) {
-		modService("migrate", func(s *compose.Service) {
-			s.Image, s.Config.Image, s.ConfigHash = badMigrate, badMigrate, sha("config", "migrate", "bad")
+		fake.ModService("migrate", func(s *compose.Service) {
+			s.Image, s.Config.Image, s.ConfigHash = badMigrate, badMigrate, fake.SHA("config", "migrate", "bad")
 		})(p)
 		f.variants[commitC](p) // web changes too: apply waits for migrate before recreating it
 	}
-	f.eng.setOnStart("migrate", func(c *compose.Container) {
+	f.eng.SetOnStart("migrate", func(c *compose.Container) {
 		c.State, c.ExitCode = "exited", 0
 		if c.Image == badMigrate {
 			c.ExitCode = 1
 		}
 	})
-	f.eng.logs["prod-migrate-1"] = []string{"ERROR: relation \"users\" already exists"}
+	f.eng.ContainerLogs["prod-migrate-1"] = []string{"ERROR: relation \"users\" already exists"}
 	f.start()
 	f.settle("prod", 0)
 	f.pin(commitD, head2)
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:rolled-back")
 	rec := f.passes()[1]
-	if rec.Service != "migrate" || rec.Class != ClassHealth || rec.RolledBackTo != commitA ||
+	if rec.Service != "migrate" || rec.Class != ClassHealth || rec.RolledBackTo != fake.CommitA ||
 		!strings.Contains(rec.Error, "container exited with code 1, service_completed_successfully needs 0") ||
 		!strings.Contains(rec.Error, "(web waits for it with service_completed_successfully)") ||
 		len(rec.Logs) != 1 {
 		t.Fatalf("record: %+v", rec)
 	}
-	if s := f.status("prod"); s.Running != commitA || !slices.Equal(s.Quarantined, []string{commitD}) || !strings.Contains(s.LastFailure, "migrate") {
+	if s := f.status("prod"); s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{commitD}) || !strings.Contains(s.LastFailure, "migrate") {
 		t.Fatalf("status: %+v", s)
 	}
 }

@@ -9,17 +9,18 @@ import (
 	"testing"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // goldenPlans are representative plans, rendered as text and as JSON.
 func goldenPlans() map[string]*Plan {
-	release := testProject(
-		func(p *compose.Project) { p.Commit = commitB },
-		modService("web", func(s *compose.Service) {
-			s.Image = imgWebB
-			s.ConfigHash = sha("config", "web", imgWebB)
+	release := fake.Project(
+		func(p *compose.Project) { p.Commit = fake.CommitB },
+		fake.ModService("web", func(s *compose.Service) {
+			s.Image = fake.ImgWebB
+			s.ConfigHash = fake.SHA("config", "web", fake.ImgWebB)
 			s.Files[0].Digest = "sha256:conf2"
 			s.UpdateOrder = compose.StartFirst
 		}),
@@ -30,17 +31,17 @@ func goldenPlans() map[string]*Plan {
 			})
 		},
 	)
-	releaseObserved := converged(testProject(modService("web", func(s *compose.Service) { s.Replicas = 2 })))
-	observedContainer(&releaseObserved, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
+	releaseObserved := fake.Converged(fake.Project(fake.ModService("web", func(s *compose.Service) { s.Replicas = 2 })))
+	fake.ObservedContainer(&releaseObserved, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
 	releaseObserved.Containers = append(releaseObserved.Containers,
 		compose.Container{ID: "01d1d1d1d1d1d1d1", Name: "prod-old-1", Service: "old", Number: 1, State: "running"})
-	db := observedContainer(&releaseObserved, "db", 1)
+	db := fake.ObservedContainer(&releaseObserved, "db", 1)
 	db.State, db.Health, db.ExitCode = "exited", "", 137
 
 	return map[string]*Plan{
-		"fresh":    BuildPlan(testProject(), compose.Observed{Project: "prod"}),
+		"fresh":    BuildPlan(fake.Project(), compose.Observed{Project: "prod"}),
 		"release":  BuildPlan(release, releaseObserved),
-		"nochange": BuildPlan(testProject(), converged(testProject())),
+		"nochange": BuildPlan(fake.Project(), fake.Converged(fake.Project())),
 	}
 }
 
