@@ -215,6 +215,9 @@ func checkEngineHost(h string) string {
 	return fmt.Sprintf("%q is not supported: use unix:///path/to/docker.sock or tcp://host:port (empty means DOCKER_HOST, else the default socket)", h)
 }
 
+// environments checks every [[environment]] table, then what only the
+// whole list can tell: names and compose projects must be unique, as two
+// environments sharing one would deploy over each other's containers.
 func (c *checker) environments(fs []fileEnvironment) []Environment {
 	if len(fs) == 0 {
 		c.problems = append(c.problems, Problem{
@@ -227,90 +230,118 @@ func (c *checker) environments(fs []fileEnvironment) []Environment {
 	names := map[string]int{}    // name -> index of its first environment
 	projects := map[string]int{} // project -> index of its first environment
 	for i := range fs {
-		f := &fs[i]
 		k := func(name string) key { return envKey(i, name) }
-		e := Environment{
-			Name:         c.str(k("name"), f.Name, ""),
-			PinFile:      c.str(k("pin_file"), f.PinFile, ""),
-			ComposeFiles: c.strings(k("compose_files"), f.ComposeFiles),
-			Project:      c.str(k("project"), f.Project, ""),
-			EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
-			MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
-			// Zero means "as [health]": filled in below, once [health] is known.
-			HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
-			Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
-		}
-
-		nameOK, nameDup := false, false
-		switch {
-		case e.Name == "":
-			c.add(k("name"), "required: every environment needs a name such as \"production\"")
-		case !nameRE.MatchString(e.Name):
-			c.add(k("name"), "%q is not a valid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", e.Name)
-		default:
-			nameOK = true
-			if j, dup := names[e.Name]; dup {
-				nameDup = true
-				c.add(k("name"), "%q is already the name of [[environment]][%d]", e.Name, j)
-			} else {
-				names[e.Name] = i
-			}
-		}
-
-		if e.PinFile == "" && nameOK {
-			e.PinFile = "environments/" + e.Name + ".toml"
-		} else if e.PinFile != "" {
-			if p, msg := repoPath(e.PinFile); msg != "" {
-				c.add(k("pin_file"), "%s", msg)
-			} else {
-				e.PinFile = p
-			}
-		}
-
-		for j, cf := range e.ComposeFiles {
-			if p, msg := repoPath(cf); msg != "" {
-				c.add(k("compose_files"), "element %d: %s", j, msg)
-			} else {
-				e.ComposeFiles[j] = p
-			}
-		}
-
-		projectDefaulted := e.Project == ""
-		if projectDefaulted {
-			e.Project = e.Name // valid whenever the name is
-		} else if !nameRE.MatchString(e.Project) {
-			c.add(k("project"), "%q is not a valid compose project name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", e.Project)
-		}
-		// A project that clashes only because it defaults to a duplicate
-		// name is the same mistake: report it once, at the name.
-		if e.Project != "" && nameRE.MatchString(e.Project) && !(projectDefaulted && nameDup) {
-			if j, dup := projects[e.Project]; dup {
-				c.add(k("project"), "project %q is already used by [[environment]][%d] (%s): each environment needs its own compose project",
-					e.Project, j, envs[j].Name)
-			} else {
-				projects[e.Project] = i
-			}
-		}
-
-		// Env files live on the host, outside any release; a relative path
-		// would depend on the daemon's working directory.
-		for j, ef := range e.EnvFiles {
-			if !filepath.IsAbs(ef) {
-				c.add(k("env_files"), "element %d: must be an absolute path on this host, got %q", j, ef)
-			} else {
-				e.EnvFiles[j] = filepath.Clean(ef)
-			}
-		}
-		// The floor is a commit, never a name: a branch or tag could be
-		// moved by whoever the floor is meant to stop.
-		if e.MinCommit != "" {
-			if !commitRE.MatchString(e.MinCommit) {
-				c.add(k("min_commit"), "must be a full 40-hex commit SHA (lowercase), got %q: a branch or tag name could be moved by whoever pushes", e.MinCommit)
-			}
-		}
+		e := c.environment(k, &fs[i])
+		nameOK, nameDup := c.envName(k, e.Name, i, names)
+		c.envRepoFiles(k, &e, nameOK)
+		c.envProject(k, &e, nameDup, i, projects, envs)
+		c.envHostFiles(k, &e)
+		c.envMinCommit(k, e.MinCommit)
 		envs = append(envs, e)
 	}
 	return envs
+}
+
+// environment decodes one [[environment]] table. Its checks are the env*
+// methods, run by environments in the order problems are reported.
+func (c *checker) environment(k func(string) key, f *fileEnvironment) Environment {
+	return Environment{
+		Name:         c.str(k("name"), f.Name, ""),
+		PinFile:      c.str(k("pin_file"), f.PinFile, ""),
+		ComposeFiles: c.strings(k("compose_files"), f.ComposeFiles),
+		Project:      c.str(k("project"), f.Project, ""),
+		EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
+		MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
+		// Zero means "as [health]": filled in by build, once [health] is known.
+		HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
+		Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
+	}
+}
+
+// envName checks the name of environment i and records it in names. It
+// says whether the name is valid (so defaults may be derived from it) and
+// whether it repeats an earlier one (so the clash is reported only once).
+func (c *checker) envName(k func(string) key, name string, i int, names map[string]int) (ok, dup bool) {
+	switch {
+	case name == "":
+		c.add(k("name"), "required: every environment needs a name such as \"production\"")
+	case !nameRE.MatchString(name):
+		c.add(k("name"), "%q is not a valid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", name)
+	default:
+		if j, seen := names[name]; seen {
+			c.add(k("name"), "%q is already the name of [[environment]][%d]", name, j)
+			return true, true
+		}
+		names[name] = i
+		return true, false
+	}
+	return false, false
+}
+
+// envRepoFiles checks the pin file and compose files, which are read from
+// the release, so they must stay inside the repository. The pin file
+// defaults to one named after the environment, when the name is valid.
+func (c *checker) envRepoFiles(k func(string) key, e *Environment, nameOK bool) {
+	if e.PinFile == "" && nameOK {
+		e.PinFile = "environments/" + e.Name + ".toml"
+	} else if e.PinFile != "" {
+		if p, msg := repoPath(e.PinFile); msg != "" {
+			c.add(k("pin_file"), "%s", msg)
+		} else {
+			e.PinFile = p
+		}
+	}
+
+	for j, cf := range e.ComposeFiles {
+		if p, msg := repoPath(cf); msg != "" {
+			c.add(k("compose_files"), "element %d: %s", j, msg)
+		} else {
+			e.ComposeFiles[j] = p
+		}
+	}
+}
+
+// envProject checks the compose project of environment i (by default its
+// name) and that no earlier environment in envs uses it, recording it in
+// projects.
+func (c *checker) envProject(k func(string) key, e *Environment, nameDup bool, i int, projects map[string]int, envs []Environment) {
+	projectDefaulted := e.Project == ""
+	if projectDefaulted {
+		e.Project = e.Name // valid whenever the name is
+	} else if !nameRE.MatchString(e.Project) {
+		c.add(k("project"), "%q is not a valid compose project name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", e.Project)
+	}
+	// A project that clashes only because it defaults to a duplicate
+	// name is the same mistake: report it once, at the name.
+	if e.Project != "" && nameRE.MatchString(e.Project) && !(projectDefaulted && nameDup) {
+		if j, dup := projects[e.Project]; dup {
+			c.add(k("project"), "project %q is already used by [[environment]][%d] (%s): each environment needs its own compose project",
+				e.Project, j, envs[j].Name)
+		} else {
+			projects[e.Project] = i
+		}
+	}
+}
+
+// envHostFiles checks the env files, which live on the host, outside any
+// release; a relative path would depend on the daemon's working directory.
+func (c *checker) envHostFiles(k func(string) key, e *Environment) {
+	for j, ef := range e.EnvFiles {
+		if !filepath.IsAbs(ef) {
+			c.add(k("env_files"), "element %d: must be an absolute path on this host, got %q", j, ef)
+		} else {
+			e.EnvFiles[j] = filepath.Clean(ef)
+		}
+	}
+}
+
+// envMinCommit checks the floor a pinned revision must be or descend from.
+// It is a commit, never a name: a branch or tag could be moved by whoever
+// the floor is meant to stop.
+func (c *checker) envMinCommit(k func(string) key, minCommit string) {
+	if minCommit != "" && !commitRE.MatchString(minCommit) {
+		c.add(k("min_commit"), "must be a full 40-hex commit SHA (lowercase), got %q: a branch or tag name could be moved by whoever pushes", minCommit)
+	}
 }
 
 var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
