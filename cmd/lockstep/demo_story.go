@@ -22,6 +22,40 @@ import (
 // that finds nothing to do. It stops at the first error; the agent is
 // stopped before it returns, whatever happened.
 func (s *demoStory) tell(ctx context.Context) error {
+	if err := s.loadImages(ctx); err != nil {
+		return err
+	}
+	repo, base, cfg, env, err := s.createRepo()
+	if err != nil {
+		return err
+	}
+
+	t0 := time.Now()
+	s.step("Start the agent: its first pass deploys the pinned commit")
+	ag, stop, err := s.startAgent(ctx, cfg, env)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := s.converge(ctx, ag, base, "v1"); err != nil {
+		return err
+	}
+	s.timed("deploy v1", t0)
+
+	rel2Msg, err := s.releaseV2(ctx, ag, repo)
+	if err != nil {
+		return err
+	}
+	if err := s.rollBack(ctx, ag, repo, base, rel2Msg); err != nil {
+		return err
+	}
+	return s.syncFindsNothing(ctx, ag, env)
+}
+
+// loadImages is the first step: the images are packed from this binary and
+// loaded straight into the engine, so the demo needs no registry and runs
+// offline.
+func (s *demoStory) loadImages(ctx context.Context) error {
 	t0 := time.Now()
 	s.step("Pack this lockstep binary into the demo images and load them into the engine (no registry)")
 	imgs, err := demo.BuildImages(s.bin, s.project)
@@ -45,63 +79,68 @@ func (s *demoStory) tell(ctx context.Context) error {
 			imgs.Interpreter, len(imgs.Libraries), plural(len(imgs.Libraries), "library", "libraries"))
 	}
 	s.timed("images", t0)
+	return nil
+}
 
-	t0 = time.Now()
+// createRepo is the second step: the infrastructure repository with its
+// first release (pinning base, web v1), pushed to the origin the agent
+// watches, and the host side an operator would write (setUp).
+func (s *demoStory) createRepo() (repo *demo.Repo, base string, cfg *config.Config, env config.Environment, err error) {
+	t0 := time.Now()
 	s.step("Create the infrastructure repository and the agent config")
-	repo, base, err := demo.InitRepo(filepath.Join(s.dir, "repo"))
+	repo, base, err = demo.InitRepo(filepath.Join(s.dir, "repo"))
 	if err != nil {
-		return err
+		return nil, "", nil, env, err
 	}
 	s.say("%s  web v1 and a worker", short(base))
 	rel1Msg := "release: demo runs " + short(base)
 	rel1, err := repo.Release(rel1Msg, base)
 	if err != nil {
-		return err
+		return nil, "", nil, env, err
 	}
 	s.say("%s  %s  (%s)", short(rel1), rel1Msg, demo.PinPath)
 	if err := repo.AddOrigin(s.originPath()); err != nil {
-		return err
+		return nil, "", nil, env, err
 	}
-	cfg, env, err := s.setUp()
+	cfg, env, err = s.setUp()
 	if err != nil {
-		return err
+		return nil, "", nil, env, err
 	}
 	s.say("repository %s (pushed to %s, which the agent watches)", repo.Dir, repo.Origin)
 	s.say("config %s: poll the branch every %s", s.configPath(), cfg.Repo.PollInterval)
 	s.timed("repository", t0)
+	return repo, base, cfg, env, nil
+}
 
-	t0 = time.Now()
-	s.step("Start the agent: its first pass deploys the pinned commit")
-	ag, stop, err := s.startAgent(ctx, cfg, env)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if err := s.converge(ctx, ag, base, "v1"); err != nil {
-		return err
-	}
-	s.timed("deploy v1", t0)
-
-	t0 = time.Now()
+// releaseV2 merges a change and then the release that pins it, the two
+// commits a team makes, and waits for the agent's poll to deploy it. It
+// returns the release's message, which the rollback reverts.
+func (s *demoStory) releaseV2(ctx context.Context, ag *reconcile.Agent, repo *demo.Repo) (string, error) {
+	t0 := time.Now()
 	s.step("Merge a change (web v2), then the release PR that pins it")
 	v2, err := repo.SetWebTag("v2")
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.say("%s  web v2  (compose.yaml: web's image :v1 -> :v2)", short(v2))
 	rel2Msg := "release: demo runs " + short(v2)
 	rel2, err := repo.Release(rel2Msg, v2)
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.say("%s  %s", short(rel2), rel2Msg)
 	s.say("the agent's next poll sees the branch move; only web changed, so only web is recreated")
 	if err := s.converge(ctx, ag, v2, "v2"); err != nil {
-		return err
+		return "", err
 	}
 	s.timed("release v2", t0)
+	return rel2Msg, nil
+}
 
-	t0 = time.Now()
+// rollBack reverts the release of v2 by pinning base again: a rollback is
+// shown as what it is in lockstep, an ordinary release of an older commit.
+func (s *demoStory) rollBack(ctx context.Context, ag *reconcile.Agent, repo *demo.Repo, base, rel2Msg string) error {
+	t0 := time.Now()
 	s.step("Roll back: revert the release PR")
 	revert, err := repo.Release(fmt.Sprintf("Revert %q", rel2Msg), base)
 	if err != nil {
@@ -113,8 +152,14 @@ func (s *demoStory) tell(ctx context.Context) error {
 		return err
 	}
 	s.timed("rollback", t0)
+	return nil
+}
 
-	t0 = time.Now()
+// syncFindsNothing is the last step: a full pass asked for by hand must
+// leave every container untouched, which the engine's own listing (not the
+// agent's word) shows; anything else means the host drifted during the demo.
+func (s *demoStory) syncFindsNothing(ctx context.Context, ag *reconcile.Agent, env config.Environment) error {
+	t0 := time.Now()
 	s.step("lockstep sync: a full pass now; the host matches git, so nothing is touched")
 	before, err := s.snapshot(ctx)
 	if err != nil {
