@@ -59,44 +59,16 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 	if !config.IsLogLevel(*logLevel) {
 		return c.usageError("--log-level %q: use debug, info, warn or error", *logLevel)
 	}
-	// gitsource reads a repository on a local path through go-git's file
-	// transport, which runs git-upload-pack; the demo's merges push to it
-	// through git-receive-pack.
-	if _, err := exec.LookPath("git"); err != nil {
-		fmt.Fprintf(c.stderr, "lockstep: demo needs git on this host: the demo pushes to its local repository through git-receive-pack and lockstep reads it through git-upload-pack, and git is not on PATH (%v); install git and run it again\n", err)
-		return exitFailure
-	}
-	bin, err := os.Executable()
-	if err == nil {
-		bin, err = filepath.EvalSymlinks(bin)
-	}
+	s, err := c.newDemoStory(ctx, *logLevel)
 	if err != nil {
-		fmt.Fprintf(c.stderr, "lockstep: demo: find this lockstep binary to pack into the demo images: %v\n", err)
+		fmt.Fprintf(c.stderr, "lockstep: %v\n", err)
 		return exitFailure
 	}
+	defer s.docker.Close()
 
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	docker, err := engine.Connect(cctx, "")
-	cancel()
-	if err != nil {
-		fmt.Fprintf(c.stderr, "lockstep: demo needs a Docker engine: %v\n", err)
-		return exitFailure
-	}
-	defer docker.Close()
-
-	project := "lockstep-demo-" + randomHex(4)
-	dir, err := os.MkdirTemp(c.getenv("TMPDIR"), project+"-")
-	if err != nil {
-		fmt.Fprintf(c.stderr, "lockstep: demo: create its working directory: %v\n", err)
-		return exitFailure
-	}
-	s := &demoStory{
-		c: c, out: c.stdout, docker: docker, bin: bin,
-		project: project, dir: dir, logLevel: *logLevel,
-	}
 	start := time.Now()
 	fmt.Fprintf(s.out, "lockstep demo: a release, an upgrade and a rollback on this host, offline.\n")
-	fmt.Fprintf(s.out, "Everything it creates is named %s", project)
+	fmt.Fprintf(s.out, "Everything it creates is named %s", s.project)
 	if *keep {
 		fmt.Fprintf(s.out, " and left running (--keep).\n")
 	} else {
@@ -117,25 +89,70 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 	}
 	if *keep {
 		s.printKeep()
-	} else {
-		// Cleanup runs even when the story failed or was interrupted
-		// (Ctrl-C cancels ctx), so it gets a context of its own.
-		s.step("Clean up")
-		t0 := time.Now()
-		cleanCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		errs := s.cleanup(cleanCtx)
-		cancel()
-		s.timed("cleanup", t0)
-		for _, e := range errs {
-			fmt.Fprintf(c.stderr, "lockstep: demo cleanup: %v\n", e)
-		}
-		if len(errs) > 0 {
-			code = exitFailure
-			fmt.Fprintf(c.stderr, "lockstep: demo: remove what is left with: %s\n", s.removeHint())
-		}
+	} else if !s.cleanupStep() {
+		code = exitFailure
 	}
 	s.printTimings(time.Since(start))
 	return code
+}
+
+// newDemoStory checks what the demo needs before it makes anything (git,
+// this binary, a Docker engine), so a host that lacks one is told so with
+// nothing to clean up, then names the run and creates its directory. The
+// caller closes the story's engine client.
+func (c *cli) newDemoStory(ctx context.Context, logLevel string) (*demoStory, error) {
+	// gitsource reads a repository on a local path through go-git's file
+	// transport, which runs git-upload-pack; the demo's merges push to it
+	// through git-receive-pack.
+	if _, err := exec.LookPath("git"); err != nil {
+		return nil, fmt.Errorf("demo needs git on this host: the demo pushes to its local repository through git-receive-pack and lockstep reads it through git-upload-pack, and git is not on PATH (%w); install git and run it again", err)
+	}
+	bin, err := os.Executable()
+	if err == nil {
+		bin, err = filepath.EvalSymlinks(bin)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("demo: find this lockstep binary to pack into the demo images: %w", err)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	docker, err := engine.Connect(cctx, "")
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("demo needs a Docker engine: %w", err)
+	}
+
+	project := "lockstep-demo-" + randomHex(4)
+	dir, err := os.MkdirTemp(c.getenv("TMPDIR"), project+"-")
+	if err != nil {
+		docker.Close()
+		return nil, fmt.Errorf("demo: create its working directory: %w", err)
+	}
+	return &demoStory{
+		c: c, out: c.stdout, docker: docker, bin: bin,
+		project: project, dir: dir, logLevel: logLevel,
+	}, nil
+}
+
+// cleanupStep removes everything the demo made and reports what could not
+// be removed, with the commands that remove it by hand. It runs even when
+// the story failed or was interrupted (Ctrl-C cancels the demo's context),
+// so it gets a context of its own. It says whether nothing was left.
+func (s *demoStory) cleanupStep() bool {
+	s.step("Clean up")
+	t0 := time.Now()
+	cleanCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	errs := s.cleanup(cleanCtx)
+	cancel()
+	s.timed("cleanup", t0)
+	for _, e := range errs {
+		fmt.Fprintf(s.c.stderr, "lockstep: demo cleanup: %v\n", e)
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(s.c.stderr, "lockstep: demo: remove what is left with: %s\n", s.removeHint())
+		return false
+	}
+	return true
 }
 
 // demoStory is one run of the demo: what it made and how long each part
