@@ -43,11 +43,44 @@ Logs go to stderr; plans and results to stdout.
 ` + globalFlagsHelp + `
 ` + exitCodesHelp
 
-// commandHelp returns the help text of one command.
+// commandHelp returns the help text of one command. The texts are constants
+// and this switch is their table: nothing can change a help text at run
+// time, and each reads as it prints.
 func commandHelp(name string) (string, bool) {
 	switch name {
 	case "plan":
-		return `Usage: lockstep plan [--json] [--exit-code] [ENV...]
+		return planHelp, true
+	case "apply":
+		return applyHelp, true
+	case "validate":
+		return validateHelp, true
+	case "agent":
+		return agentHelp, true
+	case "status":
+		return statusHelp, true
+	case "history":
+		return historyHelp, true
+	case "sync":
+		return syncHelp, true
+	case "retry":
+		return retryHelp, true
+	case "rollback":
+		return rollbackHelp, true
+	case "demo":
+		return demoHelp, true
+	case "version":
+		return versionHelp, true
+	case "help":
+		return helpHelp, true
+	}
+	return "", false
+}
+
+// commandFooter ends the help of every command that takes the global flags
+// (all but demo, version and help).
+const commandFooter = globalFlagsHelp + "\n" + exitCodesHelp
+
+const planHelp = `Usage: lockstep plan [--json] [--exit-code] [ENV...]
 
 Shows what apply would do for each environment: the actions that would make
 the host match the pinned commit, each with its reason. Changes nothing.
@@ -55,18 +88,18 @@ the host match the pinned commit, each with its reason. Changes nothing.
   --json        print one JSON array, one object per environment
   --exit-code   exit 2 when any environment has changes pending
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "apply":
-		return `Usage: lockstep apply [--json] [ENV...]
+` + commandFooter
+
+const applyHelp = `Usage: lockstep apply [--json] [ENV...]
 
 Runs one pass for each environment now, with the same engine as the agent:
 prints the plan, carries it out, and prints what was done.
 
   --json   print one JSON array, one object per environment
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "validate":
-		return `Usage: lockstep validate [--commit SHA] [--json] [ENV...]
+` + commandFooter
+
+const validateHelp = `Usage: lockstep validate [--commit SHA] [--json] [ENV...]
 
 Checks the config, then for each environment its pin file and compose files
 at the branch head (or at SHA), touching no container.
@@ -74,9 +107,9 @@ at the branch head (or at SHA), touching no container.
   --commit SHA   validate the tree at SHA instead of the pinned revision
   --json         print one JSON array, one object per environment
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "agent":
-		return `Usage: lockstep agent [--config FILE]
+` + commandFooter
+
+const agentHelp = `Usage: lockstep agent [--config FILE]
 
 The daemon. One pass at a time per environment, driven by the poll timer (the
 cheap "did the branch move?" check first), webhooks, 'lockstep sync' and a
@@ -90,9 +123,9 @@ in flight finish (within [agent].shutdown_grace), then exits 0. SIGHUP reloads
 the config only if the new one validates; otherwise the agent keeps running
 on the old one and logs why.
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "status":
-		return `Usage: lockstep status [--json]
+` + commandFooter
+
+const statusHelp = `Usage: lockstep status [--json]
 
 Asks the running agent, over its local API, for each environment: the pinned
 commit, what runs, the last healthy commit, the last pass and its result, the
@@ -101,9 +134,9 @@ it is waiting for; then the last health gate failure of each environment.
 
   --json   print {"environments": [...]}
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "history":
-		return `Usage: lockstep history [--json] [--limit N] ENV
+` + commandFooter
+
+const historyHelp = `Usage: lockstep history [--json] [--limit N] ENV
 
 The running agent's recent passes of ENV, newest last: when, trigger, commit,
 result, the service that failed its health gate, duration, plan summary and
@@ -112,26 +145,26 @@ error; then the last log lines of the newest failing service.
   --json      print a JSON array of passes
   --limit N   how many passes (default 20)
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "sync":
-		return `Usage: lockstep sync [--json] [ENV]
+` + commandFooter
+
+const syncHelp = `Usage: lockstep sync [--json] [ENV]
 
 Asks the running agent for a pass now, of ENV or of every environment. A
 nudge: the pass looks at git and the engine as any pass does, and a burst of
 nudges coalesces into one pass.
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "retry":
-		return `Usage: lockstep retry [--json] ENV
+` + commandFooter
+
+const retryHelp = `Usage: lockstep retry [--json] ENV
 
 A release that fails its health gate is rolled back and its commit
 quarantined: the agent does not apply it again until the pin names another
 commit. retry clears ENV's quarantine and asks the running agent for a pass
 now, so the pinned commit is tried again (health gate and rollback included).
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "rollback":
-		return `Usage: lockstep rollback [--json] ENV
+` + commandFooter
+
+const rollbackHelp = `Usage: lockstep rollback [--json] ENV
 
 The emergency brake. Asks the running agent to apply ENV's last healthy
 revision again now, from its release directory on disk (no git needed), and
@@ -139,13 +172,8 @@ to hold the pinned commit back until the pin names another commit (or
 'lockstep retry ENV'). Fails (HTTP 409) when ENV has no healthy revision
 other than the pinned one.
 
-` + globalFlagsHelp + "\n" + exitCodesHelp, true
-	case "demo":
-		return demoHelp, true
-	case "version":
-		return "Usage: lockstep version\n\nPrints the version, the commit it was built from and the Go version.\n", true
-	case "help":
-		return "Usage: lockstep help [COMMAND]\n\nShows help for lockstep, or for one command.\n", true
-	}
-	return "", false
-}
+` + commandFooter
+
+const versionHelp = "Usage: lockstep version\n\nPrints the version, the commit it was built from and the Go version.\n"
+
+const helpHelp = "Usage: lockstep help [COMMAND]\n\nShows help for lockstep, or for one command.\n"
