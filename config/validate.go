@@ -19,33 +19,6 @@ import (
 // is also a valid default project name.
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
-// transport is how a repository URL is reached; it decides which
-// credentials make sense.
-type transport int
-
-const (
-	transportInvalid transport = iota
-	transportHTTP              // https:// or http://
-	transportSSH               // ssh:// or scp-like user@host:path
-	transportLocal             // file:// or an absolute path
-)
-
-func (t transport) String() string {
-	switch t {
-	case transportHTTP:
-		return "an http(s) URL"
-	case transportSSH:
-		return "an ssh URL"
-	case transportLocal:
-		return "a local repository"
-	}
-	return "an invalid URL"
-}
-
-// scpLikeRE matches git's scp-like syntax, [user@]host:path, which git only
-// recognises when no slash comes before the colon.
-var scpLikeRE = regexp.MustCompile(`^(?:[^@/:]+@)?([^@/:]+):(.+)$`)
-
 // build turns the decoded document into a Config, filling defaults and
 // recording every problem in c.
 func (c *checker) build(f *file) *Config {
@@ -202,104 +175,6 @@ func checkListen(addr string) string {
 	return ""
 }
 
-func (c *checker) repo(f *fileRepo) Repo {
-	k := func(name string) key { return tableKey("repo", name) }
-	r := Repo{
-		URL:                  c.str(k("url"), f.URL, ""),
-		Branch:               c.str(k("branch"), f.Branch, DefaultBranch),
-		PollInterval:         c.duration(k("poll_interval"), f.PollInterval, DefaultPollInterval, MinPollInterval),
-		Timeout:              c.duration(k("timeout"), f.Timeout, DefaultTimeout, MinTimeout),
-		TokenFile:            c.str(k("token_file"), f.TokenFile, ""),
-		SSHKey:               c.str(k("ssh_key"), f.SSHKey, ""),
-		SSHKeyPassphraseFile: c.str(k("ssh_key_passphrase_file"), f.SSHKeyPassphraseFile, ""),
-		KnownHosts:           c.str(k("known_hosts"), f.KnownHosts, ""),
-	}
-
-	t := transportInvalid
-	if r.URL == "" {
-		c.add(k("url"), "required: the git repository to watch (https://, ssh://, user@host:path, file:// or an absolute path)")
-	} else {
-		var msg string
-		t, msg = classifyURL(r.URL)
-		if msg != "" {
-			c.add(k("url"), "%s", msg)
-		}
-	}
-
-	if msg := checkBranch(r.Branch); msg != "" {
-		c.add(k("branch"), "%s", msg)
-	}
-
-	// Credential files are read by the daemon, whose working directory is
-	// not the operator's: a relative path would silently mean something
-	// else under systemd.
-	for _, f := range []struct {
-		name, value string
-	}{
-		{"token_file", r.TokenFile},
-		{"ssh_key", r.SSHKey},
-		{"ssh_key_passphrase_file", r.SSHKeyPassphraseFile},
-		{"known_hosts", r.KnownHosts},
-	} {
-		if f.value != "" && !filepath.IsAbs(f.value) {
-			c.add(k(f.name), "must be an absolute path, got %q", f.value)
-		}
-	}
-
-	// Credentials that the URL's transport would not use are most likely a
-	// mistake about which URL is configured; say so rather than ignore them.
-	if t != transportInvalid {
-		if r.TokenFile != "" && t != transportHTTP {
-			c.add(k("token_file"), "only used with https:// or http:// URLs, but [repo].url is %s", t)
-		}
-		if r.SSHKey != "" && t != transportSSH {
-			c.add(k("ssh_key"), "only used with ssh URLs, but [repo].url is %s", t)
-		}
-		if r.KnownHosts != "" && t != transportSSH {
-			c.add(k("known_hosts"), "only used with ssh URLs, but [repo].url is %s", t)
-		}
-		if t == transportSSH && r.KnownHosts == "" {
-			c.add(k("known_hosts"), "required for ssh URLs: host keys are verified, never trusted on first use; "+
-				"point it at a known_hosts file holding the git host's key (ssh-keyscan HOST > FILE, then check the fingerprint)")
-		}
-	}
-	if r.SSHKeyPassphraseFile != "" && r.SSHKey == "" {
-		c.add(k("ssh_key_passphrase_file"), "set without ssh_key: the passphrase decrypts the key named by ssh_key")
-	}
-	r.Verify = c.verify(&f.Verify)
-	return r
-}
-
-func (c *checker) verify(f *fileVerify) Verify {
-	k := func(name string) key { return tableKey("repo.verify", name) }
-	v := Verify{
-		Commits:           c.str(k("commits"), f.Commits, ""),
-		OpenPGPKeyring:    c.str(k("openpgp_keyring"), f.OpenPGPKeyring, ""),
-		SSHAllowedSigners: c.str(k("ssh_allowed_signers"), f.SSHAllowedSigners, ""),
-	}
-	for _, p := range []struct{ name, value string }{
-		{"openpgp_keyring", v.OpenPGPKeyring},
-		{"ssh_allowed_signers", v.SSHAllowedSigners},
-	} {
-		if p.value != "" && !filepath.IsAbs(p.value) {
-			c.add(k(p.name), "must be an absolute path, got %q", p.value)
-		}
-	}
-	switch v.Commits {
-	case "":
-		if v.Enabled() {
-			v.Commits = VerifyBoth
-		}
-	case VerifyHead, VerifyPinned, VerifyBoth:
-		if !v.Enabled() {
-			c.add(k("commits"), "set without trusted keys: name openpgp_keyring and/or ssh_allowed_signers, or remove [repo.verify]")
-		}
-	default:
-		c.add(k("commits"), "must be \"head\" (the branch head holding the pin), \"pinned\" (the deployed commit) or \"both\", got %q", v.Commits)
-	}
-	return v
-}
-
 func (c *checker) secrets(f *fileSecrets) Secrets {
 	k := func(name string) key { return tableKey("secrets", name) }
 	s := Secrets{
@@ -315,96 +190,6 @@ func (c *checker) secrets(f *fileSecrets) Secrets {
 		s.RuntimeDir = filepath.Clean(s.RuntimeDir)
 	}
 	return s
-}
-
-// classifyURL says how u is reached, or why it is not accepted. Messages
-// show the URL through safeURL only: a token pasted into it must not reach
-// a log.
-func classifyURL(u string) (transport, string) {
-	// "//host/x" reads as a URL without a scheme ("//me:token@host/x"
-	// looks like credentials) but would be taken as a local path: say
-	// which is meant. Found by FuzzParse.
-	if strings.HasPrefix(u, "//") {
-		// Not shown: without a scheme, safeURL cannot tell a password.
-		return transportInvalid, "starts with //: a path on this host starts with a single /, and a URL needs its scheme (https://, ssh://, file://)"
-	}
-	if strings.HasPrefix(u, "/") {
-		return transportLocal, ""
-	}
-	shown := safeURL(u)
-	if !strings.Contains(u, "://") {
-		if scpLikeRE.MatchString(u) {
-			return transportSSH, ""
-		}
-		return transportInvalid, fmt.Sprintf("%q is not a repository URL: use https://, http://, ssh://, user@host:path, file:// or an absolute path", shown)
-	}
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return transportInvalid, fmt.Sprintf("%q is not a valid URL", shown)
-	}
-	if _, hasPassword := parsed.User.Password(); hasPassword {
-		return transportInvalid, fmt.Sprintf("%q holds a password: credentials never go in the config text; put the token in a file and set token_file", shown)
-	}
-	switch parsed.Scheme {
-	case "https", "http", "ssh":
-		if parsed.Host == "" {
-			return transportInvalid, fmt.Sprintf("%q has no host", shown)
-		}
-		if parsed.Scheme == "ssh" {
-			return transportSSH, ""
-		}
-		return transportHTTP, ""
-	case "file":
-		if parsed.Host != "" && parsed.Host != "localhost" {
-			return transportInvalid, fmt.Sprintf("%q: a file:// URL must name a local path (file:///srv/repo)", shown)
-		}
-		if !path.IsAbs(parsed.Path) {
-			return transportInvalid, fmt.Sprintf("%q: a file:// URL must name an absolute path (file:///srv/repo)", shown)
-		}
-		return transportLocal, ""
-	}
-	return transportInvalid, fmt.Sprintf("scheme %q is not supported: use https://, http://, ssh://, user@host:path, file:// or an absolute path", parsed.Scheme)
-}
-
-// safeURL is u with anything that may be a credential replaced: the user
-// info of a URL (a token is often pasted as the user name), except the
-// plain user name of ssh, which is an account such as "git".
-func safeURL(u string) string {
-	start := 0
-	if i := strings.Index(u, "://"); i >= 0 {
-		start = i + 3
-	}
-	rest := u[start:]
-	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
-		rest = rest[:slash]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return u
-	}
-	user := rest[:at]
-	isSSH := strings.HasPrefix(u, "ssh://") || start == 0
-	if isSSH && !strings.Contains(user, ":") {
-		return u
-	}
-	return u[:start] + "REDACTED" + u[start+at:]
-}
-
-// checkBranch applies the parts of git's ref name rules that a typo can
-// break; the remote has the last word on whether the branch exists.
-func checkBranch(b string) string {
-	switch {
-	case b == "":
-		return "must not be empty (default " + DefaultBranch + ")"
-	case strings.HasPrefix(b, "refs/"):
-		return fmt.Sprintf("%q: give the branch name without refs/heads/", b)
-	case strings.HasPrefix(b, "-"), strings.HasPrefix(b, "/"), strings.HasSuffix(b, "/"),
-		strings.HasSuffix(b, ".lock"), strings.HasSuffix(b, "."),
-		strings.Contains(b, ".."), strings.Contains(b, "//"), strings.Contains(b, "@{"),
-		strings.ContainsAny(b, " \t~^:?*[\\"):
-		return fmt.Sprintf("%q is not a valid git branch name", b)
-	}
-	return ""
 }
 
 // checkEngineHost accepts the engine addresses the Docker client dials
@@ -430,6 +215,9 @@ func checkEngineHost(h string) string {
 	return fmt.Sprintf("%q is not supported: use unix:///path/to/docker.sock or tcp://host:port (empty means DOCKER_HOST, else the default socket)", h)
 }
 
+// environments checks every [[environment]] table, then what only the
+// whole list can tell: names and compose projects must be unique, as two
+// environments sharing one would deploy over each other's containers.
 func (c *checker) environments(fs []fileEnvironment) []Environment {
 	if len(fs) == 0 {
 		c.problems = append(c.problems, Problem{
@@ -442,90 +230,118 @@ func (c *checker) environments(fs []fileEnvironment) []Environment {
 	names := map[string]int{}    // name -> index of its first environment
 	projects := map[string]int{} // project -> index of its first environment
 	for i := range fs {
-		f := &fs[i]
 		k := func(name string) key { return envKey(i, name) }
-		e := Environment{
-			Name:         c.str(k("name"), f.Name, ""),
-			PinFile:      c.str(k("pin_file"), f.PinFile, ""),
-			ComposeFiles: c.strings(k("compose_files"), f.ComposeFiles),
-			Project:      c.str(k("project"), f.Project, ""),
-			EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
-			MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
-			// Zero means "as [health]": filled in below, once [health] is known.
-			HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
-			Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
-		}
-
-		nameOK, nameDup := false, false
-		switch {
-		case e.Name == "":
-			c.add(k("name"), "required: every environment needs a name such as \"production\"")
-		case !nameRE.MatchString(e.Name):
-			c.add(k("name"), "%q is not a valid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", e.Name)
-		default:
-			nameOK = true
-			if j, dup := names[e.Name]; dup {
-				nameDup = true
-				c.add(k("name"), "%q is already the name of [[environment]][%d]", e.Name, j)
-			} else {
-				names[e.Name] = i
-			}
-		}
-
-		if e.PinFile == "" && nameOK {
-			e.PinFile = "environments/" + e.Name + ".toml"
-		} else if e.PinFile != "" {
-			if p, msg := repoPath(e.PinFile); msg != "" {
-				c.add(k("pin_file"), "%s", msg)
-			} else {
-				e.PinFile = p
-			}
-		}
-
-		for j, cf := range e.ComposeFiles {
-			if p, msg := repoPath(cf); msg != "" {
-				c.add(k("compose_files"), "element %d: %s", j, msg)
-			} else {
-				e.ComposeFiles[j] = p
-			}
-		}
-
-		projectDefaulted := e.Project == ""
-		if projectDefaulted {
-			e.Project = e.Name // valid whenever the name is
-		} else if !nameRE.MatchString(e.Project) {
-			c.add(k("project"), "%q is not a valid compose project name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", e.Project)
-		}
-		// A project that clashes only because it defaults to a duplicate
-		// name is the same mistake: report it once, at the name.
-		if e.Project != "" && nameRE.MatchString(e.Project) && !(projectDefaulted && nameDup) {
-			if j, dup := projects[e.Project]; dup {
-				c.add(k("project"), "project %q is already used by [[environment]][%d] (%s): each environment needs its own compose project",
-					e.Project, j, envs[j].Name)
-			} else {
-				projects[e.Project] = i
-			}
-		}
-
-		// Env files live on the host, outside any release; a relative path
-		// would depend on the daemon's working directory.
-		for j, ef := range e.EnvFiles {
-			if !filepath.IsAbs(ef) {
-				c.add(k("env_files"), "element %d: must be an absolute path on this host, got %q", j, ef)
-			} else {
-				e.EnvFiles[j] = filepath.Clean(ef)
-			}
-		}
-		// The floor is a commit, never a name: a branch or tag could be
-		// moved by whoever the floor is meant to stop.
-		if e.MinCommit != "" {
-			if !commitRE.MatchString(e.MinCommit) {
-				c.add(k("min_commit"), "must be a full 40-hex commit SHA (lowercase), got %q: a branch or tag name could be moved by whoever pushes", e.MinCommit)
-			}
-		}
+		e := c.environment(k, &fs[i])
+		nameOK, nameDup := c.envName(k, e.Name, i, names)
+		c.envRepoFiles(k, &e, nameOK)
+		c.envProject(k, &e, nameDup, i, projects, envs)
+		c.envHostFiles(k, &e)
+		c.envMinCommit(k, e.MinCommit)
 		envs = append(envs, e)
 	}
 	return envs
+}
+
+// environment decodes one [[environment]] table. Its checks are the env*
+// methods, run by environments in the order problems are reported.
+func (c *checker) environment(k func(string) key, f *fileEnvironment) Environment {
+	return Environment{
+		Name:         c.str(k("name"), f.Name, ""),
+		PinFile:      c.str(k("pin_file"), f.PinFile, ""),
+		ComposeFiles: c.strings(k("compose_files"), f.ComposeFiles),
+		Project:      c.str(k("project"), f.Project, ""),
+		EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
+		MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
+		// Zero means "as [health]": filled in by build, once [health] is known.
+		HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
+		Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
+	}
+}
+
+// envName checks the name of environment i and records it in names. It
+// says whether the name is valid (so defaults may be derived from it) and
+// whether it repeats an earlier one (so the clash is reported only once).
+func (c *checker) envName(k func(string) key, name string, i int, names map[string]int) (ok, dup bool) {
+	switch {
+	case name == "":
+		c.add(k("name"), "required: every environment needs a name such as \"production\"")
+	case !nameRE.MatchString(name):
+		c.add(k("name"), "%q is not a valid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", name)
+	default:
+		if j, seen := names[name]; seen {
+			c.add(k("name"), "%q is already the name of [[environment]][%d]", name, j)
+			return true, true
+		}
+		names[name] = i
+		return true, false
+	}
+	return false, false
+}
+
+// envRepoFiles checks the pin file and compose files, which are read from
+// the release, so they must stay inside the repository. The pin file
+// defaults to one named after the environment, when the name is valid.
+func (c *checker) envRepoFiles(k func(string) key, e *Environment, nameOK bool) {
+	if e.PinFile == "" && nameOK {
+		e.PinFile = "environments/" + e.Name + ".toml"
+	} else if e.PinFile != "" {
+		if p, msg := repoPath(e.PinFile); msg != "" {
+			c.add(k("pin_file"), "%s", msg)
+		} else {
+			e.PinFile = p
+		}
+	}
+
+	for j, cf := range e.ComposeFiles {
+		if p, msg := repoPath(cf); msg != "" {
+			c.add(k("compose_files"), "element %d: %s", j, msg)
+		} else {
+			e.ComposeFiles[j] = p
+		}
+	}
+}
+
+// envProject checks the compose project of environment i (by default its
+// name) and that no earlier environment in envs uses it, recording it in
+// projects.
+func (c *checker) envProject(k func(string) key, e *Environment, nameDup bool, i int, projects map[string]int, envs []Environment) {
+	projectDefaulted := e.Project == ""
+	if projectDefaulted {
+		e.Project = e.Name // valid whenever the name is
+	} else if !nameRE.MatchString(e.Project) {
+		c.add(k("project"), "%q is not a valid compose project name: use lowercase letters, digits, '-' and '_', starting with a letter or digit", e.Project)
+	}
+	// A project that clashes only because it defaults to a duplicate
+	// name is the same mistake: report it once, at the name.
+	if e.Project != "" && nameRE.MatchString(e.Project) && !(projectDefaulted && nameDup) {
+		if j, dup := projects[e.Project]; dup {
+			c.add(k("project"), "project %q is already used by [[environment]][%d] (%s): each environment needs its own compose project",
+				e.Project, j, envs[j].Name)
+		} else {
+			projects[e.Project] = i
+		}
+	}
+}
+
+// envHostFiles checks the env files, which live on the host, outside any
+// release; a relative path would depend on the daemon's working directory.
+func (c *checker) envHostFiles(k func(string) key, e *Environment) {
+	for j, ef := range e.EnvFiles {
+		if !filepath.IsAbs(ef) {
+			c.add(k("env_files"), "element %d: must be an absolute path on this host, got %q", j, ef)
+		} else {
+			e.EnvFiles[j] = filepath.Clean(ef)
+		}
+	}
+}
+
+// envMinCommit checks the floor a pinned revision must be or descend from.
+// It is a commit, never a name: a branch or tag could be moved by whoever
+// the floor is meant to stop.
+func (c *checker) envMinCommit(k func(string) key, minCommit string) {
+	if minCommit != "" && !commitRE.MatchString(minCommit) {
+		c.add(k("min_commit"), "must be a full 40-hex commit SHA (lowercase), got %q: a branch or tag name could be moved by whoever pushes", minCommit)
+	}
 }
 
 var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)

@@ -62,173 +62,6 @@ func BuildPlanSince(desired *compose.Project, observed compose.Observed, last *D
 	return p
 }
 
-// preconditionProblems lists what makes Apply refuse to start: an external
-// network or volume that does not exist, or an image that is missing while
-// every service using it says pull_policy: never. BuildPlan reports them as
-// warnings and Apply checks the very same list before any mutating call, so
-// the plan and the refusal can never disagree.
-func preconditionProblems(desired *compose.Project, observed compose.Observed) []string {
-	var problems []string
-	for _, n := range desired.Networks {
-		if n.External && findNetwork(observed, n.Name) == nil {
-			problems = append(problems, fmt.Sprintf(
-				"external network %q (networks.%s) does not exist: create it (docker network create %s) or drop external: true; apply refuses to start without it",
-				n.Name, n.Key, n.Name))
-		}
-	}
-	for _, v := range desired.Volumes {
-		if v.External && findVolume(observed, v.Name) == nil {
-			problems = append(problems, fmt.Sprintf(
-				"external volume %q (volumes.%s) does not exist: create it (docker volume create %s) or drop external: true; apply refuses to start without it",
-				v.Name, v.Key, v.Name))
-		}
-	}
-	for _, img := range desiredImages(desired) {
-		if img.policy != compose.PullNever {
-			continue
-		}
-		if _, ok := observed.Images[img.ref]; ok {
-			continue
-		}
-		problems = append(problems, fmt.Sprintf(
-			"image %s is not present and pull_policy is never (services: %s): load it on the host (docker pull / docker load) or change pull_policy; apply refuses to start without it",
-			img.ref, strings.Join(img.services, ", ")))
-	}
-	return problems
-}
-
-// imageUse is one distinct image of the desired services that run, with the
-// strongest pull policy any of them asks for (always > missing > never).
-type imageUse struct {
-	ref      string
-	policy   string
-	services []string
-}
-
-func desiredImages(desired *compose.Project) []imageUse {
-	var uses []imageUse
-	index := map[string]int{}
-	for _, s := range desired.Services {
-		if s.Replicas <= 0 || s.Image == "" {
-			continue
-		}
-		i, ok := index[s.Image]
-		if !ok {
-			index[s.Image] = len(uses)
-			uses = append(uses, imageUse{ref: s.Image, policy: compose.PullNever})
-			i = len(uses) - 1
-		}
-		u := &uses[i]
-		u.services = append(u.services, s.Name)
-		if pullStrength(s.PullPolicy) > pullStrength(u.policy) {
-			u.policy = normalPull(s.PullPolicy)
-		}
-	}
-	return uses
-}
-
-// normalPull treats an empty policy as the compose default.
-func normalPull(policy string) string {
-	if policy == "" {
-		return compose.PullMissing
-	}
-	return policy
-}
-
-func pullStrength(policy string) int {
-	switch normalPull(policy) {
-	case compose.PullAlways:
-		return 2
-	case compose.PullMissing:
-		return 1
-	default:
-		return 0
-	}
-}
-
-func planPulls(desired *compose.Project, observed compose.Observed) []Action {
-	var acts []Action
-	for _, img := range desiredImages(desired) {
-		var reason string
-		switch img.policy {
-		case compose.PullAlways:
-			reason = reasonPullAlways
-		case compose.PullMissing:
-			if _, ok := observed.Images[img.ref]; ok {
-				continue
-			}
-			reason = reasonNotPresent
-		default:
-			continue
-		}
-		acts = append(acts, Action{
-			Kind:    ActPull,
-			Image:   img.ref,
-			Reasons: []string{reason, "used by " + strings.Join(img.services, ", ")},
-		})
-	}
-	return acts
-}
-
-func findNetwork(observed compose.Observed, name string) *compose.ObservedNetwork {
-	for i := range observed.Networks {
-		if observed.Networks[i].Name == name {
-			return &observed.Networks[i]
-		}
-	}
-	return nil
-}
-
-func findVolume(observed compose.Observed, name string) *compose.ObservedVolume {
-	for i := range observed.Volumes {
-		if observed.Volumes[i].Name == name {
-			return &observed.Volumes[i]
-		}
-	}
-	return nil
-}
-
-func planNetworks(desired *compose.Project, observed compose.Observed) ([]Action, []string) {
-	var acts []Action
-	var warns []string
-	for _, n := range desired.Networks {
-		on := findNetwork(observed, n.Name)
-		switch {
-		case n.External:
-			// Missing: a precondition problem. Present: used as is.
-		case on == nil:
-			acts = append(acts, Action{Kind: ActCreateNetwork, Network: n.Name, Reasons: []string{reasonNetworkMissing}})
-		case on.Labels[compose.LabelProject] != desired.Name:
-			warns = append(warns, fmt.Sprintf(
-				"network %q (networks.%s) exists but was not created for project %q (label %s=%q); lockstep uses it as it is: mark it external: true, or remove it (docker network rm %s) once no container uses it and the next pass creates it",
-				n.Name, n.Key, desired.Name, compose.LabelProject, on.Labels[compose.LabelProject], n.Name))
-		case on.Labels[compose.LabelHash] != n.Hash:
-			warns = append(warns, fmt.Sprintf(
-				"network %q (networks.%s) differs from the compose files (%s %s -> %s); lockstep does not recreate a network containers use: stop the project (docker compose -p %s down, volumes are kept) and the next pass recreates it",
-				n.Name, n.Key, compose.LabelHash, short(on.Labels[compose.LabelHash]), short(n.Hash), desired.Name))
-		}
-	}
-	return acts, warns
-}
-
-func planVolumes(desired *compose.Project, observed compose.Observed) ([]Action, []string) {
-	var acts []Action
-	var warns []string
-	for _, v := range desired.Volumes {
-		ov := findVolume(observed, v.Name)
-		switch {
-		case v.External:
-		case ov == nil:
-			acts = append(acts, Action{Kind: ActCreateVolume, Volume: v.Name, Reasons: []string{reasonVolumeMissing}})
-		case ov.Labels[compose.LabelProject] != desired.Name:
-			warns = append(warns, fmt.Sprintf(
-				"volume %q (volumes.%s) exists but was not created for project %q; lockstep uses it as it is (its data is never removed): mark it external: true to say so",
-				v.Name, v.Key, desired.Name))
-		}
-	}
-	return acts, warns
-}
-
 // servicePlan is the container part of a plan, in its three apply phases.
 type servicePlan struct {
 	early     []Action // orphans and duplicates: removed before anything is created, freeing names and ports
@@ -237,12 +70,54 @@ type servicePlan struct {
 	warnings  []string
 }
 
+// planServices plans the containers: first the removals that free names and
+// ports (containers of no service, of a service scaled to 0), then each
+// desired service in dependency order. It works from a sorted copy of the
+// containers so the plan does not depend on the order the engine listed them
+// in.
 func planServices(desired *compose.Project, observed compose.Observed, last *Deployed) servicePlan {
-	var sp servicePlan
+	containers := sortedContainers(observed.Containers)
+	p := &servicePlanner{
+		desired:       desired,
+		observed:      observed,
+		last:          last,
+		byService:     map[string][]compose.Container{},
+		deployedHere:  ranRevision(desired, containers),
+		completedDeps: completedDependencies(desired),
+		replaced:      map[string]bool{},
+	}
+	for _, c := range containers {
+		p.byService[c.Service] = append(p.byService[c.Service], c)
+	}
+	p.sp.early = orphanRemovals(desired, containers)
+	for i := range desired.Services {
+		if svc := &desired.Services[i]; svc.Replicas > 0 {
+			p.planService(svc)
+		}
+	}
+	return p.sp
+}
 
-	// Sort a copy: the plan must not depend on the order the engine listed
-	// containers in.
-	containers := append([]compose.Container(nil), observed.Containers...)
+// servicePlanner is what planning one service reads from the whole project,
+// and the plan the services add to in turn. replaced is filled as services
+// are planned in dependency order, so a service sees which of its
+// dependencies this plan replaces (for restart: true).
+type servicePlanner struct {
+	desired       *compose.Project
+	observed      compose.Observed
+	last          *Deployed
+	byService     map[string][]compose.Container // sorted, as sortedContainers
+	deployedHere  bool
+	completedDeps map[string]bool
+	replaced      map[string]bool // services with a created or recreated replica
+	sp            servicePlan
+}
+
+// sortedContainers sorts a copy of the engine's containers by service,
+// replica number, name and ID, so the plan is the same whatever order the
+// engine listed them in.
+func sortedContainers(observed []compose.Container) []compose.Container {
+	containers := append([]compose.Container(nil), observed...)
 	sort.SliceStable(containers, func(i, j int) bool {
 		a, b := containers[i], containers[j]
 		if a.Service != b.Service {
@@ -256,140 +131,185 @@ func planServices(desired *compose.Project, observed compose.Observed, last *Dep
 		}
 		return a.ID < b.ID
 	})
-	byService := map[string][]compose.Container{}
-	for _, c := range containers {
-		byService[c.Service] = append(byService[c.Service], c)
-	}
+	return containers
+}
 
+// orphanRemovals lists the containers no desired replica can claim (no
+// service label, a service gone from the compose files, a service scaled to
+// 0): they are removed before anything is created, freeing names and ports.
+func orphanRemovals(desired *compose.Project, containers []compose.Container) []Action {
+	var acts []Action
 	for _, c := range containers {
 		svc := desired.Service(c.Service)
 		switch {
 		case c.Service == "":
-			sp.early = append(sp.early, removeAction(c, fmt.Sprintf("container has the project label but no %s label", compose.LabelService)))
+			acts = append(acts, removeAction(c, fmt.Sprintf("container has the project label but no %s label", compose.LabelService)))
 		case svc == nil:
-			sp.early = append(sp.early, removeAction(c, fmt.Sprintf("service %q removed from the compose files", c.Service)))
+			acts = append(acts, removeAction(c, fmt.Sprintf("service %q removed from the compose files", c.Service)))
 		case svc.Replicas <= 0:
-			sp.early = append(sp.early, removeAction(c, "scaled down to 0"))
+			acts = append(acts, removeAction(c, "scaled down to 0"))
 		}
 	}
+	return acts
+}
 
-	// deployedHere says the project already ran this very revision, so a
-	// container missing now was removed outside lockstep rather than added
-	// by the revision.
-	deployedHere := false
+// ranRevision says the project already ran this very revision, so a
+// container missing now was removed outside lockstep rather than added by
+// the revision.
+func ranRevision(desired *compose.Project, containers []compose.Container) bool {
 	for _, c := range containers {
 		if desired.Commit != "" && c.Commit == desired.Commit {
-			deployedHere = true
-			break
+			return true
 		}
 	}
-	completedDeps := completedDependencies(desired)
-	replaced := map[string]bool{} // services with a created or recreated replica, for restart: true
+	return false
+}
 
-	for i := range desired.Services {
-		svc := &desired.Services[i]
-		if svc.Replicas <= 0 {
+// planService plans one service that runs: each replica 1..Replicas in
+// order, then the restarts its restart: true dependencies call for, then
+// its scale-down. The restarts come after the replicas because only
+// replicas left untouched are restarted; a replaced one starts fresh anyway.
+func (p *servicePlanner) planService(svc *compose.Service) {
+	own := p.byService[svc.Name]
+	byNumber := map[int][]compose.Container{}
+	for _, c := range own {
+		byNumber[c.Number] = append(byNumber[c.Number], c)
+	}
+	for _, c := range own {
+		if c.Number <= 0 {
+			p.sp.early = append(p.sp.early, removeAction(c, fmt.Sprintf("no valid %s label", compose.LabelContainerNumber)))
+		}
+	}
+
+	var idle []compose.Container // replicas left untouched, candidates for restart: true
+	startFirstRefused := false   // warn once per service, not once per replica
+	for n := 1; n <= svc.Replicas; n++ {
+		name := svc.ContainerNameFor(p.desired.Name, n)
+		matches := byNumber[n]
+		if len(matches) == 0 {
+			p.sp.services = append(p.sp.services, p.createAction(svc, n, name, len(own) == 0))
+			p.replaced[svc.Name] = true
 			continue
 		}
-		own := byService[svc.Name]
-		byNumber := map[int][]compose.Container{}
-		for _, c := range own {
-			byNumber[c.Number] = append(byNumber[c.Number], c)
+		keep := p.keepOne(matches, svc, n, name)
+		if reasons, drift := recreateReasons(p.desired, p.observed, svc, keep, name); len(reasons) > 0 {
+			a, why := recreateAction(svc, keep, n, name, reasons, drift)
+			if why != "" && !startFirstRefused {
+				startFirstRefused = true
+				p.sp.warnings = append(p.sp.warnings, fmt.Sprintf(
+					"service %s: update_config.order start-first is not possible because %s; it is recreated stop-first (brief downtime)",
+					svc.Name, why))
+			}
+			p.sp.services = append(p.sp.services, a)
+			p.replaced[svc.Name] = true
+			continue
 		}
-		for _, c := range own {
-			if c.Number <= 0 {
-				sp.early = append(sp.early, removeAction(c, fmt.Sprintf("no valid %s label", compose.LabelContainerNumber)))
-			}
-		}
-
-		var idle []compose.Container // replicas left untouched, candidates for restart: true
-		startFirstRefused := false
-		for n := 1; n <= svc.Replicas; n++ {
-			name := svc.ContainerNameFor(desired.Name, n)
-			matches := byNumber[n]
-			if len(matches) == 0 {
-				a := Action{Kind: ActCreate, Service: svc.Name, Number: n, Container: name, Image: svc.Image}
-				switch {
-				case last != nil && last.Replicas[svc.Name] >= n:
-					a.Reasons, a.Drift = []string{reasonContainerMissing}, true
-				case last != nil:
-					a.Reasons = []string{reasonNewReplica}
-					if len(own) == 0 && last.Replicas[svc.Name] == 0 {
-						a.Reasons = []string{reasonNewService}
-					}
-				case deployedHere:
-					a.Reasons, a.Drift = []string{reasonContainerMissing}, true
-				case len(own) == 0:
-					a.Reasons = []string{reasonNewService}
-				default:
-					a.Reasons = []string{reasonNewReplica}
-				}
-				sp.services = append(sp.services, a)
-				replaced[svc.Name] = true
-				continue
-			}
-			keep := bestContainer(matches, svc, name)
-			for _, c := range matches {
-				if c.ID != keep.ID {
-					sp.early = append(sp.early, removeAction(c, fmt.Sprintf("duplicate container for replica %d (left by an interrupted apply)", n)))
-				}
-			}
-			if reasons, drift := recreateReasons(desired, observed, svc, keep, name); len(reasons) > 0 {
-				order := svc.UpdateOrder
-				if order != compose.StartFirst {
-					order = compose.StopFirst
-				} else if why := startFirstImpossible(svc); why != "" {
-					order = compose.StopFirst
-					if !startFirstRefused {
-						startFirstRefused = true
-						sp.warnings = append(sp.warnings, fmt.Sprintf(
-							"service %s: update_config.order start-first is not possible because %s; it is recreated stop-first (brief downtime)",
-							svc.Name, why))
-					}
-				}
-				sp.services = append(sp.services, Action{
-					Kind: ActRecreate, Service: svc.Name, Number: n, Container: name,
-					ContainerID: keep.ID, Image: svc.Image, Order: order, Reasons: reasons, Drift: drift,
-				})
-				replaced[svc.Name] = true
-				continue
-			}
-			if a, ok := startAction(svc, keep, name, completedDeps[svc.Name]); ok {
-				sp.services = append(sp.services, a)
-				continue
-			}
-			if keep.State == "paused" {
-				sp.warnings = append(sp.warnings, fmt.Sprintf(
-					"container %s (service %s) is paused; lockstep does not unpause containers: run docker unpause %s",
-					keep.Name, svc.Name, keep.Name))
-				continue
-			}
-			if keep.State == "running" || keep.State == "restarting" {
-				idle = append(idle, keep)
-			}
-		}
-
-		if len(idle) > 0 {
-			if deps := restartedBy(svc, replaced); len(deps) > 0 {
-				reason := fmt.Sprintf("dependency %s is replaced (restart: true)", strings.Join(deps, ", "))
-				for _, c := range idle {
-					sp.services = append(sp.services, Action{
-						Kind: ActRestart, Service: svc.Name, Number: c.Number, Container: c.Name,
-						ContainerID: c.ID, Reasons: []string{reason},
-					})
-				}
-			}
-		}
-
-		// Scale-down: highest numbers first, so a later scale-up reuses the
-		// low numbers and the names stay compact.
-		for j := len(own) - 1; j >= 0; j-- {
-			if c := own[j]; c.Number > svc.Replicas {
-				sp.scaleDown = append(sp.scaleDown, removeAction(c, fmt.Sprintf("scaled down to %d", svc.Replicas)))
-			}
+		if p.planRightReplica(svc, keep, name) {
+			idle = append(idle, keep)
 		}
 	}
-	return sp
+	p.planRestarts(svc, idle)
+	p.planScaleDown(svc, own)
+}
+
+// createAction plans creating replica n, which has no container. Why it is
+// missing decides whether it is drift: the last apply's record is exact;
+// without one, a project that already ran this revision lost it by hand.
+func (p *servicePlanner) createAction(svc *compose.Service, n int, name string, noneRun bool) Action {
+	a := Action{Kind: ActCreate, Service: svc.Name, Number: n, Container: name, Image: svc.Image}
+	switch {
+	case p.last != nil && p.last.Replicas[svc.Name] >= n:
+		a.Reasons, a.Drift = []string{reasonContainerMissing}, true
+	case p.last != nil:
+		a.Reasons = []string{reasonNewReplica}
+		if noneRun && p.last.Replicas[svc.Name] == 0 {
+			a.Reasons = []string{reasonNewService}
+		}
+	case p.deployedHere:
+		a.Reasons, a.Drift = []string{reasonContainerMissing}, true
+	case noneRun:
+		a.Reasons = []string{reasonNewService}
+	default:
+		a.Reasons = []string{reasonNewReplica}
+	}
+	return a
+}
+
+// keepOne picks the container replica n keeps among those claiming it and
+// plans removing the others early: an interrupted apply can leave two, and
+// only one may hold the name.
+func (p *servicePlanner) keepOne(matches []compose.Container, svc *compose.Service, n int, name string) compose.Container {
+	keep := bestContainer(matches, svc, name)
+	for _, c := range matches {
+		if c.ID != keep.ID {
+			p.sp.early = append(p.sp.early, removeAction(c, fmt.Sprintf("duplicate container for replica %d (left by an interrupted apply)", n)))
+		}
+	}
+	return keep
+}
+
+// recreateAction plans replacing keep. It returns, besides the action, why
+// the start-first order the service asks for cannot be used (or ""), so
+// the caller can warn once per service rather than once per replica.
+func recreateAction(svc *compose.Service, keep compose.Container, n int, name string, reasons []string, drift bool) (Action, string) {
+	order, why := svc.UpdateOrder, ""
+	if order != compose.StartFirst {
+		order = compose.StopFirst
+	} else if why = startFirstImpossible(svc); why != "" {
+		order = compose.StopFirst
+	}
+	return Action{
+		Kind: ActRecreate, Service: svc.Name, Number: n, Container: name,
+		ContainerID: keep.ID, Image: svc.Image, Order: order, Reasons: reasons, Drift: drift,
+	}, why
+}
+
+// planRightReplica plans a replica whose container needs no replacing:
+// start it if stopped, warn if paused. It says whether the replica is left
+// running untouched, which makes it a candidate for restart: true.
+func (p *servicePlanner) planRightReplica(svc *compose.Service, keep compose.Container, name string) (idle bool) {
+	if a, ok := startAction(svc, keep, name, p.completedDeps[svc.Name]); ok {
+		p.sp.services = append(p.sp.services, a)
+		return false
+	}
+	if keep.State == "paused" {
+		p.sp.warnings = append(p.sp.warnings, fmt.Sprintf(
+			"container %s (service %s) is paused; lockstep does not unpause containers: run docker unpause %s",
+			keep.Name, svc.Name, keep.Name))
+		return false
+	}
+	return keep.State == "running" || keep.State == "restarting"
+}
+
+// planRestarts restarts the idle replicas of svc when this plan replaces a
+// dependency it declares with restart: true, as compose does, so they
+// reconnect to the new one.
+func (p *servicePlanner) planRestarts(svc *compose.Service, idle []compose.Container) {
+	if len(idle) == 0 {
+		return
+	}
+	deps := restartedBy(svc, p.replaced)
+	if len(deps) == 0 {
+		return
+	}
+	reason := fmt.Sprintf("dependency %s is replaced (restart: true)", strings.Join(deps, ", "))
+	for _, c := range idle {
+		p.sp.services = append(p.sp.services, Action{
+			Kind: ActRestart, Service: svc.Name, Number: c.Number, Container: c.Name,
+			ContainerID: c.ID, Reasons: []string{reason},
+		})
+	}
+}
+
+// planScaleDown removes the replicas above the desired count, highest
+// numbers first, so a later scale-up reuses the low numbers and the names
+// stay compact.
+func (p *servicePlanner) planScaleDown(svc *compose.Service, own []compose.Container) {
+	for j := len(own) - 1; j >= 0; j-- {
+		if c := own[j]; c.Number > svc.Replicas {
+			p.sp.scaleDown = append(p.sp.scaleDown, removeAction(c, fmt.Sprintf("scaled down to %d", svc.Replicas)))
+		}
+	}
 }
 
 func removeAction(c compose.Container, reason string) Action {

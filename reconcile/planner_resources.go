@@ -1,0 +1,175 @@
+package reconcile
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+)
+
+// preconditionProblems lists what makes Apply refuse to start: an external
+// network or volume that does not exist, or an image that is missing while
+// every service using it says pull_policy: never. BuildPlan reports them as
+// warnings and Apply checks the very same list before any mutating call, so
+// the plan and the refusal can never disagree.
+func preconditionProblems(desired *compose.Project, observed compose.Observed) []string {
+	var problems []string
+	for _, n := range desired.Networks {
+		if n.External && findNetwork(observed, n.Name) == nil {
+			problems = append(problems, fmt.Sprintf(
+				"external network %q (networks.%s) does not exist: create it (docker network create %s) or drop external: true; apply refuses to start without it",
+				n.Name, n.Key, n.Name))
+		}
+	}
+	for _, v := range desired.Volumes {
+		if v.External && findVolume(observed, v.Name) == nil {
+			problems = append(problems, fmt.Sprintf(
+				"external volume %q (volumes.%s) does not exist: create it (docker volume create %s) or drop external: true; apply refuses to start without it",
+				v.Name, v.Key, v.Name))
+		}
+	}
+	for _, img := range desiredImages(desired) {
+		if img.policy != compose.PullNever {
+			continue
+		}
+		if _, ok := observed.Images[img.ref]; ok {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf(
+			"image %s is not present and pull_policy is never (services: %s): load it on the host (docker pull / docker load) or change pull_policy; apply refuses to start without it",
+			img.ref, strings.Join(img.services, ", ")))
+	}
+	return problems
+}
+
+// imageUse is one distinct image of the desired services that run, with the
+// strongest pull policy any of them asks for (always > missing > never).
+type imageUse struct {
+	ref      string
+	policy   string
+	services []string
+}
+
+func desiredImages(desired *compose.Project) []imageUse {
+	var uses []imageUse
+	index := map[string]int{}
+	for _, s := range desired.Services {
+		if s.Replicas <= 0 || s.Image == "" {
+			continue
+		}
+		i, ok := index[s.Image]
+		if !ok {
+			index[s.Image] = len(uses)
+			uses = append(uses, imageUse{ref: s.Image, policy: compose.PullNever})
+			i = len(uses) - 1
+		}
+		u := &uses[i]
+		u.services = append(u.services, s.Name)
+		if pullStrength(s.PullPolicy) > pullStrength(u.policy) {
+			u.policy = normalPull(s.PullPolicy)
+		}
+	}
+	return uses
+}
+
+// normalPull treats an empty policy as the compose default.
+func normalPull(policy string) string {
+	if policy == "" {
+		return compose.PullMissing
+	}
+	return policy
+}
+
+func pullStrength(policy string) int {
+	switch normalPull(policy) {
+	case compose.PullAlways:
+		return 2
+	case compose.PullMissing:
+		return 1
+	default:
+		return 0
+	}
+}
+
+func planPulls(desired *compose.Project, observed compose.Observed) []Action {
+	var acts []Action
+	for _, img := range desiredImages(desired) {
+		var reason string
+		switch img.policy {
+		case compose.PullAlways:
+			reason = reasonPullAlways
+		case compose.PullMissing:
+			if _, ok := observed.Images[img.ref]; ok {
+				continue
+			}
+			reason = reasonNotPresent
+		default:
+			continue
+		}
+		acts = append(acts, Action{
+			Kind:    ActPull,
+			Image:   img.ref,
+			Reasons: []string{reason, "used by " + strings.Join(img.services, ", ")},
+		})
+	}
+	return acts
+}
+
+func findNetwork(observed compose.Observed, name string) *compose.ObservedNetwork {
+	for i := range observed.Networks {
+		if observed.Networks[i].Name == name {
+			return &observed.Networks[i]
+		}
+	}
+	return nil
+}
+
+func findVolume(observed compose.Observed, name string) *compose.ObservedVolume {
+	for i := range observed.Volumes {
+		if observed.Volumes[i].Name == name {
+			return &observed.Volumes[i]
+		}
+	}
+	return nil
+}
+
+func planNetworks(desired *compose.Project, observed compose.Observed) ([]Action, []string) {
+	var acts []Action
+	var warns []string
+	for _, n := range desired.Networks {
+		on := findNetwork(observed, n.Name)
+		switch {
+		case n.External:
+			// Missing: a precondition problem. Present: used as is.
+		case on == nil:
+			acts = append(acts, Action{Kind: ActCreateNetwork, Network: n.Name, Reasons: []string{reasonNetworkMissing}})
+		case on.Labels[compose.LabelProject] != desired.Name:
+			warns = append(warns, fmt.Sprintf(
+				"network %q (networks.%s) exists but was not created for project %q (label %s=%q); lockstep uses it as it is: mark it external: true, or remove it (docker network rm %s) once no container uses it and the next pass creates it",
+				n.Name, n.Key, desired.Name, compose.LabelProject, on.Labels[compose.LabelProject], n.Name))
+		case on.Labels[compose.LabelHash] != n.Hash:
+			warns = append(warns, fmt.Sprintf(
+				"network %q (networks.%s) differs from the compose files (%s %s -> %s); lockstep does not recreate a network containers use: stop the project (docker compose -p %s down, volumes are kept) and the next pass recreates it",
+				n.Name, n.Key, compose.LabelHash, short(on.Labels[compose.LabelHash]), short(n.Hash), desired.Name))
+		}
+	}
+	return acts, warns
+}
+
+func planVolumes(desired *compose.Project, observed compose.Observed) ([]Action, []string) {
+	var acts []Action
+	var warns []string
+	for _, v := range desired.Volumes {
+		ov := findVolume(observed, v.Name)
+		switch {
+		case v.External:
+		case ov == nil:
+			acts = append(acts, Action{Kind: ActCreateVolume, Volume: v.Name, Reasons: []string{reasonVolumeMissing}})
+		case ov.Labels[compose.LabelProject] != desired.Name:
+			warns = append(warns, fmt.Sprintf(
+				"volume %q (volumes.%s) exists but was not created for project %q; lockstep uses it as it is (its data is never removed): mark it external: true to say so",
+				v.Name, v.Key, desired.Name))
+		}
+	}
+	return acts, warns
+}
