@@ -94,3 +94,6 @@ func (b *Backoff) Wait(ctx context.Context, clock Clock) error {
 		return nil
 	}
 }
+
+// WallClock is the real clock, for options that take a Clock.
+var WallClock Clock = realClock{}

@@ -68,3 +68,24 @@ func isPermanent(err error) bool {
 	}
 	return false
 }
+
+// Steps of a pass, as named by StepError: what Classify decides from when
+// an error carries no more precise type.
+const (
+	StepSource  = "source"  // fetch, read the pin, resolve, materialize
+	StepLoad    = "load"    // load the release's compose files
+	StepPolicy  = "policy"  // check the loaded release against the deploy policy
+	StepObserve = "observe" // read what the engine has
+	StepApply   = "apply"   // carry the plan out
+	StepVerify  = "verify"  // the health gate after the apply
+)
+
+// StepError says which step of a pass failed. Its message is the wrapped
+// error's: the step is for Classify.
+type StepError struct {
+	Step string // Step* constant
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }

@@ -444,3 +444,9 @@ func touched(applied *ApplyResult, service string) bool {
 	}
 	return false
 }
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
