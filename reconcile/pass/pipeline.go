@@ -1,0 +1,196 @@
+package pass
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/gitsource"
+	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/state"
+)
+
+// Environment is one environment of the agent config, as a pass needs it.
+type Environment struct {
+	Name         string   // environment name (staging, production, pr-142)
+	Project      string   // compose project name
+	PinFile      string   // repo-relative pin file path
+	ComposeFiles []string // repo-relative compose files; empty = the pin's, else discovery
+	EnvFiles     []string // host-local env files (absolute)
+	// MinCommit is the floor: no pinned commit and no rollback target
+	// below it. "" means none.
+	MinCommit string
+	// HealthTimeout and Bake override the Pipeline's Gate for this
+	// environment; zero keeps them.
+	HealthTimeout time.Duration
+	Bake          time.Duration
+}
+
+// Source is what a pass needs of git; gitsource.Releases implements it.
+type Source interface {
+	// Resolve fetches the branch, verifies what [repo.verify] asks, reads
+	// the pin at the head, resolves it (or want.Commit instead) and checks
+	// the floor. It writes nothing; on error the release says how far it
+	// got (the head, perhaps the commit).
+	Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error)
+	// Materialize writes rel's tree as its immutable release directory.
+	Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error)
+	// CheckFloor refuses commit unless it is floor or descends from it.
+	CheckFloor(ctx context.Context, floor, commit string) error
+	// Prune removes release directories not in inUse, keeping a few.
+	Prune(inUse map[string]bool) error
+}
+
+var _ Source = (*gitsource.Releases)(nil)
+
+// Loader turns a materialized release into the desired compose project.
+// It must write nothing (compose.Load does not).
+type Loader func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error)
+
+// Backend is where a plan is carried out: the apply step's seam.
+// reconcile.Host is one Docker engine; a Swarm stack is another.
+type Backend interface {
+	Observe(ctx context.Context, p *compose.Project) (compose.Observed, error)
+	// Apply carries plan out; a service of the release that failed while
+	// others waited on it is a *reconcile.GateError.
+	Apply(ctx context.Context, desired *compose.Project, observed compose.Observed, plan *reconcile.Plan, gate reconcile.GateOptions) (*reconcile.ApplyResult, error)
+	// Verify is the health gate over the actions done; a failure is a
+	// *reconcile.GateError.
+	Verify(ctx context.Context, desired *compose.Project, done []reconcile.Action, gate reconcile.GateOptions) error
+	// Healthy says whether a host found converged is healthy right now.
+	Healthy(desired *compose.Project, observed compose.Observed) bool
+}
+
+// reconcile cannot import this package (it would be a cycle), so the
+// assertion that Host is a Backend lives here.
+var _ Backend = (*reconcile.Host)(nil)
+
+// DefaultPassTimeout bounds one pass when the Pipeline sets no PassContext.
+const DefaultPassTimeout = 30 * time.Minute
+
+// Pipeline runs passes. It holds no state between passes; everything it
+// records goes to State.
+type Pipeline struct {
+	Source  Source
+	Load    Loader
+	Backend Backend
+	State   *state.Store
+	// Policy is checked on every loaded release before the engine is
+	// asked anything. The zero value warns about everything it covers.
+	Policy compose.Policy
+	// Secrets is how releases decrypt their *.age files: the apply step
+	// writes the decrypted configs and secrets, the plan names the
+	// encrypted files that changed, the prune removes unused ones.
+	Secrets compose.SecretOptions
+	// Gate tunes the health gate; an Environment's HealthTimeout and Bake
+	// override it.
+	Gate reconcile.GateOptions
+	Log  zerolog.Logger
+	// Clock stamps records; nil is the wall clock.
+	Clock reconcile.Clock
+	// PassContext bounds a pass, and separately the rollback that follows
+	// a failed one (which must not inherit a deadline the failure used
+	// up). nil: DefaultPassTimeout under the caller's context.
+	PassContext func(parent context.Context) (context.Context, context.CancelFunc)
+}
+
+// Mode says how far a pass goes.
+type Mode int
+
+const (
+	ModeValidate Mode = iota // resolve, materialize, load, policy: touches no engine
+	ModePlan                 // and observe, plan: changes nothing
+	ModeApply                // and apply, gate, rollback, record
+)
+
+// Options are one pass's.
+type Options struct {
+	Mode    Mode
+	Trigger string // recorded in the history (reconcile.Trigger*)
+	// Commit, when set, is deployed or checked instead of the pin's commit
+	// (validate --commit).
+	Commit string
+	// NoRollback leaves a release that fails its gate running, for an
+	// operator to inspect; it is still recorded as failed and quarantined.
+	NoRollback bool
+	// ID is the pass id on every log line; "" makes one.
+	ID string
+	// Head is the branch head last seen, recorded by a manual rollback
+	// (which does not ask git).
+	Head string
+	// Log, when set, replaces the Pipeline's logger for this pass.
+	Log *zerolog.Logger
+}
+
+// Result is what one pass found and did.
+type Result struct {
+	Environment string `json:"environment"`
+	Project     string `json:"project"`
+	Head        string `json:"head"`   // branch head the pin was read at
+	Commit      string `json:"commit"` // the resolved revision
+	ReleaseDir  string `json:"release_dir"`
+	Paused      bool   `json:"paused,omitempty"`
+	// Plan is what the pass planned (nil when it stopped before).
+	Plan    *reconcile.Plan        `json:"plan,omitempty"`
+	Applied *reconcile.ApplyResult `json:"applied,omitempty"`
+	// Healthy: the revision passed the health gate, or the host was found
+	// converged and healthy; it is recorded as the newest healthy one.
+	Healthy bool `json:"healthy,omitempty"`
+	// Policy lists the release's deploy policy violations.
+	Policy []string `json:"policy,omitempty"`
+	// Signatures says who signed the commits [repo.verify] checked.
+	Signatures []string `json:"signatures,omitempty"`
+	// Quarantined is set when the pinned commit is held back: nothing was
+	// applied (plan only notes it).
+	Quarantined *state.Quarantine `json:"quarantined,omitempty"`
+	// RolledBackTo is the healthy commit applied again after the pinned
+	// one failed its gate.
+	RolledBackTo string `json:"rolled_back_to,omitempty"`
+	// Record is what an apply recorded in the history.
+	Record *reconcile.PassRecord `json:"-"`
+	// Events are what people should hear about (notifications).
+	Events []reconcile.Event `json:"-"`
+	// Previous is the commit that ran before the pass (the deployment
+	// record), "" when unknown.
+	Previous string `json:"-"`
+}
+
+func (p *Pipeline) now() time.Time {
+	if p.Clock != nil {
+		return p.Clock.Now()
+	}
+	return time.Now()
+}
+
+// passContext is one pass's context (see Pipeline.PassContext).
+func (p *Pipeline) passContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if p.PassContext != nil {
+		return p.PassContext(parent)
+	}
+	return context.WithTimeout(parent, DefaultPassTimeout)
+}
+
+// gateOptions are the Pipeline's gate options with env's overrides.
+func (p *Pipeline) gateOptions(env Environment) reconcile.GateOptions {
+	g := p.Gate
+	if env.HealthTimeout > 0 {
+		g.Timeout = env.HealthTimeout
+	}
+	if env.Bake > 0 {
+		g.Bake = env.Bake
+	}
+	return g.WithDefaults()
+}
+
+// NewID is a short pass id that sorts by time: milliseconds in base 36
+// and four random bytes.
+func NewID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand since Go 1.24)
+	return strconv.FormatInt(now.UnixMilli(), 36) + hex.EncodeToString(b[:])
+}
