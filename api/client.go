@@ -96,11 +96,18 @@ func (e *ServerError) Conflict() bool { return e.StatusCode == http.StatusConfli
 
 // Status returns what the agent knows of every environment.
 func (c *Client) Status(ctx context.Context) ([]reconcile.EnvStatus, error) {
+	resp, err := c.StatusResponse(ctx)
+	return resp.Environments, err
+}
+
+// StatusResponse is the whole answer of GET /v1/status: the environments
+// and what the agent says of itself (a refused reload).
+func (c *Client) StatusResponse(ctx context.Context) (StatusResponse, error) {
 	var resp StatusResponse
 	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &resp); err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+		return StatusResponse{}, fmt.Errorf("status: %w", err)
 	}
-	return resp.Environments, nil
+	return resp, nil
 }
 
 // History returns up to limit passes of env, newest first. limit <= 0

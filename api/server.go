@@ -80,6 +80,9 @@ const maxRequestBody = 1 << 20
 // StatusResponse is the body of GET /v1/status.
 type StatusResponse struct {
 	Environments []reconcile.EnvStatus `json:"environments"`
+	// ReloadError is why the last SIGHUP was refused (the agent runs on
+	// the config it had); absent once a reload succeeds.
+	ReloadError string `json:"reload_error,omitempty"`
 }
 
 // HistoryResponse is the body of GET /v1/history.
@@ -109,6 +112,9 @@ type Server struct {
 	agent   Agent
 	metrics *Metrics
 	log     zerolog.Logger
+	// ReloadError, when set, says why the last reload was refused ("" when
+	// none was); the daemon's supervisor owns the answer.
+	ReloadError func() string
 }
 
 // NewServer returns a server answering from agent. metrics may be nil,
@@ -166,7 +172,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if envs == nil {
 		envs = []reconcile.EnvStatus{}
 	}
-	writeJSON(w, http.StatusOK, StatusResponse{Environments: envs})
+	resp := StatusResponse{Environments: envs}
+	if s.ReloadError != nil {
+		resp.ReloadError = s.ReloadError()
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
