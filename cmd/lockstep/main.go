@@ -1,12 +1,7 @@
-// Command lockstep keeps Docker Compose hosts in lockstep with git.
-//
-// This package owns the command line: commands, flags, output formats and
-// exit codes, and the wiring of config into a pass runner. It never decides
-// what to deploy itself (passes run through the runner interface), never
-// writes anything but results to stdout, and keeps no state between
-// invocations. The whole CLI is Run, a function of (args, stdout, stderr,
-// environment) that tests call in-process; main only binds it to the
-// process.
+// Command lockstep keeps Docker Compose hosts in lockstep with git. The
+// whole command line is cli.Run; main only binds it to the process:
+// SIGINT/SIGTERM cancel the context, so the pass in flight stops at its
+// next step boundary instead of being killed mid-step.
 package main
 
 import (
@@ -14,13 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/lockstep-gitops/lockstep/cmd/lockstep/cli"
 )
 
 func main() {
-	// SIGINT/SIGTERM cancel the context: the pass in flight stops at its
-	// next step boundary instead of being killed mid-step.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(code)
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 const exitCodesHelp = `Exit codes:
   0   success
