@@ -106,6 +106,7 @@ func (r *run) gateFailed(ctx context.Context, rec *reconcile.PassRecord) error {
 	ge, err := r.gateErr, r.stepErr
 	rec.Result, rec.Error, rec.Class = reconcile.ResultFailed, err.Error(), reconcile.ClassHealth
 	rec.Service, rec.Logs = ge.Service, ge.Logs
+	r.res.Unhealthy = fmt.Sprintf("service %s: %s", ge.Service, ge.Reason)
 	r.quarantine(state.Quarantine{Commit: r.rel.Commit, Service: ge.Service, Reason: ge.Error(), At: r.p.now().UTC()})
 	healthy, herr := r.p.State.Healthy(r.env.Name)
 	if herr != nil {

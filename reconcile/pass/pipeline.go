@@ -151,6 +151,9 @@ type Result struct {
 	// RolledBackTo is the healthy commit applied again after the pinned
 	// one failed its gate.
 	RolledBackTo string `json:"rolled_back_to,omitempty"`
+	// Unhealthy says which service failed the health gate and why, when
+	// the release did.
+	Unhealthy string `json:"unhealthy,omitempty"`
 	// Record is what an apply recorded in the history.
 	Record *reconcile.PassRecord `json:"-"`
 	// Events are what people should hear about (notifications).

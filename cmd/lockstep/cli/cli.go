@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/rs/zerolog"
 
+	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
-	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
 
 // Exit codes. Scripts branch on them; README.md and `lockstep help` list
@@ -26,16 +26,12 @@ const (
 	exitConfig  = 78 // the config file is missing or invalid (EX_CONFIG)
 )
 
-// runner is what the CLI needs to run a pass: resolve the pin, materialize
-// the release, load the compose files, observe the engine, plan and,
-// for Apply, apply. A pass result may come back together with an error (an
-// apply that stopped halfway says what it did).
+// runner is what the CLI needs to run a pass: the same pipeline the agent
+// runs (reconcile/pass), as far as opts.Mode says. A pass result may come
+// back together with an error (an apply that stopped halfway says what it
+// did).
 type runner interface {
-	Plan(ctx context.Context, env reconcile.Environment) (*reconcile.PassResult, error)
-	Apply(ctx context.Context, env reconcile.Environment) (*reconcile.PassResult, error)
-	// Validate checks the config, pin and compose files of env at the
-	// branch head, or at commit when it is not empty, touching nothing.
-	Validate(ctx context.Context, env reconcile.Environment, commit string) (*reconcile.PassResult, error)
+	Run(ctx context.Context, env pass.Environment, opts pass.Options) (*pass.Result, error)
 }
 
 // newRunnerFunc builds the runner for a loaded config. The io.Closer
@@ -162,35 +158,7 @@ func (c *cli) version(args []string) int {
 	return exitOK
 }
 
-// versionString describes the binary from what the Go toolchain recorded
-// in it: the module version (a tag when installed with go install
-// module@version) and the VCS revision when built from a checkout.
-func versionString() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "lockstep (unknown version)"
-	}
-	v := info.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = " (modified)"
-			}
-		}
-	}
-	out := "lockstep " + v
-	if rev != "" {
-		out += " commit " + short(rev) + modified
-	}
-	return out + " " + info.GoVersion
-}
+func versionString() string { return wire.Version() }
 
 // short is the 12-hex form of a commit, as LOCKSTEP_COMMIT_SHORT has it.
 func short(commit string) string {

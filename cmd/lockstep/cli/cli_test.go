@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
 
 const (
@@ -41,17 +42,17 @@ compose_files = ["compose.yaml", "compose.staging.yaml"]
 // asked, standing in for the git + engine runner behind the runner
 // interface.
 type fakeRunner struct {
-	results map[string]*reconcile.PassResult // by environment
-	errs    map[string]error                 // by environment
+	results map[string]*pass.Result // by environment
+	errs    map[string]error        // by environment
 
 	mu      sync.Mutex
 	calls   []string // "plan production"
-	envs    []reconcile.Environment
+	envs    []pass.Environment
 	commits []string
 	closed  bool
 }
 
-func (f *fakeRunner) pass(cmd string, env reconcile.Environment) (*reconcile.PassResult, error) {
+func (f *fakeRunner) pass(cmd string, env pass.Environment) (*pass.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, cmd+" "+env.Name)
@@ -59,17 +60,16 @@ func (f *fakeRunner) pass(cmd string, env reconcile.Environment) (*reconcile.Pas
 	return f.results[env.Name], f.errs[env.Name]
 }
 
-func (f *fakeRunner) Plan(_ context.Context, env reconcile.Environment) (*reconcile.PassResult, error) {
-	return f.pass("plan", env)
-}
-
-func (f *fakeRunner) Apply(_ context.Context, env reconcile.Environment) (*reconcile.PassResult, error) {
-	return f.pass("apply", env)
-}
-
-func (f *fakeRunner) Validate(_ context.Context, env reconcile.Environment, commit string) (*reconcile.PassResult, error) {
+// Run answers as the pipeline would for the pass's mode.
+func (f *fakeRunner) Run(_ context.Context, env pass.Environment, opts pass.Options) (*pass.Result, error) {
+	switch opts.Mode {
+	case pass.ModePlan:
+		return f.pass("plan", env)
+	case pass.ModeApply:
+		return f.pass("apply", env)
+	}
 	f.mu.Lock()
-	f.commits = append(f.commits, commit)
+	f.commits = append(f.commits, opts.Commit)
 	f.mu.Unlock()
 	return f.pass("validate", env)
 }
@@ -99,7 +99,7 @@ func noChanges(env, project, sha string) *reconcile.Plan {
 
 // upToDate answers every environment of testConfig with an empty plan.
 func upToDate() *fakeRunner {
-	return &fakeRunner{results: map[string]*reconcile.PassResult{
+	return &fakeRunner{results: map[string]*pass.Result{
 		"production": {Environment: "production", Project: "prod", Head: shaStaging, Commit: shaProd, Plan: noChanges("production", "prod", shaProd)},
 		"staging":    {Environment: "staging", Project: "staging", Head: shaStaging, Commit: shaStaging, Plan: noChanges("staging", "staging", shaStaging)},
 	}}
@@ -221,7 +221,7 @@ func TestPassesAllEnvironmentsInConfigOrder(t *testing.T) {
 	if got.code != exitOK {
 		t.Fatalf("exit %d: %s", got.code, got.stderr)
 	}
-	want := []reconcile.Environment{
+	want := []pass.Environment{
 		{Name: "production", Project: "prod", PinFile: "environments/production.toml", EnvFiles: []string{"/etc/lockstep/production.env"},
 			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake},
 		{Name: "staging", Project: "staging", PinFile: "environments/staging.toml", ComposeFiles: []string{"compose.yaml", "compose.staging.yaml"},

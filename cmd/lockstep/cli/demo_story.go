@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/lockstep-gitops/lockstep/cmd/lockstep/demo"
+	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/agent"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
 
 // tell runs the story: images, repository, the agent deploying v1, a
@@ -115,7 +118,7 @@ func (s *demoStory) createRepo() (repo *demo.Repo, base string, cfg *config.Conf
 // releaseV2 merges a change and then the release that pins it, the two
 // commits a team makes, and waits for the agent's poll to deploy it. It
 // returns the release's message, which the rollback reverts.
-func (s *demoStory) releaseV2(ctx context.Context, ag *reconcile.Agent, repo *demo.Repo) (string, error) {
+func (s *demoStory) releaseV2(ctx context.Context, ag *agent.Agent, repo *demo.Repo) (string, error) {
 	t0 := time.Now()
 	s.step("Merge a change (web v2), then the release PR that pins it")
 	v2, err := repo.SetWebTag("v2")
@@ -139,7 +142,7 @@ func (s *demoStory) releaseV2(ctx context.Context, ag *reconcile.Agent, repo *de
 
 // rollBack reverts the release of v2 by pinning base again: a rollback is
 // shown as what it is in lockstep, an ordinary release of an older commit.
-func (s *demoStory) rollBack(ctx context.Context, ag *reconcile.Agent, repo *demo.Repo, base, rel2Msg string) error {
+func (s *demoStory) rollBack(ctx context.Context, ag *agent.Agent, repo *demo.Repo, base, rel2Msg string) error {
 	t0 := time.Now()
 	s.step("Roll back: revert the release PR")
 	revert, err := repo.Release(fmt.Sprintf("Revert %q", rel2Msg), base)
@@ -158,7 +161,7 @@ func (s *demoStory) rollBack(ctx context.Context, ag *reconcile.Agent, repo *dem
 // syncFindsNothing is the last step: a full pass asked for by hand must
 // leave every container untouched, which the engine's own listing (not the
 // agent's word) shows; anything else means the host drifted during the demo.
-func (s *demoStory) syncFindsNothing(ctx context.Context, ag *reconcile.Agent, env config.Environment) error {
+func (s *demoStory) syncFindsNothing(ctx context.Context, ag *agent.Agent, env config.Environment) error {
 	t0 := time.Now()
 	s.step("lockstep sync: a full pass now; the host matches git, so nothing is touched")
 	before, err := s.snapshot(ctx)
@@ -237,26 +240,25 @@ func (s *demoStory) configPath() string { return filepath.Join(s.dir, "lockstep.
 func (s *demoStory) originPath() string { return filepath.Join(s.dir, "origin.git") }
 
 // startAgent runs the real agent in-process, wired exactly as `lockstep
-// agent` wires it (buildRunner), without its API listeners: the demo reads
+// agent` wires it (cmd/lockstep/wire), without its API listeners: the demo reads
 // the agent's status and history directly. stop cancels it and waits until
 // it has stopped and released the engine client, so cleanup never races a
 // pass.
-func (s *demoStory) startAgent(ctx context.Context, cfg *config.Config, env config.Environment) (*reconcile.Agent, func(), error) {
+func (s *demoStory) startAgent(ctx context.Context, cfg *config.Config, env config.Environment) (*agent.Agent, func(), error) {
 	log := newLogger(s.c.stderr, cfg.Log, "", "")
-	r, src, closer, err := buildRunner(cfg, log)
+	parts, err := wire.Build(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	ag, err := reconcile.NewAgent(r, src, reconcile.AgentOptions{
-		Environments:  []reconcile.Environment{environment(env)},
+	ag, err := agent.New(parts.Pipeline, parts.Releases, agent.Options{
+		Environments:  []pass.Environment{wire.Environment(env)},
 		PollInterval:  cfg.Repo.PollInterval,
 		DriftInterval: cfg.Agent.DriftInterval,
 		ShutdownGrace: cfg.Agent.ShutdownGrace,
-		StateDir:      cfg.StateDir,
 		Log:           log,
 	})
 	if err != nil {
-		return nil, nil, errors.Join(err, closer.Close())
+		return nil, nil, errors.Join(err, parts.Close())
 	}
 	s.env = env.Name
 	actx, cancel := context.WithCancel(ctx)
@@ -267,7 +269,7 @@ func (s *demoStory) startAgent(ctx context.Context, cfg *config.Config, env conf
 		if err := <-done; err != nil {
 			fmt.Fprintf(s.c.stderr, "lockstep: demo: the agent stopped with: %v\n", err)
 		}
-		if err := closer.Close(); err != nil {
+		if err := parts.Close(); err != nil {
 			fmt.Fprintf(s.c.stderr, "lockstep: demo: release the agent's engine client: %v\n", err)
 		}
 	}
@@ -276,7 +278,7 @@ func (s *demoStory) startAgent(ctx context.Context, cfg *config.Config, env conf
 
 // converge waits until the agent runs commit, narrating its passes and
 // what they did to the containers, then asks web what it serves.
-func (s *demoStory) converge(ctx context.Context, ag *reconcile.Agent, commit, version string) error {
+func (s *demoStory) converge(ctx context.Context, ag *agent.Agent, commit, version string) error {
 	before, err := s.snapshot(ctx)
 	if err != nil {
 		return err
@@ -299,7 +301,7 @@ func (s *demoStory) converge(ctx context.Context, ag *reconcile.Agent, commit, v
 }
 
 // status is the agent's status of the demo environment.
-func (s *demoStory) status(ag *reconcile.Agent) (reconcile.EnvStatus, bool) {
+func (s *demoStory) status(ag *agent.Agent) (reconcile.EnvStatus, bool) {
 	for _, st := range ag.Status() {
 		if st.Name == s.env {
 			return st, true
@@ -316,7 +318,7 @@ const demoStepTimeout = time.Minute
 // satisfies done, and returns it. A failure the agent will not retry
 // (permanent: it waits for the branch to move, and nothing will move it)
 // ends the wait at once; one it retries is shown and waited out.
-func (s *demoStory) await(ctx context.Context, ag *reconcile.Agent, what string, done func(reconcile.PassRecord) bool) (reconcile.PassRecord, error) {
+func (s *demoStory) await(ctx context.Context, ag *agent.Agent, what string, done func(reconcile.PassRecord) bool) (reconcile.PassRecord, error) {
 	ctx, cancel := context.WithTimeout(ctx, demoStepTimeout)
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)

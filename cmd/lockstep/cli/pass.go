@@ -13,21 +13,30 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
 
 // envResult is one environment's entry in --json output. The keys are
 // always present except error (only on failure) and applied (apply only),
 // so scripts can index them without checking.
 type envResult struct {
-	Environment string                 `json:"environment"`
-	Project     string                 `json:"project"`
-	Head        string                 `json:"head,omitempty"`
-	Commit      string                 `json:"commit"`
-	Paused      bool                   `json:"paused,omitempty"`
-	Plan        *reconcile.Plan        `json:"plan"`
-	Applied     *reconcile.ApplyResult `json:"applied,omitempty"`
+	Environment string `json:"environment"`
+	// RolledBackTo is the healthy commit an apply went back to after the
+	// pinned one failed its health gate; Quarantined the pinned commit
+	// when it is held back.
+	RolledBackTo string `json:"rolled_back_to,omitempty"`
+	Quarantined  string `json:"quarantined,omitempty"`
+	// Unhealthy says why the release failed its health gate.
+	Unhealthy string                 `json:"unhealthy,omitempty"`
+	Project   string                 `json:"project"`
+	Head      string                 `json:"head,omitempty"`
+	Commit    string                 `json:"commit"`
+	Paused    bool                   `json:"paused,omitempty"`
+	Plan      *reconcile.Plan        `json:"plan"`
+	Applied   *reconcile.ApplyResult `json:"applied,omitempty"`
 	// Policy holds the deploy policy violations of the release (warnings
 	// in warn mode, why it was refused in enforce mode); absent when none.
 	Policy []string `json:"policy,omitempty"`
@@ -36,59 +45,65 @@ type envResult struct {
 	Error      string   `json:"error,omitempty"`
 }
 
+// passFlags are the flags of plan, apply and validate.
+type passFlags struct {
+	json, exitCode, noRollback bool
+	commit                     string
+}
+
+// parsePassFlags parses cmd's flags; code is set when the command line is
+// answered already (help, or a usage error).
+func (c *cli) parsePassFlags(cmd string, g *globalFlags, args []string) (f passFlags, names []string, code int, done bool) {
+	fs := c.commandFlags(cmd, g)
+	fs.BoolVar(&f.json, "json", false, "")
+	switch cmd {
+	case "plan":
+		fs.BoolVar(&f.exitCode, "exit-code", false, "")
+	case "apply":
+		fs.BoolVar(&f.noRollback, "no-rollback", false, "")
+	case "validate":
+		fs.StringVar(&f.commit, "commit", "", "")
+	}
+	names, err := parseInterleaved(fs, args)
+	if err != nil {
+		return f, nil, c.flagError(cmd, err), true
+	}
+	if code, ok := c.checkLogFlags(g); !ok {
+		return f, nil, code, true
+	}
+	commitSet := false
+	fs.Visit(func(fl *flag.Flag) { commitSet = commitSet || fl.Name == "commit" })
+	if commitSet && strings.TrimSpace(f.commit) == "" {
+		return f, nil, c.usageError("validate: --commit needs a commit SHA"), true
+	}
+	return f, names, 0, false
+}
+
 // pass runs plan, apply or validate for the selected environments, one
 // after the other: environments share the engine, and one pass at a time
 // keeps the output and the logs readable.
 func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []string) int {
-	fs := newFlagSet(cmd)
-	// Register the global flags again, defaulting to what was given before
-	// the command, so they may also come after it.
-	fs.StringVar(&g.config, "config", g.config, "")
-	fs.StringVar(&g.logLevel, "log-level", g.logLevel, "")
-	fs.StringVar(&g.logFormat, "log-format", g.logFormat, "")
-	var jsonOut, exitCode bool
-	var commit string
-	fs.BoolVar(&jsonOut, "json", false, "")
-	if cmd == "plan" {
-		fs.BoolVar(&exitCode, "exit-code", false, "")
+	f, names, code, done := c.parsePassFlags(cmd, g, args)
+	if done {
+		return code
 	}
-	if cmd == "validate" {
-		fs.StringVar(&commit, "commit", "", "")
-	}
-	names, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			text, _ := commandHelp(cmd)
-			fmt.Fprint(c.stdout, text)
-			return exitOK
-		}
-		return c.usageError("%s: %v", cmd, err)
-	}
-	if g.logLevel != "" && !config.IsLogLevel(g.logLevel) {
-		return c.usageError("--log-level %q: use debug, info, warn or error", g.logLevel)
-	}
-	if g.logFormat != "" && !config.IsLogFormat(g.logFormat) {
-		return c.usageError("--log-format %q: use json or console", g.logFormat)
-	}
-	commitSet := false
-	fs.Visit(func(f *flag.Flag) { commitSet = commitSet || f.Name == "commit" })
-	if commitSet && strings.TrimSpace(commit) == "" {
-		return c.usageError("validate: --commit needs a commit SHA")
-	}
-
-	path := config.PathFrom(g.config, c.getenv)
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(config.PathFrom(g.config, c.getenv))
 	if err != nil {
 		c.configError(err)
 		return exitConfig
 	}
 	log := newLogger(c.stderr, cfg.Log, g.logLevel, g.logFormat)
-
 	envs, err := selectEnvironments(cfg, names)
 	if err != nil {
 		return c.usageError("%v", err)
 	}
-
+	if cmd == "validate" {
+		// Every file the config names, as the agent will read them.
+		if err := wire.Preflight(cfg); err != nil {
+			c.configError(err)
+			return exitConfig
+		}
+	}
 	r, closer, err := c.newRunner(cfg, log)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "lockstep: %v\n", err)
@@ -101,28 +116,37 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 			}
 		}()
 	}
+	results, failed, pending := c.runPasses(ctx, r, cmd, f, cfg, envs, log)
+	if f.json && c.writeJSON(results) != exitOK {
+		return exitFailure
+	}
+	switch {
+	case failed:
+		return exitFailure
+	case f.exitCode && pending:
+		return exitChanges
+	}
+	return exitOK
+}
 
-	results := make([]envResult, 0, len(envs))
-	failed, pending := false, false
+// runPasses runs cmd for each environment, printing each outcome as text
+// unless f.json, and says whether any failed or (plan) has changes.
+func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []config.Environment, log zerolog.Logger) (results []envResult, failed, pending bool) {
+	results = make([]envResult, 0, len(envs))
 	for _, env := range envs {
 		res := envResult{Environment: env.Name, Project: env.Project}
-		var pr *reconcile.PassResult
-		if err = ctx.Err(); err != nil {
+		var pr *pass.Result
+		err := ctx.Err()
+		if err != nil {
 			// Interrupted: do not start another pass; say which ones did
 			// not run.
 			err = fmt.Errorf("not run: %w", err)
 		} else {
 			start := time.Now()
-			pr, err = c.runOne(ctx, r, cmd, env, commit)
+			pr, err = r.Run(ctx, wire.Environment(env), passOptions(cmd, f))
 			log.Debug().Str("env", env.Name).Str("command", cmd).Dur("took", time.Since(start)).Err(err).Msg("pass finished")
 		}
-		if pr != nil {
-			res.Head, res.Commit, res.Paused = pr.Head, pr.Commit, pr.Paused
-			res.Plan, res.Applied, res.Policy, res.Signatures = pr.Plan, pr.Applied, pr.Policy, pr.Signatures
-			if pr.Project != "" {
-				res.Project = pr.Project
-			}
-		}
+		res.fill(pr)
 		if err != nil {
 			failed = true
 			res.Error = err.Error()
@@ -130,44 +154,43 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 		if res.Plan != nil && !res.Plan.Empty() && cmd == "plan" {
 			pending = true
 		}
-		if !jsonOut {
-			c.writeText(cmd, res, commit, cfg.Policy.Mode, policyChecked(err))
+		if !f.json {
+			c.writeText(cmd, res, f.commit, cfg.Policy.Mode, policyChecked(err))
 		}
 		if err != nil {
 			fmt.Fprintf(c.stderr, "lockstep: %s: %v\n", env.Name, err)
 		}
 		results = append(results, res)
 	}
-
-	if jsonOut {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false) // reasons hold "->"; keep them readable
-		if err := enc.Encode(results); err != nil {
-			fmt.Fprintf(c.stderr, "lockstep: write output: %v\n", err)
-			return exitFailure
-		}
-	}
-	switch {
-	case failed:
-		return exitFailure
-	case exitCode && pending:
-		return exitChanges
-	}
-	return exitOK
+	return results, failed, pending
 }
 
-func (c *cli) runOne(ctx context.Context, r runner, cmd string, env config.Environment, commit string) (*reconcile.PassResult, error) {
-	re := environment(env)
+// passOptions are the pass options of cmd: how far it goes, and what an
+// apply records.
+func passOptions(cmd string, f passFlags) pass.Options {
 	switch cmd {
 	case "plan":
-		return r.Plan(ctx, re)
+		return pass.Options{Mode: pass.ModePlan}
 	case "apply":
-		return r.Apply(ctx, re)
-	case "validate":
-		return r.Validate(ctx, re, commit)
+		return pass.Options{Mode: pass.ModeApply, Trigger: reconcile.TriggerCLI, NoRollback: f.noRollback}
 	}
-	return nil, fmt.Errorf("internal error: no pass named %q", cmd)
+	return pass.Options{Mode: pass.ModeValidate, Commit: f.commit}
+}
+
+// fill copies what a pass found into res.
+func (res *envResult) fill(pr *pass.Result) {
+	if pr == nil {
+		return
+	}
+	res.Head, res.Commit, res.Paused = pr.Head, pr.Commit, pr.Paused
+	res.Plan, res.Applied, res.Policy, res.Signatures = pr.Plan, pr.Applied, pr.Policy, pr.Signatures
+	res.RolledBackTo, res.Unhealthy = pr.RolledBackTo, pr.Unhealthy
+	if pr.Quarantined != nil {
+		res.Quarantined = pr.Quarantined.Commit
+	}
+	if pr.Project != "" {
+		res.Project = pr.Project
+	}
 }
 
 // policyChecked reports whether a pass that ended with err got as far as
@@ -196,21 +219,11 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 		if res.Paused {
 			fmt.Fprintf(w, "  paused: the pin file says paused = true; apply changes nothing\n")
 		}
+		if res.Quarantined != "" {
+			fmt.Fprintf(w, "  quarantined: %s failed its health gate; apply will not apply it until the pin names another commit (or `lockstep retry %s`)\n", short(res.Quarantined), res.Environment)
+		}
 	case "apply":
-		if res.Plan != nil {
-			c.writePlan(res.Plan)
-		} else if checked && len(res.Policy) > 0 {
-			fmt.Fprintf(w, "%s: refused by the deploy policy at %s, nothing touched\n", res.Environment, short(res.Commit))
-		}
-		c.writePolicy(res, policyMode, false)
-		switch {
-		case res.Paused:
-			fmt.Fprintf(w, "%s: paused, nothing applied\n", res.Environment)
-		case res.Applied != nil:
-			fmt.Fprintf(w, "%s: %s\n", res.Environment, appliedLine(res.Plan, res.Applied, res.Error != ""))
-		case res.Error == "" && res.Plan != nil && res.Plan.Empty():
-			fmt.Fprintf(w, "%s: up to date at %s\n", res.Environment, short(res.Commit))
-		}
+		c.writeApply(res, policyMode, checked)
 	case "validate":
 		at := short(res.Commit)
 		if at == "" {
@@ -232,6 +245,37 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 			fmt.Fprintf(w, "  signature: %s\n", sig)
 		}
 		c.writePolicy(res, policyMode, true)
+	}
+}
+
+// writeApply prints what an apply did: its plan, how far it got, and
+// what became of a release that failed its health gate.
+func (c *cli) writeApply(res envResult, policyMode string, checked bool) {
+	w := c.stdout
+	if res.Quarantined != "" && res.Plan == nil {
+		fmt.Fprintf(w, "%s: commit %s is quarantined: not applied; pin another commit, or run `lockstep retry %s`\n", res.Environment, short(res.Quarantined), res.Environment)
+		return
+	}
+	if res.Plan != nil {
+		c.writePlan(res.Plan)
+	} else if checked && len(res.Policy) > 0 {
+		fmt.Fprintf(w, "%s: refused by the deploy policy at %s, nothing touched\n", res.Environment, short(res.Commit))
+	}
+	c.writePolicy(res, policyMode, false)
+	switch {
+	case res.Paused:
+		fmt.Fprintf(w, "%s: paused, nothing applied\n", res.Environment)
+	case res.Applied != nil:
+		fmt.Fprintf(w, "%s: %s\n", res.Environment, appliedLine(res.Plan, res.Applied, res.Error != ""))
+	case res.Error == "" && res.Plan != nil && res.Plan.Empty():
+		fmt.Fprintf(w, "%s: up to date at %s\n", res.Environment, short(res.Commit))
+	}
+	switch {
+	case res.Unhealthy == "":
+	case res.RolledBackTo != "":
+		fmt.Fprintf(w, "%s: %s failed its health gate (%s): rolled back to %s, %s quarantined\n", res.Environment, short(res.Commit), res.Unhealthy, short(res.RolledBackTo), short(res.Commit))
+	default:
+		fmt.Fprintf(w, "%s: %s failed its health gate (%s): left running, quarantined\n", res.Environment, short(res.Commit), res.Unhealthy)
 	}
 }
 

@@ -30,7 +30,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Options are what the supervisor needs from the command line.
 type Options struct {
-	Path    string                            // the config file
+	Path    string                              // the config file
 	Logger  func(*config.Config) zerolog.Logger // the log of a generation
 	Hangups <-chan os.Signal                    // SIGHUP: reload
 }
