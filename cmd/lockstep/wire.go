@@ -7,10 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
@@ -55,7 +52,7 @@ func buildRunner(cfg *config.Config, log zerolog.Logger) (*reconcile.Runner, *gi
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	eng := &lazyEngine{host: cfg.Engine.Host, log: log}
+	eng := engine.NewOnDemand(cfg.Engine.Host, log)
 	secrets := compose.SecretOptions{IdentityFile: cfg.Secrets.AgeIdentity, RuntimeDir: cfg.Secrets.RuntimeDir}
 	r := &reconcile.Runner{
 		Source:   revisions{src: src, verify: cfg.Repo.Verify, log: log},
@@ -256,122 +253,4 @@ func loadRelease(ctx context.Context, env reconcile.Environment, rev reconcile.R
 		Secrets:      secrets,
 		Version:      versionString(),
 	})
-}
-
-// lazyEngine connects to the Docker engine on first use.
-type lazyEngine struct {
-	host string
-	log  zerolog.Logger
-
-	once sync.Once
-	cli  *client.Client
-	eng  *engine.Engine
-	err  error
-}
-
-var _ reconcile.Engine = (*lazyEngine)(nil)
-
-func (l *lazyEngine) get(ctx context.Context) (*engine.Engine, error) {
-	l.once.Do(func() {
-		l.cli, l.err = engine.Connect(ctx, l.host)
-		if l.err == nil {
-			l.eng = engine.New(l.cli, l.log)
-		}
-	})
-	return l.eng, l.err
-}
-
-func (l *lazyEngine) Close() error {
-	if l.cli != nil {
-		return l.cli.Close()
-	}
-	return nil
-}
-
-func (l *lazyEngine) Observe(ctx context.Context, p *compose.Project) (compose.Observed, error) {
-	e, err := l.get(ctx)
-	if err != nil {
-		return compose.Observed{}, err
-	}
-	return e.Observe(ctx, p)
-}
-
-func (l *lazyEngine) Pull(ctx context.Context, ref string) (string, error) {
-	e, err := l.get(ctx)
-	if err != nil {
-		return "", err
-	}
-	return e.Pull(ctx, ref)
-}
-
-func (l *lazyEngine) CreateNetwork(ctx context.Context, n compose.Network) error {
-	e, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return e.CreateNetwork(ctx, n)
-}
-
-func (l *lazyEngine) CreateVolume(ctx context.Context, v compose.Volume) error {
-	e, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return e.CreateVolume(ctx, v)
-}
-
-func (l *lazyEngine) CreateContainer(ctx context.Context, p *compose.Project, svc *compose.Service, number int, name, inheritFrom string) (string, error) {
-	e, err := l.get(ctx)
-	if err != nil {
-		return "", err
-	}
-	return e.CreateContainer(ctx, p, svc, number, name, inheritFrom)
-}
-
-func (l *lazyEngine) StartContainer(ctx context.Context, id string) error {
-	e, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return e.StartContainer(ctx, id)
-}
-
-func (l *lazyEngine) StopContainer(ctx context.Context, id string, timeout *time.Duration) error {
-	e, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return e.StopContainer(ctx, id, timeout)
-}
-
-func (l *lazyEngine) RemoveContainer(ctx context.Context, id string) error {
-	e, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return e.RemoveContainer(ctx, id)
-}
-
-func (l *lazyEngine) RenameContainer(ctx context.Context, id, name string) error {
-	e, err := l.get(ctx)
-	if err != nil {
-		return err
-	}
-	return e.RenameContainer(ctx, id, name)
-}
-
-func (l *lazyEngine) InspectContainer(ctx context.Context, id string) (compose.Container, error) {
-	e, err := l.get(ctx)
-	if err != nil {
-		return compose.Container{}, err
-	}
-	return e.InspectContainer(ctx, id)
-}
-
-func (l *lazyEngine) Logs(ctx context.Context, id string, tail int) ([]string, error) {
-	e, err := l.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return e.Logs(ctx, id, tail)
 }

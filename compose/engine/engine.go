@@ -6,7 +6,8 @@
 //
 // It knows nothing of git, releases or plans, and decides nothing: it does
 // exactly the one call it is asked for, never retries on its own, and never
-// removes a volume, named or anonymous.
+// removes a volume, named or anonymous. OnDemand connects at the first call
+// that needs the engine, and again at the next call after a failed connect.
 package engine
 
 import (
