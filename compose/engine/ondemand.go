@@ -56,7 +56,7 @@ func (o *OnDemand) engine(ctx context.Context) (*Engine, error) {
 		return nil, err
 	}
 	o.cli, o.eng = cli, New(cli, o.log)
-	o.log.Debug().Str("engine_host", redactHost(cli.DaemonHost())).Msg("connected to the docker engine")
+	o.eng.logger(ctx).Debug().Str("engine_host", redactHost(cli.DaemonHost())).Msg("connected to the docker engine")
 	return o.eng, nil
 }
 

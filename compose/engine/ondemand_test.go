@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -162,5 +163,60 @@ func TestOnDemandConcurrentCalls(t *testing.T) {
 	}
 	if got := s.connects.Load(); got != n+1 {
 		t.Fatalf("%d connects once up, want 1", got-n)
+	}
+}
+
+// TestLoggerFromContext: the Engine logs through a logger attached to the
+// context and through its own otherwise, including when zerolog.Ctx would
+// answer with DefaultContextLogger. A disabled logger attached on purpose
+// is honoured.
+func TestLoggerFromContext(t *testing.T) {
+	var own, pass, dflt bytes.Buffer
+	e := New(nil, zerolog.New(&own))
+	passLog := zerolog.New(&pass).With().Str("pass", "p1").Logger()
+
+	prev := zerolog.DefaultContextLogger
+	t.Cleanup(func() { zerolog.DefaultContextLogger = prev })
+	defaultLog := zerolog.New(&dflt)
+
+	tests := []struct {
+		name         string
+		ctx          func() context.Context
+		setDefault   bool
+		want         *bytes.Buffer // nil: nothing written anywhere
+		wantAttached bool
+	}{
+		{"none", context.Background, false, &own, false},
+		{"none, with a DefaultContextLogger", context.Background, true, &own, false},
+		{"attached", func() context.Context { return passLog.WithContext(context.Background()) }, false, &pass, true},
+		{"attached, with a DefaultContextLogger", func() context.Context { return passLog.WithContext(context.Background()) }, true, &pass, true},
+		{"disabled on purpose", func() context.Context {
+			return zerolog.Nop().WithContext(passLog.WithContext(context.Background()))
+		}, false, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			own.Reset()
+			pass.Reset()
+			dflt.Reset()
+			zerolog.DefaultContextLogger = nil
+			if tc.setDefault {
+				zerolog.DefaultContextLogger = &defaultLog
+			}
+			ctx := tc.ctx()
+			if _, ok := attachedLogger(ctx); ok != tc.wantAttached {
+				t.Fatalf("attachedLogger says attached = %v, want %v", ok, tc.wantAttached)
+			}
+			e.call(ctx, "start", "c1")
+			for _, b := range []*bytes.Buffer{&own, &pass, &dflt} {
+				if wrote := b.Len() > 0; wrote != (b == tc.want) {
+					t.Errorf("own %q, pass %q, default %q", own.String(), pass.String(), dflt.String())
+					break
+				}
+			}
+			if tc.want == &pass && !strings.Contains(pass.String(), `"pass":"p1"`) {
+				t.Errorf("line lacks the pass's fields: %s", pass.String())
+			}
+		})
 	}
 }
