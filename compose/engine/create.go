@@ -26,7 +26,7 @@ import (
 // The engine (API < 1.44) does not refuse duplicate network names by
 // itself, hence the lookup before the create.
 func (e *Engine) CreateNetwork(ctx context.Context, n compose.Network) error {
-	e.call("create-network", n.Name)
+	e.call(ctx, "create-network", n.Name)
 	existing, found, err := e.inspectNetwork(ctx, n.Name)
 	if err != nil {
 		return fmt.Errorf("create network %s (networks.%s): %w", n.Name, n.Key, err)
@@ -42,7 +42,7 @@ func (e *Engine) CreateNetwork(ctx context.Context, n compose.Network) error {
 		if got := existing.Labels[compose.LabelProject]; got != project {
 			return fmt.Errorf("create network %s (networks.%s): a network of that name already exists and belongs to %s, not project %s: remove or rename it, or declare it `external: true`", n.Name, n.Key, ownerOf(got), project)
 		}
-		e.log.Debug().Str("network", n.Name).Msg("network exists already")
+		e.logger(ctx).Debug().Str("network", n.Name).Msg("network exists already")
 		return nil
 	}
 
@@ -69,9 +69,9 @@ func (e *Engine) CreateNetwork(ctx context.Context, n compose.Network) error {
 		return fmt.Errorf("create network %s (networks.%s): %w", n.Name, n.Key, err)
 	}
 	for _, w := range res.Warning {
-		e.log.Warn().Str("network", n.Name).Str("warning", w).Msg("engine warning on network create")
+		e.logger(ctx).Warn().Str("network", n.Name).Str("warning", w).Msg("engine warning on network create")
 	}
-	e.log.Debug().Str("network", n.Name).Str("network_id", shortID(res.ID)).Msg("created network")
+	e.logger(ctx).Debug().Str("network", n.Name).Str("network_id", shortID(res.ID)).Msg("created network")
 	return nil
 }
 
@@ -88,7 +88,7 @@ func ownerOf(project string) string {
 // project label is adopted with a warning, never recreated, because it may
 // hold the data the operator cares about most.
 func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
-	e.call("create-volume", v.Name)
+	e.call(ctx, "create-volume", v.Name)
 	res, err := e.cli.VolumeInspect(ctx, v.Name, client.VolumeInspectOptions{})
 	found := err == nil
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -105,9 +105,9 @@ func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
 		got := res.Volume.Labels[compose.LabelProject]
 		switch got {
 		case project:
-			e.log.Debug().Str("volume", v.Name).Msg("volume exists already")
+			e.logger(ctx).Debug().Str("volume", v.Name).Msg("volume exists already")
 		case "":
-			e.log.Warn().Str("volume", v.Name).Str("project", project).
+			e.logger(ctx).Warn().Str("volume", v.Name).Str("project", project).
 				Msg("volume exists already but was not created by compose or lockstep; using it as is (declare it `external: true` to silence this)")
 		default:
 			return fmt.Errorf("create volume %s (volumes.%s): a volume of that name already exists and belongs to project %s, not %s: set a different `name:` or declare it `external: true`", v.Name, v.Key, got, project)
@@ -123,7 +123,7 @@ func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
 	if err != nil {
 		return fmt.Errorf("create volume %s (volumes.%s): %w", v.Name, v.Key, err)
 	}
-	e.log.Debug().Str("volume", v.Name).Msg("created volume")
+	e.logger(ctx).Debug().Str("volume", v.Name).Msg("created volume")
 	return nil
 }
 
@@ -135,7 +135,7 @@ func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
 // connected before returning, and a failed connect removes the new
 // container (not its volumes) so no half-wired container is left behind.
 func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *compose.Service, number int, name, inheritFrom string) (string, error) {
-	e.call("create-container", name)
+	e.call(ctx, "create-container", name)
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("create container %s for service %s: %w", name, svc.Name, err)
 	}
@@ -170,7 +170,7 @@ func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 			imageVolumes = img.Config.Volumes
 		}
 		for _, v := range inheritAnonymousVolumes(cfg, host, imageVolumes, old.Container.Mounts) {
-			e.log.Debug().Str("container", name).Str("volume", v).Msg("inheriting anonymous volume")
+			e.logger(ctx).Debug().Str("container", name).Str("volume", v).Msg("inheriting anonymous volume")
 		}
 	}
 
@@ -189,19 +189,19 @@ func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 		return fail(err)
 	}
 	for _, w := range res.Warnings {
-		e.log.Warn().Str("container", name).Str("warning", w).Msg("engine warning on container create")
+		e.logger(ctx).Warn().Str("container", name).Str("warning", w).Msg("engine warning on container create")
 	}
 	for _, n := range rest {
 		_, err := e.cli.NetworkConnect(ctx, n, client.NetworkConnectOptions{Container: res.ID, EndpointConfig: nets.EndpointsConfig[n]})
 		if err != nil {
 			// RemoveVolumes stays false: inherited volumes are mounted here.
 			if _, rmErr := e.cli.ContainerRemove(ctx, res.ID, client.ContainerRemoveOptions{Force: true}); rmErr != nil {
-				e.log.Error().Err(rmErr).Str("container", name).Msg("remove half-created container")
+				e.logger(ctx).Error().Err(rmErr).Str("container", name).Msg("remove half-created container")
 			}
 			return fail(fmt.Errorf("connect to network %s: %w", n, err))
 		}
 	}
-	e.log.Debug().Str("container", name).Str("container_id", shortID(res.ID)).Msg("created container")
+	e.logger(ctx).Debug().Str("container", name).Str("container_id", shortID(res.ID)).Msg("created container")
 	return res.ID, nil
 }
 

@@ -6,7 +6,10 @@
 //
 // It knows nothing of git, releases or plans, and decides nothing: it does
 // exactly the one call it is asked for, never retries on its own, and never
-// removes a volume, named or anonymous.
+// removes a volume, named or anonymous. OnDemand connects at the first call
+// that needs the engine, and again at the next call after a failed connect.
+// A call logs through the logger its context carries (a pass's), when
+// there is one, else through the Engine's own.
 package engine
 
 import (
@@ -78,13 +81,33 @@ func redactHost(host string) string {
 // call logs, at debug level, each mutating call as it begins: what an
 // operator reads when an apply stops half-way ("the last call was stop
 // 1a2b3c"), and the marks the crash-safety test kills the agent at.
-func (e *Engine) call(op, target string) {
-	e.log.Debug().Str("engine_call", op).Str("target", shortID(target)).Msg("engine")
+func (e *Engine) call(ctx context.Context, op, target string) {
+	e.logger(ctx).Debug().Str("engine_call", op).Str("target", shortID(target)).Msg("engine")
+}
+
+// logger is what a call logs through: the logger ctx carries when the
+// caller attached one (a pass's, so each line names its environment,
+// commit and pass id), else the Engine's own.
+func (e *Engine) logger(ctx context.Context) *zerolog.Logger {
+	if l, ok := attachedLogger(ctx); ok {
+		return l
+	}
+	return &e.log
+}
+
+// attachedLogger returns the logger attached to ctx by Logger.WithContext.
+// zerolog.Ctx alone cannot tell: without one it returns
+// zerolog.DefaultContextLogger or a disabled logger, the very pointer it
+// returns for an empty context, while WithContext attaches a copy of its
+// own, never that pointer.
+func attachedLogger(ctx context.Context) (*zerolog.Logger, bool) {
+	l := zerolog.Ctx(ctx)
+	return l, l != zerolog.Ctx(context.Background())
 }
 
 // StartContainer starts a created or stopped container.
 func (e *Engine) StartContainer(ctx context.Context, id string) error {
-	e.call("start", id)
+	e.call(ctx, "start", id)
 	if _, err := e.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", shortID(id), err)
 	}
@@ -94,7 +117,7 @@ func (e *Engine) StartContainer(ctx context.Context, id string) error {
 // StopContainer stops id; timeout is rounded up to whole seconds, the
 // engine's unit, so a grace period is never shortened.
 func (e *Engine) StopContainer(ctx context.Context, id string, timeout *time.Duration) error {
-	e.call("stop", id)
+	e.call(ctx, "stop", id)
 	opts := client.ContainerStopOptions{}
 	if timeout != nil {
 		secs := int(math.Ceil(max(*timeout, 0).Seconds()))
@@ -111,7 +134,7 @@ func (e *Engine) StopContainer(ctx context.Context, id string, timeout *time.Dur
 // backed up. A missing container is an error callers can detect with
 // cerrdefs.IsNotFound.
 func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
-	e.call("remove", id)
+	e.call(ctx, "remove", id)
 	_, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{RemoveVolumes: false, Force: false})
 	if err != nil {
 		return fmt.Errorf("remove container %s: %w", shortID(id), err)
@@ -121,7 +144,7 @@ func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 
 // RenameContainer renames id to name.
 func (e *Engine) RenameContainer(ctx context.Context, id, name string) error {
-	e.call("rename", id)
+	e.call(ctx, "rename", id)
 	if _, err := e.cli.ContainerRename(ctx, id, client.ContainerRenameOptions{NewName: name}); err != nil {
 		return fmt.Errorf("rename container %s to %s: %w", shortID(id), name, err)
 	}

@@ -53,7 +53,7 @@ func (e *PullError) Is(target error) bool {
 // registry failures inside the progress stream with HTTP 200, so the stream
 // is read to the end and its error messages are the result.
 func (e *Engine) Pull(ctx context.Context, ref string) (string, error) {
-	e.call("pull", ref)
+	e.call(ctx, "pull", ref)
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return "", fmt.Errorf("pull %s: not a valid image reference: %w", ref, err)
@@ -65,7 +65,7 @@ func (e *Engine) Pull(ctx context.Context, ref string) (string, error) {
 		// never the secret itself.
 		return "", fmt.Errorf("pull %s: read credentials for registry %s from the Docker config: %w", ref, reg, err)
 	}
-	log := e.log.With().Str("image", ref).Str("registry", reg).Bool("credentials", auth != "").Logger()
+	log := e.logger(ctx).With().Str("image", ref).Str("registry", reg).Bool("credentials", auth != "").Logger()
 	log.Debug().Msg("pulling image")
 
 	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
