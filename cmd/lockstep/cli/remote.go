@@ -15,6 +15,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
 
 // commandFlags is a flag set for cmd that also accepts the global flags
@@ -83,14 +84,21 @@ func (c *cli) status(ctx context.Context, g *globalFlags, args []string) int {
 	if cl == nil {
 		return code
 	}
-	envs, err := cl.Status(ctx)
+	resp, err := cl.StatusResponse(ctx)
 	if err != nil {
 		return c.remoteError(err)
 	}
-	if jsonOut {
-		return c.writeJSON(api.StatusResponse{Environments: envs})
+	if resp.Environments == nil {
+		resp.Environments = []reconcile.EnvStatus{}
 	}
-	writeStatus(c.stdout, envs, time.Now())
+	if jsonOut {
+		return c.writeJSON(resp)
+	}
+	writeStatus(c.stdout, resp.Environments, time.Now())
+	if resp.ReloadError != "" {
+		// "reload refused: ..." says the agent runs on its old config.
+		fmt.Fprintf(c.stdout, "agent: %s (still running on the config it had)\n", oneLine(resp.ReloadError))
+	}
 	return exitOK
 }
 
@@ -236,11 +244,42 @@ func (c *cli) sync(ctx context.Context, g *globalFlags, args []string) int {
 }
 
 // retry asks the running agent to clear an environment's quarantined
-// commits and try the pinned one again.
+// commits and try the pinned one again. With no agent running, it clears
+// the quarantine in the state dir itself (its one owner) and says to run
+// `lockstep apply`, so a commit quarantined by `lockstep apply` can be
+// retried on a host without the agent too.
 func (c *cli) retry(ctx context.Context, g *globalFlags, args []string) int {
-	return c.envAction(ctx, g, "retry", args, func(cl *api.Client, env string) error { return cl.Retry(ctx, env) },
-		"retry queued for %s: the quarantine is cleared and the pinned commit is tried again (watch: lockstep history %s)\n")
+	return c.envAction(ctx, g, "retry", args, func(cl *api.Client, env string) error {
+		err := cl.Retry(ctx, env)
+		var nr *api.NotRunningError
+		if !errors.As(err, &nr) {
+			return err
+		}
+		return c.retryOffline(g, env, err)
+	}, "retry queued for %s: the quarantine is cleared and the pinned commit is tried again (watch: lockstep history %s)\n")
 }
+
+// retryOffline clears env's quarantine on disk when no agent answers.
+func (c *cli) retryOffline(g *globalFlags, env string, notRunning error) error {
+	cfg, err := config.Load(config.PathFrom(g.config, c.getenv))
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Environment(env); !ok {
+		return fmt.Errorf("unknown environment %q in %s; known: %s", env, cfg.Path, joinNames(cfg.EnvironmentNames()))
+	}
+	store := state.New(cfg.StateDir, 0, zerolog.Nop())
+	released, err := store.ClearQuarantine(env)
+	if err != nil {
+		return fmt.Errorf("%v; clearing the quarantine in %s instead failed: %w", notRunning, cfg.StateDir, err)
+	}
+	fmt.Fprintf(c.stderr, "lockstep: no agent is running: cleared %d quarantined commit(s) of %s in %s; run `lockstep apply %s` to try the pinned commit again\n", len(released), env, cfg.StateDir, env)
+	return errOffline
+}
+
+// errOffline ends a retry that was done on disk, without an agent: the
+// message is printed already and nothing was queued.
+var errOffline = errors.New("retried without an agent")
 
 // rollback asks the running agent to apply an environment's last healthy
 // revision again now, and hold the pinned commit back until the pin
@@ -266,7 +305,9 @@ func (c *cli) envAction(ctx context.Context, g *globalFlags, name string, args [
 		return code
 	}
 	env := rest[0]
-	if err := act(cl, env); err != nil {
+	if err := act(cl, env); errors.Is(err, errOffline) {
+		return exitOK
+	} else if err != nil {
 		return c.remoteError(err)
 	}
 	if jsonOut {
