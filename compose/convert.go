@@ -30,7 +30,7 @@ type converter struct {
 	realRoot    string   // ReleaseDir with symlinks resolved
 	fileCache   map[string]string
 	secrets     *keyring
-	secretFiles map[string]bool // host paths of materialized configs/secrets
+	secretFiles map[string]secretWrite // by host path: the decrypted configs/secrets the services bind
 }
 
 func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Project, k *keyring) (*Project, error) {
@@ -39,7 +39,7 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 		return nil, fmt.Errorf("load: resolve release dir %s: %w", opts.ReleaseDir, err)
 	}
 	c := &converter{opts: opts, src: src, cp: cp, files: files, realRoot: realRoot, fileCache: map[string]string{},
-		secrets: k, secretFiles: map[string]bool{}}
+		secrets: k, secretFiles: map[string]secretWrite{}}
 
 	if len(cp.Jobs) > 0 {
 		file, line := src.find("jobs")
@@ -79,6 +79,10 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 	}
 	if len(c.secretFiles) > 0 {
 		p.SecretFiles = sortedKeys(c.secretFiles)
+		p.secrets = &secretWrites{runtimeDir: filepath.Clean(opts.Secrets.RuntimeDir)}
+		for _, target := range p.SecretFiles {
+			p.secrets.files = append(p.secrets.files, c.secretFiles[target])
+		}
 	}
 	return p, nil
 }
@@ -748,8 +752,9 @@ func (c *converter) encryptedFile(service, key, p string) (File, []byte, error) 
 // compose does for a non-Swarm deployment: configs at /<name> (or target),
 // secrets at /run/secrets/<name> (or target, relative ones under
 // /run/secrets). An encrypted source of the release (*.age) is decrypted
-// and its plaintext bound from the runtime dir's tmpfs instead (see
-// keyring.materialize); a host path is bound as it is.
+// and its plaintext bound from the runtime dir's tmpfs instead, where
+// WriteSecrets puts it (see keyring.secretPath); a host path is bound as
+// it is.
 func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfig) ([]File, error) {
 	type ref struct {
 		kind, source, target, uid, gid string
@@ -813,10 +818,10 @@ func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfi
 				return nil, err
 			}
 			kind := strings.TrimSuffix(r.kind, "s")
-			if source, err = c.secrets.materialize(c.opts.Project, kind, r.source, f.Digest, plain); err != nil {
+			if source, err = c.secrets.secretPath(c.opts.Project, kind, r.source, f.Digest); err != nil {
 				return nil, fail(err.Error())
 			}
-			c.secretFiles[source] = true
+			c.secretFiles[source] = secretWrite{kind: kind, name: r.source, digest: f.Digest, target: source, plain: plain}
 			files = append(files, f)
 		} else {
 			f, err := c.bindSource(s.Name, r.kind, obj.File)

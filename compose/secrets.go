@@ -33,7 +33,8 @@ import (
 //
 // What the plaintext may reach: the container's environment (unavoidable),
 // and, for configs and secrets, one file on a tmpfs under the runtime
-// directory that is bind-mounted into the container. Nothing else: not a
+// directory that is bind-mounted into the container, written by
+// WriteSecrets at apply (never by Load). Nothing else: not a
 // *LoadError, not a label, not a File digest (those are keyed with the
 // host's identity, see secretDigest), not the release directory.
 
@@ -493,20 +494,34 @@ func refuseEncryptedIncludeEnv(src *sources) error {
 	return nil
 }
 
-// materialize writes the plaintext of a config or secret to
-// <RuntimeDir>/secrets/<project>/<kind>-<name>-<digest16> and returns that
-// path, the bind source the container gets. The name is content-addressed,
-// so an unchanged secret keeps its bind source (no recreate) and a changed
-// one never overwrites the file a running container still reads.
+// secretWrite is one decrypted config or secret a service binds: Load
+// decides its path, WriteSecrets puts it there.
+type secretWrite struct {
+	kind, name, digest string // kind is "config" or "secret"
+	target             string // <RuntimeDir>/secrets/<project>/<kind>-<name>-<digest16>
+	plain              []byte
+}
+
+// secretWrites are the files WriteSecrets writes for a Project, and the
+// runtime dir Load named them under. A Project holds them behind a
+// pointer, so a Project printed with %v shows an address and never the
+// plaintext; the fields are unexported, so encoding/json never sees them.
+type secretWrites struct {
+	runtimeDir string
+	files      []secretWrite // sorted by target
+}
+
+// secretPath returns the bind source of a decrypted config or secret,
+// <RuntimeDir>/secrets/<project>/<kind>-<name>-<digest16>, writing
+// nothing. The name is content-addressed, so an unchanged secret keeps its
+// bind source (no recreate) and a changed one never overwrites the file a
+// running container still reads.
 //
-// The runtime dir may sit on a tmpfs other users can write to (/dev/shm):
-// one of them could create secrets/<project> first, and a chmod by the
-// agent would not take it from them. So every directory on the way is
-// checked to be a real directory owned by the agent (or, for the runtime
-// dir, by root and writable by no one else) before anything is written,
-// and the checks hold by path afterwards because no other user can then
-// rename or replace an entry in them.
-func (k *keyring) materialize(project, kind, name, digest string, plain []byte) (string, error) {
+// It also makes, read-only, the checks of writeSecret that the runtime dir
+// allows as it is now (see inspectRuntimeDir), so `lockstep validate`
+// already refuses a runtime dir on disk or planted by another user, instead
+// of the first apply.
+func (k *keyring) secretPath(project, kind, name, digest string) (string, error) {
 	rd := k.opts.RuntimeDir
 	if rd == "" || !filepath.IsAbs(rd) {
 		return "", fmt.Errorf("[secrets].runtime_dir %q is not an absolute path; set it to a tmpfs such as /run/lockstep", rd)
@@ -520,33 +535,114 @@ func (k *keyring) materialize(project, kind, name, digest string, plain []byte) 
 		return "", fmt.Errorf("%s name %q is too long: the decrypted file %s-<name>-<digest16> must fit in %d bytes; shorten the name", kind, name, kind, maxFileName)
 	}
 	rd = filepath.Clean(rd)
-	if err := ensureTmpfs(rd); err != nil {
+	if err := inspectRuntimeDir(rd, project); err != nil {
 		return "", err
+	}
+	return filepath.Join(rd, "secrets", project, base), nil
+}
+
+// inspectRuntimeDir makes the checks of writeSecret that need no write:
+// the runtime dir, or the directory it would be created in, is a tmpfs;
+// and the runtime dir, secrets/ and secrets/<project>, as far as they
+// exist, are trusted directories. What does not exist yet, WriteSecrets
+// creates and checks.
+func inspectRuntimeDir(rd, project string) error {
+	if _, err := os.Lstat(rd); errors.Is(err, os.ErrNotExist) {
+		return checkTmpfsAs(existingAncestor(rd), rd)
+	}
+	if err := checkTmpfs(rd); err != nil {
+		return err
 	}
 	if err := checkRuntimeDir(rd); err != nil {
-		return "", err
+		return err
 	}
-	dir := filepath.Join(rd, "secrets", project)
-	for _, d := range []string{filepath.Join(rd, "secrets"), dir} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", runtimeDirError(rd, "create the directory "+d, err)
+	for _, d := range []string{filepath.Join(rd, "secrets"), filepath.Join(rd, "secrets", project)} {
+		if _, err := os.Lstat(d); errors.Is(err, os.ErrNotExist) {
+			return nil
 		}
 		if err := checkOwnDir(rd, d); err != nil {
-			return "", err
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteSecrets materializes p's decrypted configs and secrets on the tmpfs
+// under opts.RuntimeDir, at the paths Load chose (Project.SecretFiles). It
+// is a step of apply, run after the policy check, so `lockstep plan` and
+// `lockstep validate` never write a decrypted file. Idempotent: files
+// already present with the same content are left as they are. opts must
+// name the runtime dir p was loaded with. No error carries the plaintext.
+func WriteSecrets(p *Project, opts SecretOptions) error {
+	w := p.secrets
+	if w == nil || len(w.files) == 0 {
+		return nil
+	}
+	rd := filepath.Clean(opts.RuntimeDir)
+	if opts.RuntimeDir == "" || rd != w.runtimeDir {
+		return fmt.Errorf("write secrets of %s: [secrets].runtime_dir %q is not the one the project was loaded with (%s); load it again", p.Name, opts.RuntimeDir, w.runtimeDir)
+	}
+	// Only paths and names should reach an error, but a write error is
+	// the one place the plaintext is at hand: scrub it all the same.
+	k := newKeyring(opts)
+	for _, f := range w.files {
+		if len(f.plain) >= minRedactLen {
+			k.values = append(k.values, secretValue{value: string(f.plain), file: f.name})
+		}
+	}
+	for _, f := range w.files {
+		if err := writeSecret(rd, p.Name, f); err != nil {
+			err = fmt.Errorf("write secrets of %s: %w", p.Name, err)
+			if k.leaks(err.Error()) {
+				return errors.New(k.scrub(err.Error()))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// writeSecret writes the plaintext of a config or secret to f.target,
+// under <rd>/secrets/<project>/.
+//
+// The runtime dir may sit on a tmpfs other users can write to (/dev/shm):
+// one of them could create secrets/<project> first, and a chmod by the
+// agent would not take it from them. So every directory on the way is
+// checked to be a real directory owned by the agent (or, for the runtime
+// dir, by root and writable by no one else) before anything is written,
+// and the checks hold by path afterwards because no other user can then
+// rename or replace an entry in them.
+func writeSecret(rd, project string, f secretWrite) error {
+	dir := filepath.Join(rd, "secrets", project)
+	if filepath.Dir(f.target) != dir {
+		return fmt.Errorf("%s %q: %s is not under %s", f.kind, f.name, f.target, dir)
+	}
+	if err := ensureTmpfs(rd); err != nil {
+		return err
+	}
+	if err := checkRuntimeDir(rd); err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Join(rd, "secrets"), dir} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return runtimeDirError(rd, "create the directory "+d, err)
+		}
+		if err := checkOwnDir(rd, d); err != nil {
+			return err
 		}
 		// Root only: the container reaches its file through the bind,
 		// nobody else on the host needs to list or open it.
 		if err := os.Chmod(d, 0o700); err != nil {
-			return "", runtimeDirError(rd, "chmod 0700 "+d, err)
+			return runtimeDirError(rd, "chmod 0700 "+d, err)
 		}
 	}
 	if err := checkTmpfs(dir); err != nil {
-		return "", err
+		return err
 	}
-	target := filepath.Join(dir, base)
-	if st, err := os.Lstat(target); err == nil && st.Mode().IsRegular() && ownedByAgent(st) && st.Mode().Perm() == 0o444 && st.Size() == int64(len(plain)) {
-		if have, err := os.ReadFile(target); err == nil && bytes.Equal(have, plain) {
-			return target, nil
+	target := f.target
+	if st, err := os.Lstat(target); err == nil && st.Mode().IsRegular() && ownedByAgent(st) && st.Mode().Perm() == 0o444 && st.Size() == int64(len(f.plain)) {
+		if have, err := os.ReadFile(target); err == nil && bytes.Equal(have, f.plain) {
+			return nil
 		}
 	}
 	// Temp file and rename: a container never binds a half-written file,
@@ -554,28 +650,28 @@ func (k *keyring) materialize(project, kind, name, digest string, plain []byte) 
 	// CreateTemp opens with O_CREATE|O_EXCL, which fails on an existing
 	// name, symlinks included: what O_NOFOLLOW would add. No fsync: on a
 	// tmpfs there is nothing to make durable.
-	tmp, err := os.CreateTemp(dir, ".tmp-"+kind+"-")
+	tmp, err := os.CreateTemp(dir, ".tmp-"+f.kind+"-")
 	if err != nil {
-		return "", runtimeDirError(rd, "create a temporary file in "+dir, err)
+		return runtimeDirError(rd, "create a temporary file in "+dir, err)
 	}
-	_, werr := tmp.Write(plain)
+	_, werr := tmp.Write(f.plain)
 	cerr := tmp.Chmod(0o444)
 	if err := errors.Join(werr, cerr, tmp.Close()); err != nil {
 		os.Remove(tmp.Name())
-		return "", runtimeDirError(rd, fmt.Sprintf("write the decrypted %s %q to %s", kind, name, tmp.Name()), err)
+		return runtimeDirError(rd, fmt.Sprintf("write the decrypted %s %q to %s", f.kind, f.name, tmp.Name()), err)
 	}
 	if err := os.Rename(tmp.Name(), target); err != nil {
 		os.Remove(tmp.Name())
-		return "", runtimeDirError(rd, "rename "+tmp.Name()+" to "+target, err)
+		return runtimeDirError(rd, "rename "+tmp.Name()+" to "+target, err)
 	}
 	st, err := os.Lstat(target)
 	if err != nil {
-		return "", runtimeDirError(rd, "check "+target, err)
+		return runtimeDirError(rd, "check "+target, err)
 	}
 	if !st.Mode().IsRegular() || !ownedByAgent(st) {
-		return "", fmt.Errorf("[secrets].runtime_dir %s: %s is not the regular file the agent just wrote (%v, owner %s); remove %s (lockstep creates it)", rd, target, st.Mode().Type(), ownerOf(st), dir)
+		return fmt.Errorf("[secrets].runtime_dir %s: %s is not the regular file the agent just wrote (%v, owner %s); remove %s (lockstep creates it)", rd, target, st.Mode().Type(), ownerOf(st), dir)
 	}
-	return target, nil
+	return nil
 }
 
 // maxFileName is NAME_MAX on Linux file systems, tmpfs included.
@@ -665,14 +761,7 @@ func runtimeDirTrusted(rd string, uid, euid uint32, mode fs.FileMode) error {
 // created in is one: nothing is ever created on persistent disk.
 func ensureTmpfs(runtimeDir string) error {
 	if _, err := os.Stat(runtimeDir); errors.Is(err, os.ErrNotExist) {
-		parent := filepath.Dir(runtimeDir)
-		for {
-			if _, err := os.Stat(parent); err == nil || parent == filepath.Dir(parent) {
-				break
-			}
-			parent = filepath.Dir(parent)
-		}
-		if err := checkTmpfsAs(parent, runtimeDir); err != nil {
+		if err := checkTmpfsAs(existingAncestor(runtimeDir), runtimeDir); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(runtimeDir, 0o700); err != nil {
@@ -680,6 +769,18 @@ func ensureTmpfs(runtimeDir string) error {
 		}
 	}
 	return checkTmpfs(runtimeDir)
+}
+
+// existingAncestor returns the nearest parent of dir that exists: where
+// dir would be created.
+func existingAncestor(dir string) string {
+	parent := filepath.Dir(dir)
+	for {
+		if _, err := os.Stat(parent); err == nil || parent == filepath.Dir(parent) {
+			return parent
+		}
+		parent = filepath.Dir(parent)
+	}
 }
 
 func checkTmpfs(dir string) error { return checkTmpfsAs(dir, dir) }
@@ -715,7 +816,7 @@ func PruneSecrets(runtimeDir, project string, keep map[string]bool) error {
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	// The checks materialize makes: removing by path through a directory
+	// The checks writeSecret makes: removing by path through a directory
 	// another user planted (a symlink to /etc) would delete what it names.
 	if err := checkRuntimeDir(rd); err != nil {
 		return fmt.Errorf("prune secrets of %s: %w", project, err)
