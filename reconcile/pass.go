@@ -204,6 +204,11 @@ func (r *Runner) ApplyRevision(ctx context.Context, env Environment, rev Revisio
 		}
 		return res, nil
 	}
+	// Decrypted files are written only now, past the policy check and for
+	// a plan that changes something: plan and validate write nothing.
+	if err := compose.WriteSecrets(desired, r.Secrets); err != nil {
+		return res, &StepError{Step: StepApply, Err: fmt.Errorf("apply %s at %s: %w", env.Name, short(res.Commit), err)}
+	}
 	opts := r.ApplyOptions
 	opts.Log = log
 	applied, err := Apply(ctx, r.Engine, desired, observed, res.Plan, opts)
