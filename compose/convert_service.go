@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -36,23 +37,80 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 		return Service{}, fail("container_name", fmt.Sprintf("container_name cannot be used with %d replicas (names must be unique); remove container_name or scale to 1", out.Replicas))
 	}
 
-	switch s.PullPolicy {
-	case "", types.PullPolicyMissing, types.PullPolicyIfNotPresent:
-		out.PullPolicy = PullMissing
-	case types.PullPolicyAlways:
-		out.PullPolicy = PullAlways
-	case types.PullPolicyNever:
-		out.PullPolicy = PullNever
-	case types.PullPolicyBuild:
-		return Service{}, fail("pull_policy", "pull_policy: build is not possible, lockstep does not build images; push the image in CI and reference it")
-	default:
-		return Service{}, fail("pull_policy", fmt.Sprintf("pull_policy %q is not supported; use missing, always or never", s.PullPolicy))
+	policy, err := pullPolicy(s.PullPolicy)
+	if err != nil {
+		return Service{}, fail("pull_policy", err.Error())
 	}
+	out.PullPolicy = policy
 
 	if err := c.deployChecks(s, &out); err != nil {
 		return Service{}, err
 	}
 
+	cfg := containerConfig(s, &out)
+	host, err := c.hostConfig(s)
+	if err != nil {
+		return Service{}, err
+	}
+
+	if err := ports(s, cfg, host, &out); err != nil {
+		return Service{}, fail("ports", err.Error())
+	}
+	if err := expose(s, cfg); err != nil {
+		return Service{}, fail("expose", err.Error())
+	}
+
+	if out.Files, err = c.serviceFiles(s, host); err != nil {
+		return Service{}, err
+	}
+
+	nets, err := c.networking(s, host)
+	if err != nil {
+		return Service{}, err
+	}
+
+	deps, err := c.dependencies(s)
+	if err != nil {
+		return Service{}, err
+	}
+	out.DependsOn = deps
+
+	labels, err := c.labels(s, deps)
+	if err != nil {
+		return Service{}, err
+	}
+	cfg.Labels = labels
+
+	out.Config, out.Host, out.Networking = cfg, host, nets
+	out.ConfigHash = configHash(&out, c.opts.ReleaseDir)
+	out.Hash = serviceHash(out.ConfigHash, out.Image, out.Files)
+	out.Config.Labels[LabelConfigHash] = out.ConfigHash
+	out.Config.Labels[LabelHash] = out.Hash
+	return out, nil
+}
+
+// pullPolicy normalizes pull_policy to PullMissing, PullAlways or
+// PullNever, refusing what needs a build. The error is the message for
+// the pull_policy key.
+func pullPolicy(policy string) (string, error) {
+	switch policy {
+	case "", types.PullPolicyMissing, types.PullPolicyIfNotPresent:
+		return PullMissing, nil
+	case types.PullPolicyAlways:
+		return PullAlways, nil
+	case types.PullPolicyNever:
+		return PullNever, nil
+	case types.PullPolicyBuild:
+		return "", errors.New("pull_policy: build is not possible, lockstep does not build images; push the image in CI and reference it")
+	}
+	return "", fmt.Errorf("pull_policy %q is not supported; use missing, always or never", policy)
+}
+
+// containerConfig is the Engine API container config of s, without the
+// labels, which need the dependencies and the hash (see service). It also
+// notes on out whether the service has a healthcheck, which the gate
+// waits on.
+func containerConfig(s types.ServiceConfig, out *Service) *container.Config {
 	cfg := &container.Config{
 		Hostname:     s.Hostname,
 		Domainname:   s.DomainName,
@@ -80,7 +138,14 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 		t := cfg.Healthcheck.Test
 		out.Healthcheck = len(t) > 0 && t[0] != "NONE"
 	}
+	return cfg
+}
 
+// hostConfig is the Engine API host config of s as far as it is set from
+// keys of the service alone; ports, mounts and the network mode are added
+// by service's later steps, which need the rest of the project.
+func (c *converter) hostConfig(s types.ServiceConfig) (*container.HostConfig, error) {
+	fail := func(key, msg string) error { return located(c.src, s.Name, key, msg) }
 	host := &container.HostConfig{
 		Annotations:    cloneMap(s.Annotations),
 		CapAdd:         slices.Clone(s.CapAdd),
@@ -109,13 +174,13 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 	}
 	for _, ns := range []struct{ key, v string }{{"ipc", s.Ipc}, {"pid", s.Pid}, {"uts", s.Uts}, {"cgroup", s.Cgroup}} {
 		if strings.HasPrefix(ns.v, types.ServicePrefix) {
-			return Service{}, fail(ns.key, fmt.Sprintf("%s: %s is not supported by lockstep; share the namespace with container:<name> or host", ns.key, ns.v))
+			return nil, fail(ns.key, fmt.Sprintf("%s: %s is not supported by lockstep; share the namespace with container:<name> or host", ns.key, ns.v))
 		}
 	}
 	for _, d := range s.DNS {
 		a, err := netip.ParseAddr(d)
 		if err != nil {
-			return Service{}, fail("dns", fmt.Sprintf("invalid DNS server address %q: %v", d, err))
+			return nil, fail("dns", fmt.Sprintf("invalid DNS server address %q: %v", d, err))
 		}
 		host.DNS = append(host.DNS, a)
 	}
@@ -131,64 +196,39 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 			host.Tmpfs[target] = opts
 		}
 	}
+	return host, nil
+}
 
-	if err := ports(s, cfg, host, &out); err != nil {
-		return Service{}, fail("ports", err.Error())
-	}
-	if err := expose(s, cfg); err != nil {
-		return Service{}, fail("expose", err.Error())
-	}
-
+// serviceFiles adds s's mounts and configs/secrets to host and returns
+// the repository files the service uses (those, its env_files and
+// label_files), each once: what its hash covers and a plan names.
+func (c *converter) serviceFiles(s types.ServiceConfig, host *container.HostConfig) ([]File, error) {
 	var files []File
 	mountFiles, err := c.volumes(s, host)
 	if err != nil {
-		return Service{}, err
+		return nil, err
 	}
 	files = append(files, mountFiles...)
 	objFiles, err := c.fileObjects(s, host)
 	if err != nil {
-		return Service{}, err
+		return nil, err
 	}
 	files = append(files, objFiles...)
 	for _, ef := range s.EnvFiles {
-		f, err := c.repoFile(name, "env_file", ef.Path, !bool(ef.Required))
+		f, err := c.repoFile(s.Name, "env_file", ef.Path, !bool(ef.Required))
 		if err != nil {
-			return Service{}, err
+			return nil, err
 		}
 		files = append(files, f...)
 	}
 	for _, lf := range s.LabelFiles {
-		f, err := c.repoFile(name, "label_file", lf, false)
+		f, err := c.repoFile(s.Name, "label_file", lf, false)
 		if err != nil {
-			return Service{}, err
+			return nil, err
 		}
 		files = append(files, f...)
 	}
-	out.Files = dedupeFiles(files)
-
-	nets, err := c.networking(s, host)
-	if err != nil {
-		return Service{}, err
-	}
-
-	deps, err := c.dependencies(s)
-	if err != nil {
-		return Service{}, err
-	}
-	out.DependsOn = deps
-
-	labels, err := c.labels(s, deps)
-	if err != nil {
-		return Service{}, err
-	}
-	cfg.Labels = labels
-
-	out.Config, out.Host, out.Networking = cfg, host, nets
-	out.ConfigHash = configHash(&out, c.opts.ReleaseDir)
-	out.Hash = serviceHash(out.ConfigHash, out.Image, out.Files)
-	out.Config.Labels[LabelConfigHash] = out.ConfigHash
-	out.Config.Labels[LabelHash] = out.Hash
-	return out, nil
+	return dedupeFiles(files), nil
 }
 
 // deployChecks applies deploy: and refuses the parts of it that only mean
