@@ -178,28 +178,11 @@ func (c *converter) networking(s types.ServiceConfig, host *container.HostConfig
 					ep.Aliases = append(ep.Aliases, a)
 				}
 			}
-			ipam := &network.EndpointIPAMConfig{}
-			var err error
-			if cfg.Ipv4Address != "" {
-				if ipam.IPv4Address, err = netip.ParseAddr(cfg.Ipv4Address); err != nil {
-					return nil, fail("networks."+key+".ipv4_address", fmt.Sprintf("invalid address %q: %v", cfg.Ipv4Address, err))
-				}
+			ipam, err := c.endpointIPAM(s.Name, key, cfg)
+			if err != nil {
+				return nil, err
 			}
-			if cfg.Ipv6Address != "" {
-				if ipam.IPv6Address, err = netip.ParseAddr(cfg.Ipv6Address); err != nil {
-					return nil, fail("networks."+key+".ipv6_address", fmt.Sprintf("invalid address %q: %v", cfg.Ipv6Address, err))
-				}
-			}
-			for _, l := range cfg.LinkLocalIPs {
-				a, err := netip.ParseAddr(l)
-				if err != nil {
-					return nil, fail("networks."+key+".link_local_ips", fmt.Sprintf("invalid address %q: %v", l, err))
-				}
-				ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
-			}
-			if ipam.IPv4Address.IsValid() || ipam.IPv6Address.IsValid() || len(ipam.LinkLocalIPs) > 0 {
-				ep.IPAMConfig = ipam
-			}
+			ep.IPAMConfig = ipam
 			ep.DriverOpts = cloneMap(cfg.DriverOpts)
 			if cfg.InterfaceName != "" {
 				if ep.DriverOpts == nil {
@@ -231,4 +214,35 @@ func (c *converter) networking(s types.ServiceConfig, host *container.HostConfig
 		nets.EndpointsConfig[n.Name] = ep
 	}
 	return nets, nil
+}
+
+// endpointIPAM parses the static addresses of service's endpoint on the
+// network key: their errors name the key they come from. It returns nil
+// when none is set, so such an endpoint has no IPAMConfig and the engine
+// allocates its address.
+func (c *converter) endpointIPAM(service, key string, cfg *types.ServiceNetworkConfig) (*network.EndpointIPAMConfig, error) {
+	fail := func(sub, msg string) error { return located(c.src, service, "networks."+key+"."+sub, msg) }
+	ipam := &network.EndpointIPAMConfig{}
+	var err error
+	if cfg.Ipv4Address != "" {
+		if ipam.IPv4Address, err = netip.ParseAddr(cfg.Ipv4Address); err != nil {
+			return nil, fail("ipv4_address", fmt.Sprintf("invalid address %q: %v", cfg.Ipv4Address, err))
+		}
+	}
+	if cfg.Ipv6Address != "" {
+		if ipam.IPv6Address, err = netip.ParseAddr(cfg.Ipv6Address); err != nil {
+			return nil, fail("ipv6_address", fmt.Sprintf("invalid address %q: %v", cfg.Ipv6Address, err))
+		}
+	}
+	for _, l := range cfg.LinkLocalIPs {
+		a, err := netip.ParseAddr(l)
+		if err != nil {
+			return nil, fail("link_local_ips", fmt.Sprintf("invalid address %q: %v", l, err))
+		}
+		ipam.LinkLocalIPs = append(ipam.LinkLocalIPs, a)
+	}
+	if !ipam.IPv4Address.IsValid() && !ipam.IPv6Address.IsValid() && len(ipam.LinkLocalIPs) == 0 {
+		return nil, nil
+	}
+	return ipam, nil
 }
