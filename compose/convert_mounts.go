@@ -216,18 +216,7 @@ func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfi
 		case r.uid != "" || r.gid != "" || r.mode != nil:
 			return nil, fail("uid, gid and mode cannot be honoured for a bind-mounted file: source; remove them and set the file's mode in the repository")
 		}
-		target := r.target
-		if r.kind == "configs" && target == "" {
-			target = "/" + r.source
-		}
-		if r.kind == "secrets" {
-			if target == "" {
-				target = r.source
-			}
-			if !path.IsAbs(target) {
-				target = "/run/secrets/" + target
-			}
-		}
+		target := fileObjectTarget(r.kind, r.source, r.target)
 		if !within(c.opts.ReleaseDir, obj.File) {
 			// A host file (a secret kept out of git): the Mounts API would
 			// fail at create time, after the old container is gone.
@@ -257,4 +246,23 @@ func (c *converter) fileObjects(s types.ServiceConfig, host *container.HostConfi
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source, Target: target, ReadOnly: true})
 	}
 	return files, nil
+}
+
+// fileObjectTarget is where a config or secret is mounted in the
+// container, as compose mounts them outside Swarm: configs at /<name>
+// unless target is set, secrets under /run/secrets unless target is
+// absolute.
+func fileObjectTarget(kind, source, target string) string {
+	if kind == "configs" && target == "" {
+		return "/" + source
+	}
+	if kind == "secrets" {
+		if target == "" {
+			target = source
+		}
+		if !path.IsAbs(target) {
+			return "/run/secrets/" + target
+		}
+	}
+	return target
 }
