@@ -83,7 +83,7 @@ type nopCloser struct{ *bytes.Buffer }
 func (nopCloser) Close() error { return nil }
 
 // tmpfsRuntimeDir returns a fresh directory on a tmpfs (/dev/shm), the only
-// kind Load writes decrypted files to.
+// kind WriteSecrets writes decrypted files to. It does not exist yet.
 func tmpfsRuntimeDir(t *testing.T) string {
 	t.Helper()
 	ok, err := isTmpfs("/dev/shm")
