@@ -81,6 +81,14 @@ func load(t *testing.T, opts LoadOptions) *Project {
 	return p
 }
 
+// writeSecrets is the apply step that follows a load of p with opts.
+func writeSecrets(t *testing.T, p *Project, opts LoadOptions) {
+	t.Helper()
+	if err := WriteSecrets(p, opts.Secrets); err != nil {
+		t.Fatalf("WriteSecrets: %v", err)
+	}
+}
+
 // loadErr loads and returns the *LoadError it must fail with.
 func loadErr(t *testing.T, opts LoadOptions) *LoadError {
 	t.Helper()

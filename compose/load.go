@@ -48,9 +48,12 @@ var (
 // Profiles: lockstep activates none, so services that declare `profiles:`
 // are not deployed (they are absent from Project.Services).
 //
-// Encrypted files (*.age, see SecretOptions) are decrypted in memory; the
-// only thing Load writes is the plaintext of encrypted configs and secrets,
-// to the tmpfs under opts.Secrets.RuntimeDir (Project.SecretFiles).
+// Load writes nothing anywhere. Encrypted files (*.age, see SecretOptions)
+// are decrypted in memory; the configs and secrets among them are bound
+// from content-addressed paths under opts.Secrets.RuntimeDir
+// (Project.SecretFiles), which WriteSecrets writes when the project is
+// applied. Load only checks, read-only, that the runtime dir is a tmpfs
+// the agent can trust, as far as it exists.
 //
 // Every configuration problem is returned as a *LoadError naming the file,
 // line, service and key as far as they are known. No error carries a

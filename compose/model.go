@@ -9,6 +9,11 @@
 // talks to git, never reads the daemon's own process environment into the
 // model, never loads a remote include, and never mutates the engine (the
 // engine adapter lives in compose/engine).
+//
+// Load writes nothing anywhere, so plan and validate have no side effects.
+// The only files the package writes are the decrypted configs and secrets
+// of a project, on the tmpfs under [secrets].runtime_dir: by WriteSecrets,
+// which apply calls, and removed by PruneSecrets.
 package compose
 
 import (
@@ -62,9 +67,10 @@ const (
 )
 
 // Project is the desired state of one compose project at one revision.
-// It is plain data: loading it touches nothing but the runtime dir's tmpfs
-// (decrypted configs and secrets, see SecretFiles), and two loads of the
-// same release with the same inputs are deeply equal.
+// It is plain data: loading it writes nothing anywhere (the decrypted
+// configs and secrets it binds are written by WriteSecrets, a step of
+// apply), and two loads of the same release with the same inputs are
+// deeply equal.
 type Project struct {
 	Name        string   // compose project name
 	Environment string   // lockstep environment name
@@ -77,9 +83,13 @@ type Project struct {
 	Services []Service // dependencies before dependents; ties broken by name
 
 	// SecretFiles are the host paths, under [secrets].runtime_dir, of the
-	// decrypted configs and secrets the services bind (sorted). Pass them
-	// to PruneSecrets as in use.
+	// decrypted configs and secrets the services bind (sorted), where
+	// WriteSecrets writes them. Pass them to PruneSecrets as in use.
 	SecretFiles []string
+
+	// secrets holds the plaintext of SecretFiles until WriteSecrets: never
+	// exported, serialized or logged (see secretWrites).
+	secrets *secretWrites
 }
 
 // Network is a network the project uses.

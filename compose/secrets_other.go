@@ -14,5 +14,5 @@ func isTmpfs(string) (bool, error) {
 }
 
 // fileOwner is never reached outside Linux (isTmpfs refuses first); it
-// reports the owner unknown, which materialize refuses.
+// reports the owner unknown, which the runtime-dir checks refuse.
 func fileOwner(fs.FileInfo) (uint32, bool) { return 0, false }

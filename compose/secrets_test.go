@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -82,7 +83,7 @@ type nopCloser struct{ *bytes.Buffer }
 func (nopCloser) Close() error { return nil }
 
 // tmpfsRuntimeDir returns a fresh directory on a tmpfs (/dev/shm), the only
-// kind Load writes decrypted files to.
+// kind WriteSecrets writes decrypted files to. It does not exist yet.
 func tmpfsRuntimeDir(t *testing.T) string {
 	t.Helper()
 	ok, err := isTmpfs("/dev/shm")
@@ -322,6 +323,7 @@ secrets:
 		"app.toml.age": encrypt(t, id, configSecret, true),
 	})
 	p := load(t, opts)
+	writeSecrets(t, p, opts)
 	svc := &p.Services[0]
 	if len(p.SecretFiles) != 2 {
 		t.Fatalf("SecretFiles = %q, want 2", p.SecretFiles)
@@ -373,6 +375,7 @@ secrets:
 	// Loaded again (the next pass): same paths, files untouched, projects equal.
 	st1, _ := os.Stat(p.SecretFiles[0])
 	again := load(t, opts)
+	writeSecrets(t, again, opts)
 	if !slices.Equal(again.SecretFiles, p.SecretFiles) || again.Services[0].Hash != svc.Hash {
 		t.Errorf("reload changed SecretFiles or hash: %q %s", again.SecretFiles, again.Services[0].Hash)
 	}
@@ -697,6 +700,7 @@ func TestPruneSecrets(t *testing.T) {
 		"db.age":       encrypt(t, id, dbPassword, false),
 	})
 	p := load(t, opts)
+	writeSecrets(t, p, opts)
 	keep := map[string]bool{}
 	for _, f := range p.SecretFiles {
 		keep[f] = true
@@ -814,6 +818,7 @@ func TestRuntimeDirOwnedByAnotherUser(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := load(t, opts)
+			writeSecrets(t, p, opts)
 			st, err := os.Lstat(d)
 			if err != nil || !ownedByAgent(st) {
 				t.Errorf("%s after the retry: %v, want a directory owned by the agent", d, err)
@@ -891,7 +896,9 @@ func mustSymlink(t *testing.T, oldname, newname string) string {
 func TestMaterializeReplacesPlantedTarget(t *testing.T) {
 	id := newTestIdentity(t)
 	opts := secretRelease(t, id, "db")
-	target := load(t, opts).SecretFiles[0]
+	p := load(t, opts)
+	writeSecrets(t, p, opts)
+	target := p.SecretFiles[0]
 	outside := filepath.Join(t.TempDir(), "outside")
 	if err := os.WriteFile(outside, []byte(dbPassword), 0o444); err != nil {
 		t.Fatal(err)
@@ -900,7 +907,9 @@ func TestMaterializeReplacesPlantedTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustSymlink(t, outside, target)
-	if got := load(t, opts).SecretFiles[0]; got != target {
+	p = load(t, opts)
+	writeSecrets(t, p, opts)
+	if got := p.SecretFiles[0]; got != target {
 		t.Fatalf("bind source moved: %s, want %s", got, target)
 	}
 	st, err := os.Lstat(target)
@@ -1014,5 +1023,115 @@ func TestPruneSecretsRefusesPlantedDir(t *testing.T) {
 	assertContains(t, err.Error(), "prune secrets of shop: [secrets].runtime_dir "+rd+": "+link+" is a symlink, not a directory")
 	if _, err := os.Stat(victim); err != nil {
 		t.Errorf("the file the symlink points to is gone: %v", err)
+	}
+}
+
+// walkRuntimeDir lists every path under rd (rd itself left out); nothing
+// when rd does not exist.
+func walkRuntimeDir(t *testing.T, rd string) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(rd, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != rd {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// TestLoadWritesNothing: Load of a project binding encrypted configs and
+// secrets writes nothing under the runtime dir, neither creating it nor
+// filling an existing one, though it names the files; and the plaintext
+// it holds for WriteSecrets shows in no printed or serialized form.
+func TestLoadWritesNothing(t *testing.T) {
+	id := newTestIdentity(t)
+	for _, exists := range []bool{false, true} {
+		opts := secretRelease(t, id, "db")
+		rd := opts.Secrets.RuntimeDir
+		if exists {
+			mustMkdir(t, rd)
+		}
+		p := load(t, opts)
+		if len(p.SecretFiles) != 1 || !strings.HasPrefix(p.SecretFiles[0], filepath.Join(rd, "secrets", "shop", "secret-db-")) {
+			t.Errorf("SecretFiles = %q, want one file under %s", p.SecretFiles, rd)
+		}
+		if found := walkRuntimeDir(t, rd); len(found) != 0 {
+			t.Errorf("runtime dir existing=%v: Load wrote %q", exists, found)
+		}
+		if _, err := os.Lstat(rd); exists != (err == nil) {
+			t.Errorf("runtime dir existing=%v: after Load, Lstat says %v", exists, err)
+		}
+		if found := walkRuntimeDir(t, filepath.Dir(rd)); !exists && len(found) != 0 {
+			t.Errorf("Load wrote %q beside the runtime dir", found)
+		}
+		checkNothingLeaks(t, p)
+		assertNoPlaintext(t, "the project printed with %+v", fmt.Sprintf("%+v %#v", p, *p))
+	}
+}
+
+// TestWriteSecrets: WriteSecrets after Load writes each decrypted file
+// where its bind source points, 0444 in 0700 directories, and a second
+// call leaves everything as it is.
+func TestWriteSecrets(t *testing.T) {
+	id := newTestIdentity(t)
+	opts := secretRelease(t, id, "db")
+	p := load(t, opts)
+	writeSecrets(t, p, opts)
+
+	var source string
+	for _, m := range p.Services[0].Host.Mounts {
+		if m.Target == "/run/secrets/db" {
+			source = m.Source
+		}
+	}
+	if source == "" || !slices.Equal(p.SecretFiles, []string{source}) {
+		t.Fatalf("bind source %q, SecretFiles %q: want the one file", source, p.SecretFiles)
+	}
+	b, err := os.ReadFile(source)
+	if err != nil || string(b) != dbPassword {
+		t.Errorf("%s: content %q (%v), want the plaintext", source, b, err)
+	}
+	st1, err := os.Lstat(source)
+	if err != nil || !st1.Mode().IsRegular() || st1.Mode().Perm() != 0o444 || !ownedByAgent(st1) {
+		t.Fatalf("%s: %v %v, want a regular 0444 file of the agent's", source, st1, err)
+	}
+	rd := opts.Secrets.RuntimeDir
+	for _, d := range []string{filepath.Join(rd, "secrets"), filepath.Dir(source)} {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v, want mode 0700", d, err)
+		}
+	}
+	before := walkRuntimeDir(t, rd)
+
+	writeSecrets(t, p, opts)
+	st2, err := os.Lstat(source)
+	if err != nil || !os.SameFile(st1, st2) || !st1.ModTime().Equal(st2.ModTime()) {
+		t.Errorf("a second WriteSecrets replaced %s (%v)", source, err)
+	}
+	if after := walkRuntimeDir(t, rd); !slices.Equal(before, after) {
+		t.Errorf("a second WriteSecrets changed the runtime dir: %q, was %q", after, before)
+	}
+
+	// The paths were chosen for one runtime dir: another is refused.
+	other := opts.Secrets
+	other.RuntimeDir = filepath.Join(filepath.Dir(rd), "other")
+	if err := WriteSecrets(p, other); err == nil || !strings.Contains(err.Error(), "is not the one the project was loaded with") {
+		t.Errorf("WriteSecrets to another runtime dir: %v", err)
+	}
+	if _, err := os.Lstat(other.RuntimeDir); err == nil {
+		t.Errorf("WriteSecrets created %s", other.RuntimeDir)
+	}
+	// A project without encrypted files has nothing to write, and needs
+	// no runtime dir.
+	plain := load(t, testOptions(writeRelease(t, map[string]string{"compose.yaml": "services:\n  app:\n    image: a:1\n"})))
+	if err := WriteSecrets(plain, SecretOptions{}); err != nil {
+		t.Errorf("WriteSecrets of a project without secrets: %v", err)
 	}
 }

@@ -243,6 +243,12 @@ func (r *run) plan(ctx context.Context) error {
 		r.log.Info().Str("plan", plan.Summary()).Msg("environment is paused in its pin file: nothing applied")
 	case plan.Empty():
 		r.log.Debug().Msg("host matches the revision: nothing to do")
+		// A tmpfs emptied by a reboot gets the decrypted files back even
+		// when no container needs to change; an unchanged file is left as
+		// it is.
+		if err := compose.WriteSecrets(r.project, r.p.Secrets); err != nil {
+			r.log.Warn().Err(err).Msg("cannot write the decrypted configs and secrets the containers bind")
+		}
 		r.recordDeployed()
 		if r.p.Backend.Healthy(r.project, r.observed) {
 			r.res.Healthy = true
