@@ -70,13 +70,17 @@ const (
 // directory (see Materialize). On error it returns the Release as far as
 // it got (Head, maybe Commit) with the error.
 func (r *Releases) Resolve(ctx context.Context, w Want) (Release, error) {
+	if _, ok := ctxLogger(ctx); !ok {
+		// No pass logger: what is logged is still about this environment.
+		ctx = r.src.opts.Log.With().Str("env", w.Environment).Logger().WithContext(ctx)
+	}
 	head, err := r.src.Fetch(ctx)
 	if err != nil {
 		return Release{}, err
 	}
 	rel := Release{Head: head}
 	if r.opts.VerifyHead {
-		sig, err := r.verified(ctx, w, head, RoleHead)
+		sig, err := r.verified(ctx, head, RoleHead)
 		if err != nil {
 			return rel, err
 		}
@@ -100,7 +104,7 @@ func (r *Releases) Resolve(ctx context.Context, w Want) (Release, error) {
 	// The pinned commit is verified even when it is the head itself: the
 	// roles differ only in the message.
 	if r.opts.VerifyPinned {
-		sig, err := r.verified(ctx, w, sha, RolePinned)
+		sig, err := r.verified(ctx, sha, RolePinned)
 		if err != nil {
 			return rel, err
 		}
@@ -171,12 +175,12 @@ var fullSHA = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
 
 // verified checks sha's signature and says who signed it, logging it at
 // debug (every pass verifies; the head rarely changes).
-func (r *Releases) verified(ctx context.Context, w Want, sha, role string) (string, error) {
+func (r *Releases) verified(ctx context.Context, sha, role string) (string, error) {
 	signer, err := r.src.VerifyCommit(sha, role)
 	if err != nil {
 		return "", err
 	}
-	r.src.log.Debug().Str("env", w.Environment).Str("commit", sha).Str("role", role).
+	r.src.logFor(ctx).Debug().Str("commit", sha).Str("role", role).
 		Str("signer", signer.String()).Msg("signature verified")
 	return fmt.Sprintf("%s %s signed by %s", role, sha[:12], signer), nil
 }
