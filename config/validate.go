@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 // nameRE is what environment and project names may look like. It is the
@@ -318,20 +320,20 @@ func (c *checker) secrets(f *fileSecrets) Secrets {
 }
 
 // classifyURL says how u is reached, or why it is not accepted. Messages
-// show the URL through safeURL only: a token pasted into it must not reach
-// a log.
+// show the URL through gitsource.RedactURL only: a token pasted into it
+// must not reach a log.
 func classifyURL(u string) (transport, string) {
 	// "//host/x" reads as a URL without a scheme ("//me:token@host/x"
 	// looks like credentials) but would be taken as a local path: say
 	// which is meant. Found by FuzzParse.
 	if strings.HasPrefix(u, "//") {
-		// Not shown: without a scheme, safeURL cannot tell a password.
+		// Not shown: whatever it means, it is not a URL to repeat.
 		return transportInvalid, "starts with //: a path on this host starts with a single /, and a URL needs its scheme (https://, ssh://, file://)"
 	}
 	if strings.HasPrefix(u, "/") {
 		return transportLocal, ""
 	}
-	shown := safeURL(u)
+	shown := gitsource.RedactURL(u)
 	if !strings.Contains(u, "://") {
 		if scpLikeRE.MatchString(u) {
 			return transportSSH, ""
@@ -364,30 +366,6 @@ func classifyURL(u string) (transport, string) {
 		return transportLocal, ""
 	}
 	return transportInvalid, fmt.Sprintf("scheme %q is not supported: use https://, http://, ssh://, user@host:path, file:// or an absolute path", parsed.Scheme)
-}
-
-// safeURL is u with anything that may be a credential replaced: the user
-// info of a URL (a token is often pasted as the user name), except the
-// plain user name of ssh, which is an account such as "git".
-func safeURL(u string) string {
-	start := 0
-	if i := strings.Index(u, "://"); i >= 0 {
-		start = i + 3
-	}
-	rest := u[start:]
-	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
-		rest = rest[:slash]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return u
-	}
-	user := rest[:at]
-	isSSH := strings.HasPrefix(u, "ssh://") || start == 0
-	if isSSH && !strings.Contains(user, ":") {
-		return u
-	}
-	return u[:start] + "REDACTED" + u[start+at:]
 }
 
 // checkBranch applies the parts of git's ref name rules that a typo can
