@@ -21,33 +21,6 @@ import (
 // is also a valid default project name.
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
-// transport is how a repository URL is reached; it decides which
-// credentials make sense.
-type transport int
-
-const (
-	transportInvalid transport = iota
-	transportHTTP              // https:// or http://
-	transportSSH               // ssh:// or scp-like user@host:path
-	transportLocal             // file:// or an absolute path
-)
-
-func (t transport) String() string {
-	switch t {
-	case transportHTTP:
-		return "an http(s) URL"
-	case transportSSH:
-		return "an ssh URL"
-	case transportLocal:
-		return "a local repository"
-	}
-	return "an invalid URL"
-}
-
-// scpLikeRE matches git's scp-like syntax, [user@]host:path, which git only
-// recognises when no slash comes before the colon.
-var scpLikeRE = regexp.MustCompile(`^(?:[^@/:]+@)?([^@/:]+):(.+)$`)
-
 // build turns the decoded document into a Config, filling defaults and
 // recording every problem in c.
 func (c *checker) build(f *file) *Config {
@@ -217,14 +190,13 @@ func (c *checker) repo(f *fileRepo) Repo {
 		KnownHosts:           c.str(k("known_hosts"), f.KnownHosts, ""),
 	}
 
-	t := transportInvalid
+	t := gitsource.TransportInvalid
 	if r.URL == "" {
 		c.add(k("url"), "required: the git repository to watch (https://, ssh://, user@host:path, file:// or an absolute path)")
 	} else {
-		var msg string
-		t, msg = classifyURL(r.URL)
-		if msg != "" {
-			c.add(k("url"), "%s", msg)
+		var err error
+		if t, err = gitsource.ParseURL(r.URL); err != nil {
+			c.add(k("url"), "%s", err)
 		}
 	}
 
@@ -250,17 +222,17 @@ func (c *checker) repo(f *fileRepo) Repo {
 
 	// Credentials that the URL's transport would not use are most likely a
 	// mistake about which URL is configured; say so rather than ignore them.
-	if t != transportInvalid {
-		if r.TokenFile != "" && t != transportHTTP {
+	if t != gitsource.TransportInvalid {
+		if r.TokenFile != "" && t != gitsource.TransportHTTP {
 			c.add(k("token_file"), "only used with https:// or http:// URLs, but [repo].url is %s", t)
 		}
-		if r.SSHKey != "" && t != transportSSH {
+		if r.SSHKey != "" && t != gitsource.TransportSSH {
 			c.add(k("ssh_key"), "only used with ssh URLs, but [repo].url is %s", t)
 		}
-		if r.KnownHosts != "" && t != transportSSH {
+		if r.KnownHosts != "" && t != gitsource.TransportSSH {
 			c.add(k("known_hosts"), "only used with ssh URLs, but [repo].url is %s", t)
 		}
-		if t == transportSSH && r.KnownHosts == "" {
+		if t == gitsource.TransportSSH && r.KnownHosts == "" {
 			c.add(k("known_hosts"), "required for ssh URLs: host keys are verified, never trusted on first use; "+
 				"point it at a known_hosts file holding the git host's key (ssh-keyscan HOST > FILE, then check the fingerprint)")
 		}
@@ -317,55 +289,6 @@ func (c *checker) secrets(f *fileSecrets) Secrets {
 		s.RuntimeDir = filepath.Clean(s.RuntimeDir)
 	}
 	return s
-}
-
-// classifyURL says how u is reached, or why it is not accepted. Messages
-// show the URL through gitsource.RedactURL only: a token pasted into it
-// must not reach a log.
-func classifyURL(u string) (transport, string) {
-	// "//host/x" reads as a URL without a scheme ("//me:token@host/x"
-	// looks like credentials) but would be taken as a local path: say
-	// which is meant. Found by FuzzParse.
-	if strings.HasPrefix(u, "//") {
-		// Not shown: whatever it means, it is not a URL to repeat.
-		return transportInvalid, "starts with //: a path on this host starts with a single /, and a URL needs its scheme (https://, ssh://, file://)"
-	}
-	if strings.HasPrefix(u, "/") {
-		return transportLocal, ""
-	}
-	shown := gitsource.RedactURL(u)
-	if !strings.Contains(u, "://") {
-		if scpLikeRE.MatchString(u) {
-			return transportSSH, ""
-		}
-		return transportInvalid, fmt.Sprintf("%q is not a repository URL: use https://, http://, ssh://, user@host:path, file:// or an absolute path", shown)
-	}
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return transportInvalid, fmt.Sprintf("%q is not a valid URL", shown)
-	}
-	if _, hasPassword := parsed.User.Password(); hasPassword {
-		return transportInvalid, fmt.Sprintf("%q holds a password: credentials never go in the config text; put the token in a file and set token_file", shown)
-	}
-	switch parsed.Scheme {
-	case "https", "http", "ssh":
-		if parsed.Host == "" {
-			return transportInvalid, fmt.Sprintf("%q has no host", shown)
-		}
-		if parsed.Scheme == "ssh" {
-			return transportSSH, ""
-		}
-		return transportHTTP, ""
-	case "file":
-		if parsed.Host != "" && parsed.Host != "localhost" {
-			return transportInvalid, fmt.Sprintf("%q: a file:// URL must name a local path (file:///srv/repo)", shown)
-		}
-		if !path.IsAbs(parsed.Path) {
-			return transportInvalid, fmt.Sprintf("%q: a file:// URL must name an absolute path (file:///srv/repo)", shown)
-		}
-		return transportLocal, ""
-	}
-	return transportInvalid, fmt.Sprintf("scheme %q is not supported: use https://, http://, ssh://, user@host:path, file:// or an absolute path", parsed.Scheme)
 }
 
 // checkBranch applies the parts of git's ref name rules that a typo can

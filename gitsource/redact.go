@@ -46,21 +46,33 @@ var sshSchemes = map[string]bool{"ssh": true, "git+ssh": true, "ssh+git": true}
 
 // redactUnparsed handles what url.Parse rejects or reads without userinfo:
 // URLs with a bad escape, scp-like addresses ("me:secret@host/x" is one to
-// git, with the secret as part of the host), paths and free text.
+// git, with the secret as part of the host), paths. It applies RedactURL's
+// rules to the userinfo before the first slash after any scheme.
 func redactUnparsed(u string) string {
-	if !strings.Contains(u, "://") {
-		rest := u
-		if slash := strings.IndexByte(rest, '/'); slash >= 0 {
-			rest = rest[:slash]
-		}
-		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-			if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
-				return u[:colon] + u[at:]
-			}
-		}
+	start, scheme := 0, ""
+	if i := strings.Index(u, "://"); i >= 0 {
+		start, scheme = i+3, u[:i]
+	}
+	rest := u[start:]
+	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
+		rest = rest[:slash]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
 		return u
 	}
-	return credentialsInText.ReplaceAllString(u, "${1}${2}@")
+	user := rest[:at]
+	if colon := strings.IndexByte(user, ':'); colon >= 0 {
+		user = user[:colon]
+		if user == "" && start > 0 {
+			return u[:start] + u[start+at+1:]
+		}
+		return u[:start] + user + u[start+at:]
+	}
+	if user == "" || start == 0 || sshSchemes[strings.ToLower(scheme)] {
+		return u
+	}
+	return u[:start] + "REDACTED" + u[start+at:]
 }
 
 // credentialsInText matches the userinfo of URLs embedded in free text

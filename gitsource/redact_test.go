@@ -35,6 +35,9 @@ func TestRedactURL(t *testing.T) {
 		{"", ""},
 		// Unparseable as a URL (bad escape), still scrubbed.
 		{"https://user:tok%zz@host/repo", "https://user@host/repo"},
+		{"https://:tok%zz@host/repo", "https://host/repo"},
+		{"https://ghp_t0ken@host/repo%zz", "https://REDACTED@host/repo%zz"},
+		{"ssh://git@host/repo%zz", "ssh://git@host/repo%zz"},
 	}
 	for _, tt := range tests {
 		if got := RedactURL(tt.in); got != tt.want {

@@ -85,6 +85,12 @@ func New(opts Options) (*Source, error) {
 	if ep.Password != "" {
 		return nil, fmt.Errorf("repo URL %s contains a password or token; remove it from the URL and put the token in a file named by auth token_file", redacted)
 	}
+	// go-git reads more than lockstep accepts (relative paths, git://):
+	// the transport is the one config validated.
+	tr, err := ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("repo URL: %w", err)
+	}
 	if opts.Branch == "" {
 		opts.Branch = DefaultBranch
 	}
@@ -105,7 +111,7 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("state dir %s: %w", opts.StateDir, err)
 	}
 	opts.StateDir = stateDir
-	creds, err := newCredentials(ep, opts.Auth, opts.Timeout)
+	creds, err := newCredentials(ep, tr, opts.Auth, opts.Timeout)
 	if err != nil {
 		return nil, err
 	}
