@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 // sources is the raw text of every compose file a load reads (the main
@@ -135,7 +137,7 @@ func (s *sources) scanIncludes(f *sourceFile, inc *yaml.Node) error {
 		}
 		for i, p := range paths {
 			if isRemote(p.Value) {
-				return &LoadError{File: f.rel, Line: p.Line, Key: "include", Msg: fmt.Sprintf("remote include %q refused: lockstep never loads compose files from outside the repository; vendor the file into the repository and include it by relative path", redactURL(p.Value))}
+				return &LoadError{File: f.rel, Line: p.Line, Key: "include", Msg: fmt.Sprintf("remote include %q refused: lockstep never loads compose files from outside the repository; vendor the file into the repository and include it by relative path", gitsource.RedactURL(p.Value))}
 			}
 			if err := s.checkRead(f, p, "include", ""); err != nil {
 				return err
@@ -367,15 +369,4 @@ func lineFromMessage(msg string) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
-}
-
-// redactURL drops userinfo (tokens, passwords) from a URL-like reference.
-func redactURL(s string) string {
-	if i := strings.Index(s, "://"); i >= 0 {
-		rest := s[i+3:]
-		if at := strings.Index(rest, "@"); at >= 0 && !strings.Contains(rest[:at], "/") {
-			return s[:i+3] + "REDACTED@" + rest[at+1:]
-		}
-	}
-	return s
 }

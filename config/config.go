@@ -8,6 +8,9 @@
 // whoever uses them), never touches the network or the engine, and never
 // looks at anything but the bytes it is given: Parse is a pure function, so
 // a config can be checked on a machine other than the host it is for.
+// What a repository URL means (its transport, why one is refused) is
+// gitsource's to say: config asks gitsource.ParseURL, so validate and the
+// agent never disagree about a URL.
 package config
 
 import (
@@ -86,7 +89,8 @@ type Config struct {
 	Secrets      Secrets
 }
 
-// Commit roles [repo.verify].commits can name.
+// Commit roles [repo.verify].commits can name. gitsource's trust-rule
+// messages name the same words (it does not import config).
 const (
 	VerifyHead   = "head"   // the branch head the pin file is read at
 	VerifyPinned = "pinned" // the commit the pin names, whose tree is deployed

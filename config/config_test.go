@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 // minimal is the smallest valid config; cases below append to it or
@@ -302,11 +304,11 @@ func TestSecretsNeverEchoed(t *testing.T) {
 			t.Errorf("secret echoed: %v", err)
 		}
 	}
-	if got := safeURL("https://ghp_token@github.com/x.git"); strings.Contains(got, "ghp_token") {
-		t.Errorf("safeURL kept a token user name: %s", got)
+	if got := gitsource.RedactURL("https://ghp_token@github.com/x.git"); strings.Contains(got, "ghp_token") {
+		t.Errorf("RedactURL kept a token user name: %s", got)
 	}
-	if got := safeURL("ssh://git@github.com/x.git"); got != "ssh://git@github.com/x.git" {
-		t.Errorf("safeURL changed an ssh user: %s", got)
+	if got := gitsource.RedactURL("ssh://git@github.com/x.git"); got != "ssh://git@github.com/x.git" {
+		t.Errorf("RedactURL changed an ssh user: %s", got)
 	}
 }
 

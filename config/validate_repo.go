@@ -2,39 +2,11 @@ package config
 
 import (
 	"fmt"
-	"net/url"
-	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
-
-// transport is how a repository URL is reached; it decides which
-// credentials make sense.
-type transport int
-
-const (
-	transportInvalid transport = iota
-	transportHTTP              // https:// or http://
-	transportSSH               // ssh:// or scp-like user@host:path
-	transportLocal             // file:// or an absolute path
-)
-
-func (t transport) String() string {
-	switch t {
-	case transportHTTP:
-		return "an http(s) URL"
-	case transportSSH:
-		return "an ssh URL"
-	case transportLocal:
-		return "a local repository"
-	}
-	return "an invalid URL"
-}
-
-// scpLikeRE matches git's scp-like syntax, [user@]host:path, which git only
-// recognises when no slash comes before the colon.
-var scpLikeRE = regexp.MustCompile(`^(?:[^@/:]+@)?([^@/:]+):(.+)$`)
 
 func (c *checker) repo(f *fileRepo) Repo {
 	k := func(name string) key { return tableKey("repo", name) }
@@ -49,14 +21,13 @@ func (c *checker) repo(f *fileRepo) Repo {
 		KnownHosts:           c.str(k("known_hosts"), f.KnownHosts, ""),
 	}
 
-	t := transportInvalid
+	t := gitsource.TransportInvalid
 	if r.URL == "" {
 		c.add(k("url"), "required: the git repository to watch (https://, ssh://, user@host:path, file:// or an absolute path)")
 	} else {
-		var msg string
-		t, msg = classifyURL(r.URL)
-		if msg != "" {
-			c.add(k("url"), "%s", msg)
+		var err error
+		if t, err = gitsource.ParseURL(r.URL); err != nil {
+			c.add(k("url"), "%s", err)
 		}
 	}
 
@@ -82,17 +53,17 @@ func (c *checker) repo(f *fileRepo) Repo {
 
 	// Credentials that the URL's transport would not use are most likely a
 	// mistake about which URL is configured; say so rather than ignore them.
-	if t != transportInvalid {
-		if r.TokenFile != "" && t != transportHTTP {
+	if t != gitsource.TransportInvalid {
+		if r.TokenFile != "" && t != gitsource.TransportHTTP {
 			c.add(k("token_file"), "only used with https:// or http:// URLs, but [repo].url is %s", t)
 		}
-		if r.SSHKey != "" && t != transportSSH {
+		if r.SSHKey != "" && t != gitsource.TransportSSH {
 			c.add(k("ssh_key"), "only used with ssh URLs, but [repo].url is %s", t)
 		}
-		if r.KnownHosts != "" && t != transportSSH {
+		if r.KnownHosts != "" && t != gitsource.TransportSSH {
 			c.add(k("known_hosts"), "only used with ssh URLs, but [repo].url is %s", t)
 		}
-		if t == transportSSH && r.KnownHosts == "" {
+		if t == gitsource.TransportSSH && r.KnownHosts == "" {
 			c.add(k("known_hosts"), "required for ssh URLs: host keys are verified, never trusted on first use; "+
 				"point it at a known_hosts file holding the git host's key (ssh-keyscan HOST > FILE, then check the fingerprint)")
 		}
@@ -132,79 +103,6 @@ func (c *checker) verify(f *fileVerify) Verify {
 		c.add(k("commits"), "must be \"head\" (the branch head holding the pin), \"pinned\" (the deployed commit) or \"both\", got %q", v.Commits)
 	}
 	return v
-}
-
-// classifyURL says how u is reached, or why it is not accepted. Messages
-// show the URL through safeURL only: a token pasted into it must not reach
-// a log.
-func classifyURL(u string) (transport, string) {
-	// "//host/x" reads as a URL without a scheme ("//me:token@host/x"
-	// looks like credentials) but would be taken as a local path: say
-	// which is meant. Found by FuzzParse.
-	if strings.HasPrefix(u, "//") {
-		// Not shown: without a scheme, safeURL cannot tell a password.
-		return transportInvalid, "starts with //: a path on this host starts with a single /, and a URL needs its scheme (https://, ssh://, file://)"
-	}
-	if strings.HasPrefix(u, "/") {
-		return transportLocal, ""
-	}
-	shown := safeURL(u)
-	if !strings.Contains(u, "://") {
-		if scpLikeRE.MatchString(u) {
-			return transportSSH, ""
-		}
-		return transportInvalid, fmt.Sprintf("%q is not a repository URL: use https://, http://, ssh://, user@host:path, file:// or an absolute path", shown)
-	}
-	parsed, err := url.Parse(u)
-	if err != nil {
-		return transportInvalid, fmt.Sprintf("%q is not a valid URL", shown)
-	}
-	if _, hasPassword := parsed.User.Password(); hasPassword {
-		return transportInvalid, fmt.Sprintf("%q holds a password: credentials never go in the config text; put the token in a file and set token_file", shown)
-	}
-	switch parsed.Scheme {
-	case "https", "http", "ssh":
-		if parsed.Host == "" {
-			return transportInvalid, fmt.Sprintf("%q has no host", shown)
-		}
-		if parsed.Scheme == "ssh" {
-			return transportSSH, ""
-		}
-		return transportHTTP, ""
-	case "file":
-		if parsed.Host != "" && parsed.Host != "localhost" {
-			return transportInvalid, fmt.Sprintf("%q: a file:// URL must name a local path (file:///srv/repo)", shown)
-		}
-		if !path.IsAbs(parsed.Path) {
-			return transportInvalid, fmt.Sprintf("%q: a file:// URL must name an absolute path (file:///srv/repo)", shown)
-		}
-		return transportLocal, ""
-	}
-	return transportInvalid, fmt.Sprintf("scheme %q is not supported: use https://, http://, ssh://, user@host:path, file:// or an absolute path", parsed.Scheme)
-}
-
-// safeURL is u with anything that may be a credential replaced: the user
-// info of a URL (a token is often pasted as the user name), except the
-// plain user name of ssh, which is an account such as "git".
-func safeURL(u string) string {
-	start := 0
-	if i := strings.Index(u, "://"); i >= 0 {
-		start = i + 3
-	}
-	rest := u[start:]
-	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
-		rest = rest[:slash]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return u
-	}
-	user := rest[:at]
-	isSSH := strings.HasPrefix(u, "ssh://") || start == 0
-	if isSSH && !strings.Contains(user, ":") {
-		return u
-	}
-	return u[:start] + "REDACTED" + u[start+at:]
 }
 
 // checkBranch applies the parts of git's ref name rules that a typo can

@@ -171,14 +171,14 @@ func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
 
 // newCredentials checks that the auth settings fit the URL's transport and
 // loads what can be loaded up front, so that mistakes show at startup.
-func newCredentials(ep *transport.Endpoint, a Auth, timeout time.Duration) (credentials, error) {
-	isHTTP := ep.Protocol == "http" || ep.Protocol == "https"
-	isSSH := ep.Protocol == "ssh"
+func newCredentials(ep *transport.Endpoint, t Transport, a Auth, timeout time.Duration) (credentials, error) {
+	isHTTP := t == TransportHTTP
+	isSSH := t == TransportSSH
 	switch {
 	case a.TokenFile != "" && !isHTTP:
-		return nil, fmt.Errorf("auth token_file is only used with http(s) URLs, but the repo URL uses %s; remove it or use an https URL", ep.Protocol)
+		return nil, fmt.Errorf("auth token_file is only used with http(s) URLs, but the repo URL is %s; remove it or use an https URL", t)
 	case (a.SSHKey != "" || a.SSHKeyPassphraseFile != "" || a.KnownHosts != "") && !isSSH:
-		return nil, fmt.Errorf("auth ssh_key, ssh_key_passphrase_file and known_hosts are only used with ssh URLs, but the repo URL uses %s; remove them or use an ssh URL", ep.Protocol)
+		return nil, fmt.Errorf("auth ssh_key, ssh_key_passphrase_file and known_hosts are only used with ssh URLs, but the repo URL is %s; remove them or use an ssh URL", t)
 	}
 	switch {
 	case isHTTP && a.TokenFile != "":

@@ -50,7 +50,7 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	}
 	defer unlock()
 
-	if err := s.removeStaging(); err != nil {
+	if err := s.removeStaging(ctx); err != nil {
 		return "", err
 	}
 	final := filepath.Join(s.releasesDir, sha)
@@ -92,7 +92,7 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	if err := syncDir(s.releasesDir); err != nil {
 		return "", fmt.Errorf("materialize %s: %w", sha, err)
 	}
-	s.log.Debug().Str("commit", sha).Str("dir", final).Int("entries", len(entries)).Msg("materialized release")
+	s.logFor(ctx).Debug().Str("commit", sha).Str("dir", final).Int("entries", len(entries)).Msg("materialized release")
 	return final, nil
 }
 
@@ -333,7 +333,7 @@ func syncDir(dir string) error {
 
 // removeStaging removes staging dirs left by a crash. Callers hold the
 // lock, so no live writer owns them.
-func (s *Source) removeStaging() error {
+func (s *Source) removeStaging(ctx context.Context) error {
 	entries, err := os.ReadDir(s.releasesDir)
 	if err != nil {
 		return fmt.Errorf("list releases: %w", err)
@@ -346,7 +346,7 @@ func (s *Source) removeStaging() error {
 		if err := RemoveReadOnlyTree(p); err != nil {
 			return fmt.Errorf("remove leftover staging dir: %w", err)
 		}
-		s.log.Info().Str("dir", p).Msg("removed leftover staging dir of an interrupted materialize")
+		s.logFor(ctx).Info().Str("dir", p).Msg("removed leftover staging dir of an interrupted materialize")
 	}
 	return nil
 }

@@ -7,18 +7,31 @@ import (
 	"strings"
 )
 
-// RedactURL returns u with any password or token removed from its userinfo
-// (the user name is kept, so logs still say who connected), for logs and
-// errors. Strings that are not URLs with credentials come back unchanged.
+// RedactURL returns u with anything in it that may be a credential
+// removed, for logs, errors and messages: lockstep's one URL redactor.
+//
+//   - A password or token after the user name is dropped; the user name is
+//     kept (an account such as "x-access-token" or "oauth2"), so logs still
+//     say who connected.
+//   - A user name alone is replaced by "REDACTED" unless the URL is ssh
+//     (ssh://, scp-like user@host:path), whose user is an account such as
+//     "git": over http(s) a token pasted as the user name is sent as one.
+//   - Text that does not parse as a URL (an scp-like address, a bad
+//     escape, free text) still loses anything that looks like
+//     user:secret@ inside it.
+//
+// Strings without credentials come back unchanged.
 func RedactURL(u string) string {
 	parsed, err := url.Parse(u)
 	if err != nil || parsed.User == nil {
-		// Not parseable (an scp-like address, a path) or no userinfo: still
-		// strip anything that looks like scheme://user:secret@ inside it.
-		return credentialsInText.ReplaceAllString(u, "${1}${2}@")
+		return redactUnparsed(u)
 	}
 	if _, hasPassword := parsed.User.Password(); !hasPassword {
-		return u
+		if parsed.User.Username() == "" || sshSchemes[parsed.Scheme] {
+			return u
+		}
+		parsed.User = url.User("REDACTED")
+		return parsed.String()
 	}
 	if user := parsed.User.Username(); user != "" {
 		parsed.User = url.User(user)
@@ -26,6 +39,40 @@ func RedactURL(u string) string {
 		parsed.User = nil
 	}
 	return parsed.String()
+}
+
+// sshSchemes are the schemes whose user name is an account, not a secret.
+var sshSchemes = map[string]bool{"ssh": true, "git+ssh": true, "ssh+git": true}
+
+// redactUnparsed handles what url.Parse rejects or reads without userinfo:
+// URLs with a bad escape, scp-like addresses ("me:secret@host/x" is one to
+// git, with the secret as part of the host), paths. It applies RedactURL's
+// rules to the userinfo before the first slash after any scheme.
+func redactUnparsed(u string) string {
+	start, scheme := 0, ""
+	if i := strings.Index(u, "://"); i >= 0 {
+		start, scheme = i+3, u[:i]
+	}
+	rest := u[start:]
+	if slash := strings.IndexByte(rest, '/'); slash >= 0 {
+		rest = rest[:slash]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return u
+	}
+	user := rest[:at]
+	if colon := strings.IndexByte(user, ':'); colon >= 0 {
+		user = user[:colon]
+		if user == "" && start > 0 {
+			return u[:start] + u[start+at+1:]
+		}
+		return u[:start] + user + u[start+at:]
+	}
+	if user == "" || start == 0 || sshSchemes[strings.ToLower(scheme)] {
+		return u
+	}
+	return u[:start] + "REDACTED" + u[start+at:]
 }
 
 // credentialsInText matches the userinfo of URLs embedded in free text

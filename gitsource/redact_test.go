@@ -14,7 +14,18 @@ func TestRedactURL(t *testing.T) {
 		{"https://github.com/acme/infra.git", "https://github.com/acme/infra.git"},
 		{"https://user:tok3n@github.com/acme/infra.git", "https://user@github.com/acme/infra.git"},
 		{"https://:tok3n@github.com/acme/infra.git", "https://github.com/acme/infra.git"},
-		{"https://x-access-token@github.com/acme/infra.git", "https://x-access-token@github.com/acme/infra.git"},
+		// A user name alone may be a pasted token, except over ssh.
+		{"https://ghp_t0ken@github.com/acme/infra.git", "https://REDACTED@github.com/acme/infra.git"},
+		{"tcp://admin@h:2376", "tcp://REDACTED@h:2376"},
+		{"ssh://deploy@github.com/acme/infra.git", "ssh://deploy@github.com/acme/infra.git"},
+		{"git+ssh://deploy@github.com/acme/infra.git", "git+ssh://deploy@github.com/acme/infra.git"},
+		// What compose/engine and config showed before they used RedactURL.
+		{"tcp://admin:hunter2@h:2376", "tcp://admin@h:2376"},
+		{"https://user:token@example.com/repo.git#main:compose.yaml", "https://user@example.com/repo.git#main:compose.yaml"},
+		// Without a scheme: a URL with one missing, an scp-like address.
+		{"//me:tok3n@git.example.com/x.git", "//me@git.example.com/x.git"},
+		{"me:tok3n@git.example.com/x.git", "me@git.example.com/x.git"},
+		{"me:tok3n@git.example.com:x.git", "me@git.example.com:x.git"},
 		{"http://bot:p%40ss@127.0.0.1:8080/infra.git?x=1", "http://bot@127.0.0.1:8080/infra.git?x=1"},
 		{"ssh://git@github.com:22/acme/infra.git", "ssh://git@github.com:22/acme/infra.git"},
 		{"ssh://git:pw@github.com/acme/infra.git", "ssh://git@github.com/acme/infra.git"},
@@ -24,6 +35,9 @@ func TestRedactURL(t *testing.T) {
 		{"", ""},
 		// Unparseable as a URL (bad escape), still scrubbed.
 		{"https://user:tok%zz@host/repo", "https://user@host/repo"},
+		{"https://:tok%zz@host/repo", "https://host/repo"},
+		{"https://ghp_t0ken@host/repo%zz", "https://REDACTED@host/repo%zz"},
+		{"ssh://git@host/repo%zz", "ssh://git@host/repo%zz"},
 	}
 	for _, tt := range tests {
 		if got := RedactURL(tt.in); got != tt.want {

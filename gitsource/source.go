@@ -1,10 +1,13 @@
 // Package gitsource owns everything git for lockstep: the cheap "did the
 // branch move?" check, shallow fetching into an on-disk cache, reading and
-// resolving pin files, and materializing the tree of a commit as an
-// immutable, read-only release directory. It uses go-git only.
+// resolving pin files, verifying commit signatures, and materializing the
+// tree of a commit as an immutable, read-only release directory. It also
+// owns release resolution (Releases): which commit an environment runs,
+// under the pin trust rules and the min_commit floor. It uses go-git only.
 //
-// It never talks to the Docker engine and never parses compose files: it
-// hands out revisions (40-hex SHAs) and release directories, nothing more.
+// It never talks to the Docker engine, never parses compose files and
+// never reads lockstep's config: it hands out releases (40-hex SHAs, what
+// the pin says, release directories), nothing more.
 // Secrets (tokens, passwords in URLs) never appear in its logs or errors.
 package gitsource
 
@@ -82,6 +85,12 @@ func New(opts Options) (*Source, error) {
 	if ep.Password != "" {
 		return nil, fmt.Errorf("repo URL %s contains a password or token; remove it from the URL and put the token in a file named by auth token_file", redacted)
 	}
+	// go-git reads more than lockstep accepts (relative paths, git://):
+	// the transport is the one config validated.
+	tr, err := ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("repo URL: %w", err)
+	}
 	if opts.Branch == "" {
 		opts.Branch = DefaultBranch
 	}
@@ -102,7 +111,7 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("state dir %s: %w", opts.StateDir, err)
 	}
 	opts.StateDir = stateDir
-	creds, err := newCredentials(ep, opts.Auth, opts.Timeout)
+	creds, err := newCredentials(ep, tr, opts.Auth, opts.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +300,7 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("fetch %s@%s: read fetched ref: %w", s.redacted, s.opts.Branch, err)
 	}
 	sha := ref.Hash().String()
-	s.log.Debug().Str("commit", sha).Msg("fetched branch head")
+	s.logFor(ctx).Debug().Str("commit", sha).Msg("fetched branch head")
 	return sha, nil
 }
 
@@ -367,7 +376,7 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 	spec := config.RefSpec(fmt.Sprintf("+%s:refs/lockstep/commits/%s", sha, sha))
 	err = s.fetch(ctx, spec, 1)
 	if err == nil && s.hasCommit(hash) {
-		s.log.Debug().Str("commit", sha).Msg("fetched pinned commit by SHA")
+		s.logFor(ctx).Debug().Str("commit", sha).Msg("fetched pinned commit by SHA")
 		return sha, nil
 	}
 	if err != nil {
@@ -377,7 +386,7 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 		// Expected against servers without uploadpack.allowReachableSHA1InWant
 		// (go-git then reports ErrExactSHA1NotSupported) and for SHAs the
 		// server does not know ("not our ref"); both are settled below.
-		s.log.Info().Str("commit", sha).Str("reason", err.Error()).
+		s.logFor(ctx).Info().Str("commit", sha).Str("reason", err.Error()).
 			Msg("server would not send the commit by SHA; deepening the branch history to find it")
 	}
 
@@ -388,7 +397,7 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 			return "", fmt.Errorf("fetch %s@%s (depth %d, looking for %s): %w", s.redacted, s.opts.Branch, depth, sha, err)
 		}
 		if s.hasCommit(hash) {
-			s.log.Debug().Str("commit", sha).Int("depth", depth).Msg("found pinned commit in branch history")
+			s.logFor(ctx).Debug().Str("commit", sha).Int("depth", depth).Msg("found pinned commit in branch history")
 			return sha, nil
 		}
 	}
@@ -502,7 +511,7 @@ func (s *Source) resolveName(ctx context.Context, pin Pin) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("resolve %s@%s: %w", s.redacted, remoteRef, err)
 	}
-	s.log.Debug().Str("ref", remoteRef.String()).Str("commit", commit.String()).Msg("resolved pinned ref")
+	s.logFor(ctx).Debug().Str("ref", remoteRef.String()).Str("commit", commit.String()).Msg("resolved pinned ref")
 	return commit.String(), nil
 }
 

@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/url"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -24,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
@@ -63,19 +63,12 @@ func Connect(ctx context.Context, host string) (*client.Client, error) {
 	return cli, nil
 }
 
-// redactHost drops a password from a tcp://user:pass@host address.
+// redactHost is host for a message, credentials removed.
 func redactHost(host string) string {
 	if host == "" {
 		return "the default address"
 	}
-	u, err := url.Parse(host)
-	if err != nil || u.User == nil {
-		return host
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
+	return gitsource.RedactURL(host)
 }
 
 // call logs, at debug level, each mutating call as it begins: what an

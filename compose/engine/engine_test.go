@@ -282,7 +282,7 @@ func TestRedactHost(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                            "the default address",
 		"unix:///var/run/docker.sock": "unix:///var/run/docker.sock",
-		"tcp://admin:hunter2@h:2376":  "tcp://admin:xxxxx@h:2376",
+		"tcp://admin:hunter2@h:2376":  "tcp://admin@h:2376",
 	} {
 		if got := redactHost(in); got != want {
 			t.Errorf("redactHost(%q) = %q, want %q", in, got, want)

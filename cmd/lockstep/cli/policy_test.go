@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockstep-gitops/lockstep/config"
 )
 
 // policyRepo makes a git repository (real git, in a temp dir) whose head

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/reconcile"

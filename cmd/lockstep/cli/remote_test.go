@@ -15,6 +15,8 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/agent"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
 
 // remoteAgent stands in for the agent behind the API, for the CLI's remote
@@ -35,7 +37,7 @@ func (a *remoteAgent) Status() []reconcile.EnvStatus {
 
 func (a *remoteAgent) History(env string, limit int) ([]reconcile.PassRecord, error) {
 	if env != "production" {
-		return nil, &reconcile.UnknownEnvironmentError{Name: env, Known: []string{"production", "staging"}}
+		return nil, &agent.UnknownEnvironmentError{Name: env, Known: []string{"production", "staging"}}
 	}
 	return []reconcile.PassRecord{
 		{ID: "p1", Trigger: "start", Commit: shaProd, Result: reconcile.ResultNoop, Start: time.Unix(1_700_000_000, 0)},
@@ -52,14 +54,14 @@ func (a *remoteAgent) Retry(env string) error { return a.act("retry", env) }
 
 func (a *remoteAgent) Rollback(env string) error {
 	if env == "staging" {
-		return &reconcile.NothingToRollBackError{Environment: env, Pinned: shaStaging}
+		return &pass.NothingToRollBackError{Environment: env, Pinned: shaStaging}
 	}
 	return a.act("rollback", env)
 }
 
 func (a *remoteAgent) act(what, env string) error {
 	if env != "production" && env != "staging" {
-		return &reconcile.UnknownEnvironmentError{Name: env, Known: []string{"production", "staging"}}
+		return &agent.UnknownEnvironmentError{Name: env, Known: []string{"production", "staging"}}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
