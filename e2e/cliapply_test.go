@@ -3,10 +3,14 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
 )
@@ -176,4 +180,41 @@ func TestCLIApplyNoRollback(t *testing.T) {
 	}
 	f.checkStateRecord("quarantine.json", map[string]string{"commit": shaB2})
 	f.checkStateRecord("history.json", map[string]string{"commit": shaB2, "result": "failed", "class": "health"})
+}
+
+// TestCLIQuarantineSeenByAgent: a commit that `lockstep apply` rolled back
+// and quarantined is quarantined for the agent too: started on the same
+// config and state dir, its first pass shows B quarantined and does not
+// apply it (the containers are the ones the CLI left).
+func TestCLIQuarantineSeenByAgent(t *testing.T) {
+	f := cliHealthFixture(t)
+	cli := harness.RequireDocker(t)
+	G := stackA(f)
+	shaG := f.release("stack G", map[string]string{"compose.yaml": G.yaml(), "worker/config.txt": "threads = 1\n"})
+	f.apply()
+	shaB := f.release("worker crashes", map[string]string{"compose.yaml": crashingWorker(G).yaml()})
+	// The setup needs the CLI's rollback (TestCLIApplyRollsBack); its
+	// failures are reported and the agent half runs anyway, so this test
+	// also says what the agent does with what today's CLI leaves.
+	if r := f.lockstep("apply", "e2e"); r.code != 1 {
+		t.Errorf("setup: apply of B (worker crashes): want exit 1, got %s", r)
+	}
+	before := world(t, cli, f.project)
+	checkRuns(t, before, shaG, "setup: after the CLI apply of B rolled back")
+	f.checkStateRecord("quarantine.json", map[string]string{"commit": shaB})
+
+	a := f.startAgent()
+	eventually(t, 90*time.Second, "the agent's first pass (/healthz 200)", func() bool { return a.healthz() == http.StatusOK })
+	st := f.status()
+	if !slices.Contains(st.Quarantined, shaB) {
+		t.Errorf("agent status after its first pass: want B %s quarantined, got quarantined %v (pinned %s, running %s, last pass %+v)",
+			short12(shaB), st.Quarantined, short12(st.Pinned), short12(st.Running), st.LastPass)
+	}
+	after := world(t, cli, f.project)
+	if fmt.Sprint(ids(before)) != fmt.Sprint(ids(after)) {
+		t.Errorf("the agent's first pass touched the containers the CLI left: before %s, after %s", commits(before), commits(after))
+	}
+	sameWorld(t, before, after)
+	a.signal(syscall.SIGTERM)
+	a.wait(60 * time.Second)
 }
