@@ -136,3 +136,62 @@ func TestReloadRefusesMissingNotifyURLFile(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-notify-url")
 	checkReloadRefused(t, f, notifyTable(urlFile), notifyTable(missing), missing)
 }
+
+// TestValidateRefusesMissingKeyFiles: `lockstep validate` reports a
+// [webhook].secret_file or [[notify]] url_file that does not exist as a
+// config error (exit 78) naming the key and the path, as the agent would
+// fail on it at start.
+func TestValidateRefusesMissingKeyFiles(t *testing.T) {
+	f := newConfigFixture(t)
+	// Images are never pulled: validate does not touch the engine.
+	s := stack{WebImage: "127.0.0.1:1/web:a", DBImage: "127.0.0.1:1/db:a"}
+	f.release("stack", map[string]string{"compose.yaml": s.yaml()})
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "webhook-secret")
+	must(t, os.WriteFile(secret, []byte("s3cret\n"), 0o600))
+	urlFile := filepath.Join(dir, "notify-url")
+	must(t, os.WriteFile(urlFile, []byte("http://127.0.0.1:1/hook\n"), 0o600))
+	addr := freePort(t)
+
+	// With the files there, the same config validates: a failure below is
+	// about the missing file, not the setup.
+	f.agentExtra = webhookTable(addr, secret) + notifyTable(urlFile)
+	f.writeConfig("")
+	if r := f.lockstep("validate", "e2e"); r.code != 0 {
+		t.Fatalf("setup: validate with every key file present: want exit 0, got %s", r)
+	}
+
+	for _, c := range []struct {
+		name, key, missing string
+		tables             func(missing string) string
+	}{
+		{"webhook", "[webhook].secret_file", filepath.Join(dir, "no-such-webhook-secret"),
+			func(m string) string { return webhookTable(addr, m) + notifyTable(urlFile) }},
+		{"notify", "url_file", filepath.Join(dir, "no-such-notify-url"),
+			func(m string) string { return webhookTable(addr, secret) + notifyTable(m) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f.agentExtra = c.tables(c.missing)
+			f.writeConfig("")
+			r := f.lockstep("validate", "e2e")
+			if r.code != 78 || !strings.Contains(r.stderr, c.key) || !strings.Contains(r.stderr, c.missing) {
+				t.Errorf("validate with %s naming %s, which does not exist: want exit 78 and stderr naming %q and the path, got %s", c.key, c.missing, c.key, r)
+			}
+		})
+	}
+}
+
+// TestAgentStartRefusesMissingWebhookSecret: `lockstep agent` with a
+// config whose [webhook].secret_file does not exist exits 78, the config
+// error systemd does not restart, not 1.
+func TestAgentStartRefusesMissingWebhookSecret(t *testing.T) {
+	f := newConfigFixture(t)
+	missing := filepath.Join(t.TempDir(), "no-such-webhook-secret")
+	// No pin and no engine: whatever the agent does, it cannot deploy.
+	f.agentExtra = webhookTable(freePort(t), missing) + "\n[engine]\nhost = \"unix:///nonexistent/docker.sock\"\n"
+	f.writeConfig("")
+	a := f.startAgent()
+	if code := a.wait(60 * time.Second); code != 78 {
+		t.Errorf("agent started with [webhook].secret_file %s missing: want exit 78 (config error), got %d", missing, code)
+	}
+}
