@@ -105,6 +105,22 @@ func newFixture(t *testing.T) *fixture {
 		f.images[im.repo+":"+im.tag] = harness.PushTestApp(t, f.registry, im.repo, im.tag,
 			harness.ImageOptions{Env: []string{"VERSION=" + im.tag}})
 	}
+	f.setupGitAndConfig()
+	return f
+}
+
+// newConfigFixture is a fixture without Docker, registry or images: a git
+// server, a state dir and a config, for tests of what lockstep decides
+// before it touches the engine (config errors, validate).
+func newConfigFixture(t *testing.T) *fixture {
+	f := &fixture{t: t, images: map[string]string{}}
+	f.project = harness.UniqueProject(t, "lse2e")
+	f.setupGitAndConfig()
+	return f
+}
+
+func (f *fixture) setupGitAndConfig() {
+	t := f.t
 	f.git = gitserver.Start(t, gitserver.Options{})
 	f.stateDir = t.TempDir()
 	etc := t.TempDir()
@@ -113,7 +129,6 @@ func newFixture(t *testing.T) *fixture {
 	f.home = t.TempDir()
 	f.pollInterval = "1s"
 	f.writeConfig("")
-	return f
 }
 
 func (f *fixture) writeConfig(extra string) {
