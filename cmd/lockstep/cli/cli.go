@@ -45,6 +45,10 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	newRunner      newRunnerFunc
+	// preflight opens every file a config names (wire.Preflight) before
+	// validate checks the environments; nil skips it (tests of the
+	// output, whose runner is a fake).
+	preflight func(*config.Config) error
 	// hangups delivers SIGHUP to the agent command (config reload).
 	hangups func() (<-chan os.Signal, func())
 }
@@ -52,7 +56,7 @@ type cli struct {
 // Run runs the lockstep command line args (without the program name) and
 // returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, newRunner: newPassRunner, hangups: hangupSignals}
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv, newRunner: newPassRunner, preflight: wire.Preflight, hangups: hangupSignals}
 	return c.run(ctx, args)
 }
 

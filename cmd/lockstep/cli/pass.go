@@ -96,9 +96,9 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 	if err != nil {
 		return c.usageError("%v", err)
 	}
-	if cmd == "validate" {
+	if cmd == "validate" && c.preflight != nil {
 		// Every file the config names, as the agent will read them.
-		if err := wire.Preflight(cfg); err != nil {
+		if err := c.preflight(cfg); err != nil {
 			c.configError(err)
 			return exitConfig
 		}
