@@ -32,9 +32,9 @@ const (
 // Options configure an Agent. Zero values take the defaults above.
 type Options struct {
 	Environments  []pass.Environment
-	PollInterval  time.Duration // jittered +-10%
-	DriftInterval time.Duration // full pass even when git is unchanged
-	ShutdownGrace time.Duration // how long the pass in flight may go on after ctx is cancelled
+	PollInterval  time.Duration   // jittered +-10%
+	DriftInterval time.Duration   // full pass even when git is unchanged
+	ShutdownGrace time.Duration   // how long the pass in flight may go on after ctx is cancelled
 	Clock         reconcile.Clock // nil = real
 	Log           zerolog.Logger
 	OnPass        func(reconcile.PassRecord) // called after every pass (metrics); must not block

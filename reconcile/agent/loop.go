@@ -156,4 +156,3 @@ func (a *Agent) headFailed(l *envLoop, st *loopState, err error, log zerolog.Log
 		l.status.EngineErrors++
 	}
 }
-
