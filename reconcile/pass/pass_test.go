@@ -242,3 +242,32 @@ func TestRunnerStopsAtTheFirstFailingStep(t *testing.T) {
 		t.Fatalf("engine called although the release did not load: %q", calls)
 	}
 }
+
+func TestRunnerNamesTheFailingStep(t *testing.T) {
+	tests := []struct {
+		name     string
+		setup    func(f *runnerFixture)
+		step     string
+		contains string
+	}{
+		{"source", func(f *runnerFixture) { f.src.err = errors.New("fetch: connection refused") }, reconcile.StepSource, "fetch: connection refused"},
+		{"load", func(f *runnerFixture) {
+			f.r.Load = func(context.Context, Environment, gitsource.Release) (*compose.Project, error) {
+				return nil, errors.New("bad")
+			}
+		}, reconcile.StepLoad, "load prod at " + fake.CommitA[:12] + ": bad"},
+		{"observe", func(f *runnerFixture) { f.eng.Fail["observe"] = errors.New("engine down") }, reconcile.StepObserve, "observe project prod: engine down"},
+		{"apply", func(f *runnerFixture) { f.eng.Fail["pull"] = errors.New("registry down") }, reconcile.StepApply, "apply prod at " + fake.CommitA[:12] + ": "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRunnerFixture(t, nil, false)
+			tt.setup(f)
+			_, err := f.r.Apply(context.Background(), prodEnv)
+			var se *reconcile.StepError
+			if !errors.As(err, &se) || se.Step != tt.step || !strings.HasPrefix(err.Error(), tt.contains) {
+				t.Fatalf("error %v (step %+v), want step %s and a message starting %q", err, se, tt.step, tt.contains)
+			}
+		})
+	}
+}
