@@ -332,3 +332,51 @@ func TestAgentRollsBackAFailedMigrationOthersWaitFor(t *testing.T) {
 		t.Fatalf("status: %+v", s)
 	}
 }
+
+// TestAgentRollsBackToAHealthyRevisionRecordedByAnotherProcess (bug 4):
+// a healthy revision written to the state dir by another process (a
+// `lockstep apply`, through a store of its own) while the agent runs is the
+// one a later gate failure rolls back to: the agent reads the store when it
+// needs a target and keeps no copy made at start.
+func TestAgentRollsBackToAHealthyRevisionRecordedByAnotherProcess(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.start()
+	f.settle("prod", 0)
+	if s := f.status("prod"); s.LastHealthy != fake.CommitA {
+		t.Fatalf("start: %+v", s)
+	}
+
+	// Another process applies commitC, finds it healthy and records it.
+	dirC := filepath.Join(f.git.releases, commitC)
+	if err := os.MkdirAll(dirC, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	other := state.New(f.state, 0, zerolog.Nop())
+	if err := other.PushHealthy("prod", state.HealthyRevision{Commit: commitC, ReleaseDir: dirC, PinFile: "environments/prod.toml"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status("prod"); s.LastHealthy != commitC {
+		t.Fatalf("status does not show the healthy revision another process recorded: %+v", s)
+	}
+
+	f.pin(fake.CommitB, head2)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:rolled-back")
+	if rec := f.passes()[1]; rec.Commit != fake.CommitB || rec.RolledBackTo != commitC || !strings.HasSuffix(rec.Error, "; rolled back to "+commitC[:12]) {
+		t.Fatalf("pass record: %+v; want rolled back to %s, the newest healthy revision", rec, commitC)
+	}
+	f.eng.Mu.Lock()
+	var webCommit string
+	for _, c := range f.eng.World {
+		if c.Name == "prod-web-1" {
+			webCommit = c.Commit + "/" + c.State
+		}
+	}
+	f.eng.Mu.Unlock()
+	if webCommit != commitC+"/running" {
+		t.Fatalf("web after the rollback: %s, want %s/running", webCommit, commitC)
+	}
+	if e := f.lastEvent(); e.Kind != reconcile.EventRollback || e.Previous != commitC {
+		t.Fatalf("rollback event: %+v", e)
+	}
+}
