@@ -3,8 +3,6 @@ package reconcile
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -551,8 +549,8 @@ func TestBuildPlanSinceTellsDriftFromRelease(t *testing.T) {
 		p.Services = append(p.Services, fake.Service("worker", fake.ImgWebA))
 	})
 	// Release B only added worker; its apply recorded web, db, migrate and worker.
-	lastB := deployedOf(withWorker, time.Time{})
-	lastA := deployedOf(base, time.Time{})
+	lastB := DeployedOf(withWorker, time.Time{})
+	lastA := DeployedOf(base, time.Time{})
 	noWorker := func() compose.Observed { return fake.Converged(base) } // worker's container is absent
 
 	tests := []struct {
@@ -571,27 +569,5 @@ func TestBuildPlanSinceTellsDriftFromRelease(t *testing.T) {
 				t.Fatalf("got %q, want [%q]", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestDeployedRecordRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	if d, err := loadDeployed(dir, "prod", "prod"); d != nil || err != nil {
-		t.Fatalf("no record yet: got %+v, %v", d, err)
-	}
-	want := deployedOf(fake.Project(), time.Unix(1700000000, 0))
-	if err := saveDeployed(dir, "prod", want); err != nil {
-		t.Fatal(err)
-	}
-	got, err := loadDeployed(dir, "prod", "prod")
-	if err != nil || !got.same(want) || !got.At.Equal(want.At) {
-		t.Fatalf("round trip: got %+v, %v; want %+v", got, err, want)
-	}
-	if d, _ := loadDeployed(dir, "prod", "other-project"); d != nil {
-		t.Fatalf("a record of another project must not be used: %+v", d)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(deployedPath(dir, "prod")))
-	if len(entries) != 1 {
-		t.Fatalf("temp files left beside the record: %v", entries)
 	}
 }

@@ -220,11 +220,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// busyKey carries the envLoop a pass runs for in its context, so that
+// passContext can restart the loop's busy deadline.
+type busyKey struct{}
+
 // passContext is the context of one pass: bounded by PassTimeout, and not
 // cancelled with ctx right away: shutdown lets the pass go on for
 // ShutdownGrace, so a pull or a recreate in flight can finish rather than
-// leave the host half-way.
+// leave the host half-way. The pipeline asks for one for the pass and
+// another for the rollback that may follow: each restarts the loop's busy
+// deadline, so Alive sees a wedged pass after PassTimeout+ShutdownGrace,
+// not after twice that.
 func (a *Agent) passContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l, ok := ctx.Value(busyKey{}).(*envLoop); ok {
+		a.setBusy(l, a.opts.PassTimeout+a.opts.ShutdownGrace)
+	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.PassTimeout)
 	stop := context.AfterFunc(ctx, func() {
 		select {

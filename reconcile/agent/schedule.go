@@ -25,9 +25,10 @@ func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger str
 	id := pass.NewID(start)
 	plog := a.log.With().Str("pass", id).Logger()
 
-	// A pass that fails its gate runs a rollback with a context of its own.
-	a.setBusy(l, 2*(a.opts.PassTimeout+a.opts.ShutdownGrace))
-	res, err := a.pipeline.Run(ctx, l.env, pass.Options{Mode: pass.ModeApply, Trigger: trigger, ID: id, Log: &a.log})
+	// A pass that fails its gate runs a rollback with a context of its
+	// own: passContext restarts the busy deadline for it.
+	a.setBusy(l, a.opts.PassTimeout+a.opts.ShutdownGrace)
+	res, err := a.pipeline.Run(context.WithValue(ctx, busyKey{}, l), l.env, pass.Options{Mode: pass.ModeApply, Trigger: trigger, ID: id, Log: &a.log})
 	a.setBusy(l, 0)
 
 	if res.Quarantined != nil && res.Record == nil {
@@ -53,7 +54,7 @@ func (a *Agent) manualRollback(ctx context.Context, l *envLoop, st *loopState) {
 	pinned := l.status.Pinned
 	a.mu.Unlock()
 	a.setBusy(l, a.opts.PassTimeout+a.opts.ShutdownGrace)
-	res, err := a.pipeline.Rollback(ctx, l.env, pinned, pass.Options{Trigger: reconcile.TriggerRollback, ID: id, Head: st.lastHead, Log: &a.log})
+	res, err := a.pipeline.Rollback(context.WithValue(ctx, busyKey{}, l), l.env, pinned, pass.Options{Trigger: reconcile.TriggerRollback, ID: id, Head: st.lastHead, Log: &a.log})
 	a.setBusy(l, 0)
 	if res.Record == nil {
 		return // nothing to roll back to: said in the log, nothing ran

@@ -1,4 +1,4 @@
-package reconcile
+package pass
 
 import (
 	"bytes"
@@ -12,17 +12,19 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/gitsource"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
 )
 
 // privilegedWeb makes the fixture's web service privileged and bind /etc.
 func privilegedWeb(f *runnerFixture) {
-	f.r.Load = func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
 		p := fake.Project(fake.ModService("web", func(s *compose.Service) {
 			s.Host.Privileged = true
 			s.Host.Binds = append(s.Host.Binds, "/etc:/host-etc:ro")
 		}))
-		p.ReleaseDir = rev.ReleaseDir
+		p.ReleaseDir = rel.Dir
 		return p, nil
 	}
 }
@@ -41,20 +43,20 @@ func TestRunnerPolicyEnforceTouchesNothing(t *testing.T) {
 	privilegedWeb(f)
 	f.r.Policy = compose.Policy{Mode: compose.PolicyEnforce}
 
-	passes := map[string]func() (*PassResult, error){
-		"apply":    func() (*PassResult, error) { return f.r.Apply(context.Background(), prodEnv) },
-		"plan":     func() (*PassResult, error) { return f.r.Plan(context.Background(), prodEnv) },
-		"validate": func() (*PassResult, error) { return f.r.Validate(context.Background(), prodEnv, "") },
+	passes := map[string]func() (*Result, error){
+		"apply":    func() (*Result, error) { return f.r.Apply(context.Background(), prodEnv) },
+		"plan":     func() (*Result, error) { return f.r.Plan(context.Background(), prodEnv) },
+		"validate": func() (*Result, error) { return f.r.Validate(context.Background(), prodEnv, "") },
 	}
 	for name, pass := range passes {
 		res, err := pass()
 		var pe *compose.PolicyError
-		var se *StepError
-		if !errors.As(err, &pe) || !errors.As(err, &se) || se.Step != StepPolicy {
+		var se *reconcile.StepError
+		if !errors.As(err, &pe) || !errors.As(err, &se) || se.Step != reconcile.StepPolicy {
 			t.Fatalf("%s: want a policy StepError wrapping *compose.PolicyError, got %v", name, err)
 		}
-		if Classify(err) != ClassPermanent {
-			t.Errorf("%s: class %q, want %q: retrying cannot help", name, Classify(err), ClassPermanent)
+		if reconcile.Classify(err) != reconcile.ClassPermanent {
+			t.Errorf("%s: class %q, want %q: retrying cannot help", name, reconcile.Classify(err), reconcile.ClassPermanent)
 		}
 		for _, w := range append([]string{"policy prod at " + fake.CommitA[:12]}, wantPolicy...) {
 			if !strings.Contains(err.Error(), w) {

@@ -1,65 +1,123 @@
-package reconcile
+package pass
 
 import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/gitsource"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
+	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
 
 // fakeSource stands in for gitsource behind the Source interface.
 type fakeSource struct {
-	rev    Revision
+	rev    gitsource.Release
 	err    error
 	pruned []map[string]bool
 }
 
-func (s *fakeSource) Revision(ctx context.Context, env Environment, commit string) (Revision, error) {
-	if commit != "" {
-		s.rev.Commit = commit
+func (s *fakeSource) Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error) {
+	if want.Commit != "" {
+		s.rev.Commit = want.Commit
 	}
-	return s.rev, s.err
+	if s.err != nil {
+		return gitsource.Release{}, s.err
+	}
+	return s.rev, nil
 }
+
+func (s *fakeSource) Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error) {
+	return rel, nil
+}
+
+func (s *fakeSource) CheckFloor(ctx context.Context, floor, commit string) error { return nil }
 
 func (s *fakeSource) Prune(inUse map[string]bool) error {
 	s.pruned = append(s.pruned, inUse)
 	return nil
 }
 
+// runner is the old Runner's API over a Pipeline, so the tests read as
+// before: Apply, Plan and Validate are passes of the three modes.
+type runner struct {
+	*Pipeline
+}
+
+func (r *runner) Apply(ctx context.Context, env Environment) (*Result, error) {
+	return r.Run(ctx, env, Options{Mode: ModeApply, Trigger: reconcile.TriggerCLI})
+}
+
+func (r *runner) Plan(ctx context.Context, env Environment) (*Result, error) {
+	return r.Run(ctx, env, Options{Mode: ModePlan})
+}
+
+func (r *runner) Validate(ctx context.Context, env Environment, commit string) (*Result, error) {
+	return r.Run(ctx, env, Options{Mode: ModeValidate, Commit: commit})
+}
+
 type runnerFixture struct {
 	src   *fakeSource
 	eng   *fake.Engine
 	state string
-	r     *Runner
+	st    *state.Store
+	r     *runner
 }
 
 func newRunnerFixture(t *testing.T, observed *compose.Observed, paused bool) *runnerFixture {
 	t.Helper()
 	f := &runnerFixture{
-		src:   &fakeSource{rev: Revision{Head: fake.CommitB, Commit: fake.CommitA, ReleaseDir: "/state/releases/" + fake.CommitA, Paused: paused}},
+		src:   &fakeSource{rev: gitsource.Release{Head: fake.CommitB, Commit: fake.CommitA, Dir: "/state/releases/" + fake.CommitA, Paused: paused}},
 		eng:   fake.NewEngine(),
 		state: t.TempDir(),
 	}
 	f.eng.Observed = observed
-	f.r = &Runner{
+	f.st = state.New(f.state, 0, zerolog.Nop())
+	f.r = &runner{&Pipeline{
 		Source: f.src,
-		Load: func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
+		Load: func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
 			p := fake.Project()
-			p.ReleaseDir = rev.ReleaseDir
+			p.ReleaseDir = rel.Dir
 			return p, nil
 		},
-		Engine:       f.eng,
-		Log:          zerolog.Nop(),
-		StateDir:     f.state,
-		ApplyOptions: ApplyOptions{PollInterval: 1},
-	}
+		Backend: &reconcile.Host{Engine: f.eng, Options: reconcile.ApplyOptions{PollInterval: 1}},
+		Log:     zerolog.Nop(),
+		State:   f.st,
+	}}
 	return f
+}
+
+// loadDeployed, loadHealthy and deployedPath read the records the old
+// Runner wrote, now through the store.
+func (f *runnerFixture) loadDeployed(env, project string) (*reconcile.Deployed, error) {
+	return f.st.Deployed(env, project)
+}
+
+func (f *runnerFixture) loadHealthy(env string) ([]state.HealthyRevision, error) {
+	return f.st.Healthy(env)
+}
+
+func deployedPath(stateDir, env string) string {
+	return filepath.Join(stateDir, "environments", env, "deployed.json")
+}
+
+// briefs is the plan's actions in one line each, for failure messages.
+func briefs(p *reconcile.Plan) []string {
+	if p == nil {
+		return nil
+	}
+	out := make([]string, len(p.Actions))
+	for i, a := range p.Actions {
+		out[i] = string(a.Kind) + " " + a.Service + " " + a.Container
+	}
+	return out
 }
 
 var prodEnv = Environment{Name: "prod", Project: "prod", PinFile: "environments/prod.toml"}
@@ -88,11 +146,11 @@ func TestRunnerApplyFreshProjectRecordsAndPrunes(t *testing.T) {
 	if res.Commit != fake.CommitA || res.Head != fake.CommitB || res.Applied == nil || res.Applied.Created != 3 {
 		t.Fatalf("result: %+v applied %+v", res, res.Applied)
 	}
-	d, err := loadDeployed(f.state, "prod", "prod")
+	d, err := f.loadDeployed("prod", "prod")
 	if err != nil || d == nil || d.Commit != fake.CommitA || d.Replicas["web"] != 1 {
 		t.Fatalf("deployment record after apply: %+v, %v", d, err)
 	}
-	if len(f.src.pruned) != 1 || !f.src.pruned[0][f.src.rev.ReleaseDir] {
+	if len(f.src.pruned) != 1 || !f.src.pruned[0][f.src.rev.Dir] {
 		t.Fatalf("prune must keep the release just applied: %v", f.src.pruned)
 	}
 }
@@ -111,7 +169,7 @@ func TestRunnerConvergedApplyTouchesNothing(t *testing.T) {
 		t.Fatalf("a converged apply made mutating calls: %q", m)
 	}
 	// The record is written once, when first seen converged; not again.
-	d, _ := loadDeployed(f.state, "prod", "prod")
+	d, _ := f.loadDeployed("prod", "prod")
 	if d == nil || d.Commit != fake.CommitA {
 		t.Fatalf("converged host not recorded: %+v", d)
 	}
@@ -137,7 +195,7 @@ func TestRunnerPausedAppliesNothing(t *testing.T) {
 	if m := mutating(f.eng.Calls()); len(m) != 0 {
 		t.Fatalf("paused env: engine calls %q", m)
 	}
-	if d, _ := loadDeployed(f.state, "prod", "prod"); d != nil {
+	if d, _ := f.loadDeployed("prod", "prod"); d != nil {
 		t.Fatalf("paused env recorded a deployment: %+v", d)
 	}
 }
@@ -175,12 +233,41 @@ func TestRunnerStopsAtTheFirstFailingStep(t *testing.T) {
 
 	f = newRunnerFixture(t, nil, false)
 	bad := errors.New("compose.yaml:3: bad")
-	f.r.Load = func(context.Context, Environment, Revision) (*compose.Project, error) { return nil, bad }
+	f.r.Load = func(context.Context, Environment, gitsource.Release) (*compose.Project, error) { return nil, bad }
 	_, err := f.r.Apply(context.Background(), prodEnv)
 	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "load prod at "+fake.CommitA[:12]) {
 		t.Fatalf("load error: %v", err)
 	}
 	if calls := f.eng.Calls(); len(calls) != 0 {
 		t.Fatalf("engine called although the release did not load: %q", calls)
+	}
+}
+
+func TestRunnerNamesTheFailingStep(t *testing.T) {
+	tests := []struct {
+		name     string
+		setup    func(f *runnerFixture)
+		step     string
+		contains string
+	}{
+		{"source", func(f *runnerFixture) { f.src.err = errors.New("fetch: connection refused") }, reconcile.StepSource, "fetch: connection refused"},
+		{"load", func(f *runnerFixture) {
+			f.r.Load = func(context.Context, Environment, gitsource.Release) (*compose.Project, error) {
+				return nil, errors.New("bad")
+			}
+		}, reconcile.StepLoad, "load prod at " + fake.CommitA[:12] + ": bad"},
+		{"observe", func(f *runnerFixture) { f.eng.Fail["observe"] = errors.New("engine down") }, reconcile.StepObserve, "observe project prod: engine down"},
+		{"apply", func(f *runnerFixture) { f.eng.Fail["pull"] = errors.New("registry down") }, reconcile.StepApply, "apply prod at " + fake.CommitA[:12] + ": "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newRunnerFixture(t, nil, false)
+			tt.setup(f)
+			_, err := f.r.Apply(context.Background(), prodEnv)
+			var se *reconcile.StepError
+			if !errors.As(err, &se) || se.Step != tt.step || !strings.HasPrefix(err.Error(), tt.contains) {
+				t.Fatalf("error %v (step %+v), want step %s and a message starting %q", err, se, tt.step, tt.contains)
+			}
+		})
 	}
 }

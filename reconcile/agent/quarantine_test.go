@@ -1,4 +1,4 @@
-package reconcile
+package agent
 
 import (
 	"errors"
@@ -8,8 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
+	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
 
 const (
@@ -59,7 +64,7 @@ func (f *agentFixture) eventKinds() []string {
 	return out
 }
 
-func (f *agentFixture) lastEvent() Event {
+func (f *agentFixture) lastEvent() reconcile.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.events[len(f.events)-1]
@@ -91,7 +96,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:rolled-back")
 	rec := f.passes()[1]
-	if rec.Commit != fake.CommitB || rec.RolledBackTo != fake.CommitA || rec.Service != "web" || rec.Class != ClassHealth ||
+	if rec.Commit != fake.CommitB || rec.RolledBackTo != fake.CommitA || rec.Service != "web" || rec.Class != reconcile.ClassHealth ||
 		!strings.Contains(rec.Error, "health gate: service web (container prod-web-1): restarted 3 time(s) within the 15s bake period") ||
 		!strings.HasSuffix(rec.Error, "; rolled back to "+fake.CommitA[:12]) ||
 		len(rec.Logs) != 2 || rec.Logs[1] != "panic: cannot read /etc/web/app.conf" {
@@ -105,7 +110,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 		s.Rollbacks != 1 || s.GateFailures != 1 || !strings.Contains(s.LastFailure, "web") || !strings.Contains(s.Waiting, "quarantined") {
 		t.Fatalf("status after the rollback: %+v", s)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventRollback}) {
+	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure, reconcile.EventRollback}) {
 		t.Fatalf("events %q", k)
 	}
 	if e := f.lastEvent(); e.Commit != fake.CommitB || e.Previous != fake.CommitA || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() || len(e.Logs) != 2 {
@@ -117,7 +122,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	calls := mutatingCount(f)
 	f.git.set(func(g *agentGit) { g.head = head1 })
 	f.advance("prod", pollTick)
-	f.nudge("prod", TriggerSync)
+	f.nudge("prod", reconcile.TriggerSync)
 	if n := len(f.passes()); n != 2 || mutatingCount(f) != calls {
 		t.Fatalf("quarantined commit applied again: %q, %d mutating calls", f.triggers(), mutatingCount(f)-calls)
 	}
@@ -153,10 +158,10 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	if s.Running != commitC || s.LastHealthy != commitC || len(s.Quarantined) != 0 || s.Waiting != "" || s.LastError != "" {
 		t.Fatalf("status after a good commit: %+v", s)
 	}
-	if q, _ := loadQuarantine(f.state, "prod"); len(q) != 0 {
+	if q, _ := state.New(f.state, 0, zerolog.Nop()).Quarantine("prod"); len(q) != 0 {
 		t.Fatalf("quarantine on disk after the pin moved: %+v", q)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventRollback, EventFailure, EventRollback, EventDeploy, EventRecovery}) {
+	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure, reconcile.EventRollback, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventDeploy, reconcile.EventRecovery}) {
 		t.Fatalf("events %q", k)
 	}
 }
@@ -169,7 +174,7 @@ func TestAgentFirstDeployFailureStaysRunningAndFailed(t *testing.T) {
 	f.settle("prod", 0)
 	wantTriggers(t, f, "start:failed")
 	rec := f.passes()[0]
-	if rec.Class != ClassHealth || rec.Service != "web" || !strings.Contains(rec.Error, "no healthy revision to roll back to: left running") {
+	if rec.Class != reconcile.ClassHealth || rec.Service != "web" || !strings.Contains(rec.Error, "no healthy revision to roll back to: left running") {
 		t.Fatalf("record: %+v", rec)
 	}
 	if got := f.webImage(); got != fake.ImgWebB+"/restarting" {
@@ -179,10 +184,10 @@ func TestAgentFirstDeployFailureStaysRunningAndFailed(t *testing.T) {
 	if s.Running != fake.CommitB || s.LastHealthy != "" || !slices.Equal(s.Quarantined, []string{fake.CommitB}) || s.GateFailures != 1 || s.Rollbacks != 0 {
 		t.Fatalf("status: %+v", s)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure}) {
+	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure}) {
 		t.Fatalf("events %q", k)
 	}
-	if err := f.a.Rollback("prod"); !errors.As(err, new(*NothingToRollBackError)) {
+	if err := f.a.Rollback("prod"); !errors.As(err, new(*pass.NothingToRollBackError)) {
 		t.Fatalf("Rollback with nothing healthy: %v", err)
 	}
 	f.git.set(func(g *agentGit) { g.head = head2 })
@@ -201,13 +206,13 @@ func TestAgentFailedRollbackDoesNotLoop(t *testing.T) {
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:failed")
 	rec := f.passes()[1]
-	if rec.Class != ClassHealth || !strings.Contains(rec.Error, "ROLLBACK to "+fake.CommitA[:12]+" FAILED too") {
+	if rec.Class != reconcile.ClassHealth || !strings.Contains(rec.Error, "ROLLBACK to "+fake.CommitA[:12]+" FAILED too") {
 		t.Fatalf("record: %+v", rec)
 	}
 	if s := f.status("prod"); s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{fake.CommitB}) {
 		t.Fatalf("status: %+v", s)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{EventFailure, EventFailure}) {
+	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure, reconcile.EventFailure}) {
 		t.Fatalf("events %q", k)
 	}
 	calls := mutatingCount(f)
@@ -226,12 +231,12 @@ func TestAgentManualRollbackWorksWithGitUnreachable(t *testing.T) {
 	f := newRollbackFixture(t)
 	f.start()
 	f.settle("prod", 0)
-	if err := f.a.Rollback("prod"); !errors.As(err, new(*NothingToRollBackError)) || !strings.Contains(err.Error(), "no healthy revision to roll back to") {
+	if err := f.a.Rollback("prod"); !errors.As(err, new(*pass.NothingToRollBackError)) || !strings.Contains(err.Error(), "no healthy revision to roll back to") {
 		t.Fatalf("Rollback when the pin is the only healthy revision: %v", err)
 	}
 	var c interface{ Conflict() bool }
 	if err := f.a.Rollback("prod"); !errors.As(err, &c) || !c.Conflict() {
-		t.Fatalf("NothingToRollBackError must answer Conflict: %v", err)
+		t.Fatalf("pass.NothingToRollBackError must answer Conflict: %v", err)
 	}
 	if err := f.a.Rollback("prdo"); !errors.As(err, new(*UnknownEnvironmentError)) {
 		t.Fatalf("Rollback of an unknown environment: %v", err)
@@ -261,13 +266,13 @@ func TestAgentManualRollbackWorksWithGitUnreachable(t *testing.T) {
 	if s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{commitC}) || s.Rollbacks != 1 || s.GateFailures != 0 {
 		t.Fatalf("status after the rollback: %+v", s)
 	}
-	if e := f.lastEvent(); e.Kind != EventRollback || e.Commit != commitC || e.Previous != fake.CommitA {
+	if e := f.lastEvent(); e.Kind != reconcile.EventRollback || e.Commit != commitC || e.Previous != fake.CommitA {
 		t.Fatalf("event: %+v", e)
 	}
 
 	// Git is back, the pin still names commitC: held.
 	f.git.set(func(g *agentGit) { g.revErr, g.headErr, g.head = nil, nil, head3 })
-	f.nudge("prod", TriggerWebhook)
+	f.nudge("prod", reconcile.TriggerWebhook)
 	if len(f.passes()) != 3 {
 		t.Fatalf("held commit applied again: %q", f.triggers())
 	}
@@ -317,7 +322,7 @@ func TestAgentRollsBackAFailedMigrationOthersWaitFor(t *testing.T) {
 	f.advance("prod", pollTick)
 	wantTriggers(t, f, "start:noop", "poll:rolled-back")
 	rec := f.passes()[1]
-	if rec.Service != "migrate" || rec.Class != ClassHealth || rec.RolledBackTo != fake.CommitA ||
+	if rec.Service != "migrate" || rec.Class != reconcile.ClassHealth || rec.RolledBackTo != fake.CommitA ||
 		!strings.Contains(rec.Error, "container exited with code 1, service_completed_successfully needs 0") ||
 		!strings.Contains(rec.Error, "(web waits for it with service_completed_successfully)") ||
 		len(rec.Logs) != 1 {
@@ -325,5 +330,53 @@ func TestAgentRollsBackAFailedMigrationOthersWaitFor(t *testing.T) {
 	}
 	if s := f.status("prod"); s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{commitD}) || !strings.Contains(s.LastFailure, "migrate") {
 		t.Fatalf("status: %+v", s)
+	}
+}
+
+// TestAgentRollsBackToAHealthyRevisionRecordedByAnotherProcess (bug 4):
+// a healthy revision written to the state dir by another process (a
+// `lockstep apply`, through a store of its own) while the agent runs is the
+// one a later gate failure rolls back to: the agent reads the store when it
+// needs a target and keeps no copy made at start.
+func TestAgentRollsBackToAHealthyRevisionRecordedByAnotherProcess(t *testing.T) {
+	f := newRollbackFixture(t)
+	f.start()
+	f.settle("prod", 0)
+	if s := f.status("prod"); s.LastHealthy != fake.CommitA {
+		t.Fatalf("start: %+v", s)
+	}
+
+	// Another process applies commitC, finds it healthy and records it.
+	dirC := filepath.Join(f.git.releases, commitC)
+	if err := os.MkdirAll(dirC, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	other := state.New(f.state, 0, zerolog.Nop())
+	if err := other.PushHealthy("prod", state.HealthyRevision{Commit: commitC, ReleaseDir: dirC, PinFile: "environments/prod.toml"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.status("prod"); s.LastHealthy != commitC {
+		t.Fatalf("status does not show the healthy revision another process recorded: %+v", s)
+	}
+
+	f.pin(fake.CommitB, head2)
+	f.advance("prod", pollTick)
+	wantTriggers(t, f, "start:noop", "poll:rolled-back")
+	if rec := f.passes()[1]; rec.Commit != fake.CommitB || rec.RolledBackTo != commitC || !strings.HasSuffix(rec.Error, "; rolled back to "+commitC[:12]) {
+		t.Fatalf("pass record: %+v; want rolled back to %s, the newest healthy revision", rec, commitC)
+	}
+	f.eng.Mu.Lock()
+	var webCommit string
+	for _, c := range f.eng.World {
+		if c.Name == "prod-web-1" {
+			webCommit = c.Commit + "/" + c.State
+		}
+	}
+	f.eng.Mu.Unlock()
+	if webCommit != commitC+"/running" {
+		t.Fatalf("web after the rollback: %s, want %s/running", webCommit, commitC)
+	}
+	if e := f.lastEvent(); e.Kind != reconcile.EventRollback || e.Previous != commitC {
+		t.Fatalf("rollback event: %+v", e)
 	}
 }

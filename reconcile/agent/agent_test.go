@@ -1,4 +1,4 @@
-package reconcile
+package agent
 
 import (
 	"context"
@@ -16,7 +16,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/gitsource"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
+	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
 
 const (
@@ -24,7 +28,7 @@ const (
 	head2 = "2222222222222222222222222222222222222222"
 )
 
-// agentGit stands in for gitsource behind both Source (the pass) and
+// agentGit stands in for gitsource behind both pass.Source (the pass) and
 // HeadSource (the poll). The branch head is what the test sets; every
 // revision resolves to fake.CommitA, whose release the fake engine runs.
 type agentGit struct {
@@ -32,14 +36,14 @@ type agentGit struct {
 	head      string
 	headErr   error
 	headCalls int
-	revCalls  map[string]int
-	// gate, when set for an environment, holds its Revision calls until
+	revCalls  map[string]int // Resolve calls: one per pass that asks git
+	// gate, when set for an environment, holds its Resolve calls until
 	// the gate is closed (or, with honourCtx, the pass context ends).
 	gate      map[string]chan struct{}
 	honourCtx bool
-	entered   chan string // receives the environment of every Revision call
+	entered   chan string // receives the environment of every Resolve call
 	ctxErrs   []error     // the pass context's error when each gated call went on
-	revErr    error       // returned by Revision when set
+	revErr    error       // returned by Resolve when set
 	pruned    int
 	commit    string // what the pin resolves to; fake.CommitA when ""
 	releases  string // when set, release dirs are made under it, so they exist on disk
@@ -59,17 +63,17 @@ func (g *agentGit) Head(ctx context.Context) (string, error) {
 	return g.head, g.headErr
 }
 
-func (g *agentGit) Revision(ctx context.Context, env Environment, commit string) (Revision, error) {
+func (g *agentGit) Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error) {
 	g.mu.Lock()
-	g.revCalls[env.Name]++
-	gate := g.gate[env.Name]
+	g.revCalls[want.Environment]++
+	gate := g.gate[want.Environment]
 	head, err := g.head, g.revErr
 	g.mu.Unlock()
 	if _, ok := ctx.Deadline(); !ok {
-		return Revision{}, errors.New("agentGit: Revision called without a deadline")
+		return gitsource.Release{}, errors.New("agentGit: Resolve called without a deadline")
 	}
 	select {
-	case g.entered <- env.Name:
+	case g.entered <- want.Environment:
 	default:
 	}
 	if gate != nil {
@@ -85,30 +89,42 @@ func (g *agentGit) Revision(ctx context.Context, env Environment, commit string)
 		g.ctxErrs = append(g.ctxErrs, ctx.Err())
 		g.mu.Unlock()
 		if err := ctx.Err(); err != nil {
-			return Revision{}, err
+			return gitsource.Release{}, err
 		}
 	}
 	if err != nil {
-		return Revision{}, err
+		return gitsource.Release{}, err
 	}
 	g.mu.Lock()
-	c, releases := g.commit, g.releases
+	c := g.commit
 	g.mu.Unlock()
 	if c == "" {
 		c = fake.CommitA
 	}
-	if commit != "" {
-		c = commit
+	if want.Commit != "" {
+		c = want.Commit
 	}
-	dir := "/var/lib/lockstep/releases/prod/" + c
+	return gitsource.Release{Head: head, Commit: c, PinFile: want.PinFile}, nil
+}
+
+func (g *agentGit) Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return rel, errors.New("agentGit: Materialize called without a deadline")
+	}
+	g.mu.Lock()
+	releases := g.releases
+	g.mu.Unlock()
+	rel.Dir = "/var/lib/lockstep/releases/prod/" + rel.Commit
 	if releases != "" {
-		dir = filepath.Join(releases, c)
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return Revision{}, err
+		rel.Dir = filepath.Join(releases, rel.Commit)
+		if err := os.MkdirAll(rel.Dir, 0o750); err != nil {
+			return rel, err
 		}
 	}
-	return Revision{Head: head, Commit: c, ReleaseDir: dir}, nil
+	return rel, nil
 }
+
+func (g *agentGit) CheckFloor(ctx context.Context, floor, commit string) error { return nil }
 
 func (g *agentGit) Prune(map[string]bool) error {
 	g.mu.Lock()
@@ -145,14 +161,14 @@ type agentFixture struct {
 	eng    *fake.Engine
 	clock  *fake.Clock
 	state  string
-	runner *Runner
-	opts   AgentOptions
+	runner *pass.Pipeline
+	opts   Options
 	logs   *fake.SyncBuffer
 
 	mu      sync.Mutex
 	loadErr error
-	records []PassRecord
-	events  []Event
+	records []reconcile.PassRecord
+	events  []reconcile.Event
 	// variants change the project loaded at a commit (fake.CommitA loads
 	// fake.Project as is).
 	variants map[string]func(*compose.Project)
@@ -162,7 +178,7 @@ type agentFixture struct {
 	done   chan error
 }
 
-// newAgentFixture builds an agent over a real Runner whose git and engine
+// newAgentFixture builds an agent over a real Pipeline whose git and engine
 // are fakes; the engine already runs fake.Project at fake.CommitA, so passes are
 // no-ops unless a test makes something fail.
 func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
@@ -173,28 +189,27 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 	o := fake.Converged(fake.Project())
 	f := &agentFixture{t: t, git: newAgentGit(), eng: fake.NewEngine(), clock: fake.NewClock(), state: t.TempDir(), logs: &fake.SyncBuffer{}}
 	f.eng.Observed = &o
-	f.runner = &Runner{
+	f.runner = &pass.Pipeline{
 		Source: f.git,
-		Load: func(ctx context.Context, env Environment, rev Revision) (*compose.Project, error) {
+		Load: func(ctx context.Context, env pass.Environment, rel gitsource.Release) (*compose.Project, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.loadErr != nil {
 				return nil, f.loadErr
 			}
 			p := fake.Project()
-			p.ReleaseDir, p.Commit = rev.ReleaseDir, rev.Commit
-			if v := f.variants[rev.Commit]; v != nil {
+			p.ReleaseDir, p.Commit = rel.Dir, rel.Commit
+			if v := f.variants[rel.Commit]; v != nil {
 				v(p)
 			}
 			return p, nil
 		},
-		Engine:       f.eng,
-		Log:          zerolog.Nop(),
-		StateDir:     f.state,
-		ApplyOptions: ApplyOptions{PollInterval: 1},
-		Gate:         GateOptions{Clock: fake.NewAutoClock()},
+		Backend: &reconcile.Host{Engine: f.eng, Options: reconcile.ApplyOptions{PollInterval: 1}},
+		State:   state.New(f.state, 0, zerolog.New(f.logs)),
+		Log:     zerolog.Nop(),
+		Gate:    reconcile.GateOptions{Clock: fake.NewAutoClock()},
 	}
-	f.opts = AgentOptions{
+	f.opts = Options{
 		PollInterval:   time.Minute,
 		DriftInterval:  10 * time.Hour,
 		ShutdownGrace:  30 * time.Second,
@@ -202,26 +217,26 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 		BackoffMax:     time.Minute,
 		Clock:          f.clock,
 		Log:            zerolog.New(f.logs).Level(zerolog.DebugLevel),
-		OnPass: func(r PassRecord) {
+		OnPass: func(r reconcile.PassRecord) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.records = append(f.records, r)
 		},
-		OnEvent: func(e Event) {
+		OnEvent: func(e reconcile.Event) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.events = append(f.events, e)
 		},
 	}
 	for _, e := range envs {
-		f.opts.Environments = append(f.opts.Environments, Environment{Name: e, Project: "prod", PinFile: "environments/" + e + ".toml"})
+		f.opts.Environments = append(f.opts.Environments, pass.Environment{Name: e, Project: "prod", PinFile: "environments/" + e + ".toml"})
 	}
 	return f
 }
 
 func (f *agentFixture) newAgent() *Agent {
 	f.t.Helper()
-	a, err := NewAgent(f.runner, f.git, f.opts)
+	a, err := New(f.runner, f.git, f.opts)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -296,10 +311,10 @@ func (f *agentFixture) nudge(env, trigger string) {
 	f.settle(env, w)
 }
 
-func (f *agentFixture) passes() []PassRecord {
+func (f *agentFixture) passes() []reconcile.PassRecord {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]PassRecord{}, f.records...)
+	return append([]reconcile.PassRecord{}, f.records...)
 }
 
 func (f *agentFixture) triggers() []string {
@@ -310,14 +325,14 @@ func (f *agentFixture) triggers() []string {
 	return out
 }
 
-func (f *agentFixture) status(env string) EnvStatus {
+func (f *agentFixture) status(env string) reconcile.EnvStatus {
 	for _, s := range f.a.Status() {
 		if s.Name == env {
 			return s
 		}
 	}
 	f.t.Fatalf("no status for %s", env)
-	return EnvStatus{}
+	return reconcile.EnvStatus{}
 }
 
 func (f *agentFixture) setEngineFailure(err error) {
@@ -352,9 +367,9 @@ func TestAgentCoalescesNudgesDuringAPass(t *testing.T) {
 	f.start()
 	<-f.git.entered // the start pass is in flight
 	for i := range 1000 {
-		trigger := TriggerWebhook
+		trigger := reconcile.TriggerWebhook
 		if i%3 == 0 {
-			trigger = TriggerSync
+			trigger = reconcile.TriggerSync
 		}
 		if err := f.a.Sync("prod", trigger); err != nil {
 			t.Fatal(err)
@@ -374,7 +389,7 @@ func TestAgentSyncOfAllEnvironmentsAndUnknownOnes(t *testing.T) {
 	f.settle("prod", 0)
 	f.settle("stage", 0)
 	wp, ws := f.waits("prod"), f.waits("stage")
-	if err := f.a.Sync("", TriggerSync); err != nil {
+	if err := f.a.Sync("", reconcile.TriggerSync); err != nil {
 		t.Fatal(err)
 	}
 	f.settle("prod", wp)
@@ -385,7 +400,7 @@ func TestAgentSyncOfAllEnvironmentsAndUnknownOnes(t *testing.T) {
 		}
 	}
 
-	err := f.a.Sync("prdo", TriggerSync)
+	err := f.a.Sync("prdo", reconcile.TriggerSync)
 	var unknown *UnknownEnvironmentError
 	if !errors.As(err, &unknown) || unknown.Name != "prdo" || strings.Join(unknown.Known, ",") != "prod,stage" {
 		t.Fatalf("Sync of an unknown environment: %v", err)
@@ -426,10 +441,10 @@ func TestAgentPollRunsAPassWhenTheBranchMoves(t *testing.T) {
 	wantTriggers(t, f, "start:noop", "poll:noop")
 
 	// A webhook is a nudge to look now: a pass only if the branch moved.
-	f.nudge("prod", TriggerWebhook)
+	f.nudge("prod", reconcile.TriggerWebhook)
 	wantTriggers(t, f, "start:noop", "poll:noop")
 	f.git.set(func(g *agentGit) { g.head = head1 })
-	f.nudge("prod", TriggerWebhook)
+	f.nudge("prod", reconcile.TriggerWebhook)
 	wantTriggers(t, f, "start:noop", "poll:noop", "webhook:noop")
 }
 
@@ -449,7 +464,7 @@ func TestAgentDriftTimerRunsAPassWithGitUnchanged(t *testing.T) {
 	// the next drift pass is 10 minutes after the sync, not after the
 	// last drift pass.
 	f.clock.Advance(5 * time.Minute)
-	f.nudge("prod", TriggerSync)
+	f.nudge("prod", reconcile.TriggerSync)
 	f.clock.Advance(6 * time.Minute)
 	wantTriggers(t, f, "start:noop", "drift:noop", "sync:noop")
 	f.advance("prod", 4*time.Minute)
@@ -466,7 +481,7 @@ func TestAgentTransientFailureBacksOffThenResets(t *testing.T) {
 
 	retryIn := func() time.Duration { s := f.status("prod"); return s.NextRetry.Sub(f.clock.Now()) }
 	s := f.status("prod")
-	if s.LastPass == nil || s.LastPass.Result != ResultFailed || s.LastPass.Class != ClassEngine || s.EngineErrors != 1 ||
+	if s.LastPass == nil || s.LastPass.Result != reconcile.ResultFailed || s.LastPass.Class != reconcile.ClassEngine || s.EngineErrors != 1 ||
 		!strings.Contains(s.LastError, "observe project prod: "+engineDown.Error()) {
 		t.Fatalf("status after an engine failure: %+v", s)
 	}
@@ -484,13 +499,13 @@ func TestAgentTransientFailureBacksOffThenResets(t *testing.T) {
 	f.advance("prod", retryIn())
 	wantTriggers(t, f, "start:failed", "retry:failed", "retry:noop")
 	s = f.status("prod")
-	if !s.NextRetry.IsZero() || s.LastError != "" || s.Running != fake.CommitA || s.EngineErrors != 2 || s.Passes[ResultFailed] != 2 || s.Passes[ResultNoop] != 1 {
+	if !s.NextRetry.IsZero() || s.LastError != "" || s.Running != fake.CommitA || s.EngineErrors != 2 || s.Passes[reconcile.ResultFailed] != 2 || s.Passes[reconcile.ResultNoop] != 1 {
 		t.Fatalf("status after recovering: %+v", s)
 	}
 
 	// Reset: the next failure starts from the initial delay again.
 	f.setEngineFailure(engineDown)
-	f.nudge("prod", TriggerSync)
+	f.nudge("prod", reconcile.TriggerSync)
 	if d := retryIn(); d < time.Second || d >= 2*time.Second {
 		t.Fatalf("retry after a success and a new failure in %v, want within [1s, 2s)", d)
 	}
@@ -540,14 +555,14 @@ func TestAgentPermanentFailureWaitsForTheBranchToMove(t *testing.T) {
 	f.start()
 	f.settle("prod", 0)
 	s := f.status("prod")
-	if s.LastPass.Class != ClassPermanent || !s.NextRetry.IsZero() ||
+	if s.LastPass.Class != reconcile.ClassPermanent || !s.NextRetry.IsZero() ||
 		s.Waiting != "compose error at "+fake.CommitA[:12]+": waiting for the branch to move (or `lockstep sync`)" ||
 		!strings.Contains(s.LastError, "compose.yaml:3: service \"web\": ports: bad port") {
 		t.Fatalf("status after a permanent failure: waiting %q, error %q, next retry %v", s.Waiting, s.LastError, s.NextRetry)
 	}
 
 	f.advance("prod", pollTick) // head unchanged
-	f.nudge("prod", TriggerWebhook)
+	f.nudge("prod", reconcile.TriggerWebhook)
 	w := f.waits("prod")
 	f.clock.Advance(10 * time.Minute) // poll and drift both due
 	f.settle("prod", w+1)
@@ -564,13 +579,13 @@ func TestAgentPermanentFailureWaitsForTheBranchToMove(t *testing.T) {
 	}
 
 	// An operator asking is a reason to try again, head unchanged or not.
-	f.nudge("prod", TriggerSync)
+	f.nudge("prod", reconcile.TriggerSync)
 	wantTriggers(t, f, "start:failed", "poll:failed", "sync:failed")
 
 	f.setLoadErr(nil) // e.g. a host env file was fixed
-	f.nudge("prod", TriggerWebhook)
+	f.nudge("prod", reconcile.TriggerWebhook)
 	wantTriggers(t, f, "start:failed", "poll:failed", "sync:failed")
-	f.nudge("prod", TriggerSync)
+	f.nudge("prod", reconcile.TriggerSync)
 	wantTriggers(t, f, "start:failed", "poll:failed", "sync:failed", "sync:noop")
 	if s := f.status("prod"); s.Waiting != "" || s.LastError != "" || s.Running != fake.CommitA {
 		t.Fatalf("after the fix: %+v", s)
@@ -598,7 +613,7 @@ func TestAgentShutdownLetsThePassInFlightFinish(t *testing.T) {
 	if s := f.a.Status()[0]; s.Running != fake.CommitA {
 		t.Fatalf("the pass that finished during shutdown was not recorded: %+v", s)
 	}
-	if err := f.a.Sync("prod", TriggerSync); err != nil {
+	if err := f.a.Sync("prod", reconcile.TriggerSync); err != nil {
 		t.Fatal(err) // must not block, must not start anything
 	}
 	if _, revs := f.git.counts("prod"); revs != 1 {
@@ -628,7 +643,7 @@ func TestAgentShutdownGraceBoundsThePass(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	p := f.passes()
-	if len(p) != 1 || p[0].Result != ResultFailed || p[0].Class != "" || !strings.Contains(p[0].Error, "context canceled") {
+	if len(p) != 1 || p[0].Result != reconcile.ResultFailed || p[0].Class != "" || !strings.Contains(p[0].Error, "context canceled") {
 		t.Fatalf("pass cut by the grace: %+v; want failed, no class (not a git or engine failure)", p)
 	}
 }
@@ -681,11 +696,11 @@ func TestAgentAliveTurnsFalseWhenALoopIsWedged(t *testing.T) {
 
 func TestAgentHistoryIsBoundedPersistedAndReloaded(t *testing.T) {
 	f := newAgentFixture(t)
-	f.opts.HistorySize = 3
+	f.runner.State = state.New(f.state, 3, zerolog.New(f.logs))
 	f.start()
 	f.settle("prod", 0)
 	for range 4 {
-		f.nudge("prod", TriggerSync)
+		f.nudge("prod", reconcile.TriggerSync)
 	}
 	h, err := f.a.History("prod", 0)
 	if err != nil {
@@ -698,12 +713,12 @@ func TestAgentHistoryIsBoundedPersistedAndReloaded(t *testing.T) {
 	if last2, _ := f.a.History("prod", 2); len(last2) != 2 || last2[1].ID != all[4].ID {
 		t.Fatalf("History(prod, 2): %v", last2)
 	}
-	var onDisk []PassRecord
+	var onDisk []reconcile.PassRecord
 	b, err := os.ReadFile(filepath.Join(f.state, "environments", "prod", "history.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &onDisk); err != nil || len(onDisk) != 3 || onDisk[2].ID != all[4].ID || onDisk[2].Result != ResultNoop {
+	if err := json.Unmarshal(b, &onDisk); err != nil || len(onDisk) != 3 || onDisk[2].ID != all[4].ID || onDisk[2].Result != reconcile.ResultNoop {
 		t.Fatalf("history on disk: %v, %v", onDisk, err)
 	}
 	f.stop()
@@ -742,10 +757,10 @@ func TestAgentToleratesACorruptHistory(t *testing.T) {
 		t.Fatalf("no log line about the corrupt history:\n%s", f.logs.String())
 	}
 	h, _ := f.a.History("prod", 0)
-	if len(h) != 1 || h[0].Trigger != TriggerStart {
+	if len(h) != 1 || h[0].Trigger != reconcile.TriggerStart {
 		t.Fatalf("history after starting over: %v", h)
 	}
-	var onDisk []PassRecord
+	var onDisk []reconcile.PassRecord
 	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &onDisk) != nil || len(onDisk) != 1 {
 		t.Fatalf("new history file: %v %v", onDisk, err)
 	}
@@ -763,7 +778,7 @@ func TestAgentRederivesEverythingAfterTheStateDirIsDeleted(t *testing.T) {
 	f.start()
 	f.settle("prod", 0)
 	s := f.a.Status()[0]
-	if s.Running != fake.CommitA || s.Pinned != fake.CommitA || s.Passes[ResultNoop] != 1 || s.LastError != "" {
+	if s.Running != fake.CommitA || s.Pinned != fake.CommitA || s.Passes[reconcile.ResultNoop] != 1 || s.LastError != "" {
 		t.Fatalf("status after the first pass on an empty state dir: %+v", s)
 	}
 	for _, name := range []string{"deployed.json", "history.json"} {
@@ -783,10 +798,10 @@ func TestAgentAppliesAndCountsWhatChanged(t *testing.T) {
 	f.start()
 	f.settle("prod", 0)
 	p := f.passes()
-	if len(p) != 1 || p[0].Result != ResultApplied || p[0].Created != 3 || p[0].Plan != "3 to pull, 5 to create" || p[0].Commit != fake.CommitA || p[0].Head != head1 {
+	if len(p) != 1 || p[0].Result != reconcile.ResultApplied || p[0].Created != 3 || p[0].Plan != "3 to pull, 5 to create" || p[0].Commit != fake.CommitA || p[0].Head != head1 {
 		t.Fatalf("pass on a fresh host: %+v", p)
 	}
-	if s := f.a.Status()[0]; s.Running != fake.CommitA || s.Passes[ResultApplied] != 1 || s.LastSuccess.IsZero() {
+	if s := f.a.Status()[0]; s.Running != fake.CommitA || s.Passes[reconcile.ResultApplied] != 1 || s.LastSuccess.IsZero() {
 		t.Fatalf("status: %+v", s)
 	}
 	if !strings.Contains(f.logs.String(), `"result":"applied"`) {
@@ -799,7 +814,7 @@ func TestAgentPassLogLinesCarryEnvPassAndCommit(t *testing.T) {
 	f.runner.Log = zerolog.New(f.logs) // the agent must not use it as is
 	f.start()
 	f.settle("prod", 0)
-	f.nudge("prod", TriggerSync)
+	f.nudge("prod", reconcile.TriggerSync)
 	p := f.passes()
 	seen := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
@@ -829,7 +844,7 @@ func TestAgentStopsWithoutLeakingGoroutines(t *testing.T) {
 	for _, env := range []string{"a", "b", "c"} {
 		f.settle(env, 0)
 	}
-	f.nudge("b", TriggerSync)
+	f.nudge("b", reconcile.TriggerSync)
 	f.advance("a", pollTick)
 	f.stop()
 	fake.Eventually(t, fmt.Sprintf("goroutines to drop back to %d", before), func() bool { return runtime.NumGoroutine() <= before })
@@ -841,48 +856,32 @@ func TestNewAgentRejectsBadOptions(t *testing.T) {
 	dup.Environments = append(dup.Environments, dup.Environments[0])
 	tests := []struct {
 		name string
-		r    *Runner
+		r    *pass.Pipeline
 		h    HeadSource
-		opts AgentOptions
+		opts Options
 		want string
 	}{
-		{"no runner", nil, f.git, f.opts, "runner"},
-		{"no environments", f.runner, f.git, AgentOptions{}, "no environments"},
+		{"no runner", nil, f.git, f.opts, "pipeline"},
+		{"no environments", f.runner, f.git, Options{}, "no environments"},
 		{"duplicate", f.runner, f.git, dup, `"prod" is listed twice`},
-		{"name escaping the state dir", f.runner, f.git, AgentOptions{Environments: []Environment{{Name: "../etc"}}}, `"../etc" cannot be a directory name`},
+		{"name escaping the state dir", f.runner, f.git, Options{Environments: []pass.Environment{{Name: "../etc"}}}, `"../etc" cannot be a directory name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := NewAgent(tt.r, tt.h, tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := New(tt.r, tt.h, tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("NewAgent: %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
 }
 
-func TestRunnerNamesTheFailingStep(t *testing.T) {
-	tests := []struct {
-		name     string
-		setup    func(f *runnerFixture)
-		step     string
-		contains string
-	}{
-		{"source", func(f *runnerFixture) { f.src.err = errors.New("fetch: connection refused") }, StepSource, "fetch: connection refused"},
-		{"load", func(f *runnerFixture) {
-			f.r.Load = func(context.Context, Environment, Revision) (*compose.Project, error) { return nil, errors.New("bad") }
-		}, StepLoad, "load prod at " + fake.CommitA[:12] + ": bad"},
-		{"observe", func(f *runnerFixture) { f.eng.Fail["observe"] = errors.New("engine down") }, StepObserve, "observe project prod: engine down"},
-		{"apply", func(f *runnerFixture) { f.eng.Fail["pull"] = errors.New("registry down") }, StepApply, "apply prod at " + fake.CommitA[:12] + ": "},
+// mutating returns the engine calls that change something.
+func mutating(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if !strings.HasPrefix(c, "observe") && !strings.HasPrefix(c, "inspect") {
+			out = append(out, c)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newRunnerFixture(t, nil, false)
-			tt.setup(f)
-			_, err := f.r.Apply(context.Background(), prodEnv)
-			var se *StepError
-			if !errors.As(err, &se) || se.Step != tt.step || !strings.HasPrefix(err.Error(), tt.contains) {
-				t.Fatalf("error %v (step %+v), want step %s and a message starting %q", err, se, tt.step, tt.contains)
-			}
-		})
-	}
+	return out
 }
