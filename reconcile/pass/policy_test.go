@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
+	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
 
 // privilegedWeb makes the fixture's web service privileged and bind /etc.
@@ -70,8 +72,22 @@ func TestRunnerPolicyEnforceTouchesNothing(t *testing.T) {
 	if calls := f.eng.Calls(); len(calls) != 0 {
 		t.Fatalf("the engine was called for a release the policy refuses: %q", calls)
 	}
-	if entries, _ := os.ReadDir(f.state); len(entries) != 0 {
-		t.Fatalf("a refused release wrote state: %v", entries)
+	// The refused apply is recorded in the history, as every apply is
+	// (issue 9: the CLI's passes go into the same state as the agent's);
+	// nothing else of the state is written.
+	var written []string
+	_ = filepath.WalkDir(f.state, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(f.state, p)
+			written = append(written, rel)
+		}
+		return nil
+	})
+	if !slices.Equal(written, []string{filepath.Join("environments", "prod", "history.json")}) {
+		t.Fatalf("a refused release wrote state: %v", written)
+	}
+	if recs, _ := state.New(f.state, 0, zerolog.Nop()).History("prod", 0); len(recs) != 1 || recs[0].Result != reconcile.ResultFailed || recs[0].Class != reconcile.ClassPermanent {
+		t.Fatalf("the refused apply's history record: %+v", recs)
 	}
 
 	// Allowed by the policy: the same release passes in enforce mode.
