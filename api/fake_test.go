@@ -69,7 +69,7 @@ func (e *unknownEnvError) NotFound() bool { return true }
 func newFakeAgent() *fakeAgent {
 	return &fakeAgent{
 		envs: []reconcile.EnvStatus{
-			{Name: "staging", Project: "staging", Pinned: sha('a'), Running: sha('a'), Passes: map[string]int{"applied": 1}},
+			{Name: "staging", Project: "staging", Pinned: sha('a'), Running: sha('a'), Passes: map[reconcile.Result]int{"applied": 1}},
 			{Name: "production", Project: "prod", Pinned: sha('b'), LastError: "fetch: connection refused"},
 		},
 		history: map[string][]reconcile.PassRecord{
@@ -111,7 +111,7 @@ func (f *fakeAgent) History(env string, limit int) ([]reconcile.PassRecord, erro
 	return h, nil
 }
 
-func (f *fakeAgent) Sync(env, trigger string) error {
+func (f *fakeAgent) Sync(env string, trigger reconcile.Trigger) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.syncErr != nil {
@@ -120,7 +120,7 @@ func (f *fakeAgent) Sync(env, trigger string) error {
 	if _, ok := f.history[env]; !ok {
 		return fmt.Errorf("queue: %w", &unknownEnvError{env})
 	}
-	f.syncs = append(f.syncs, env+"/"+trigger)
+	f.syncs = append(f.syncs, env+"/"+string(trigger))
 	return nil
 }
 

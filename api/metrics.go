@@ -100,11 +100,11 @@ func (m *Metrics) ensureEnv(env string) {
 		return
 	}
 	m.known[env] = true
-	for _, r := range []string{reconcile.ResultApplied, reconcile.ResultNoop, reconcile.ResultPaused, reconcile.ResultFailed, reconcile.ResultRolledBack} {
-		m.passes.WithLabelValues(env, r)
+	for _, r := range reconcile.Results {
+		m.passes.WithLabelValues(env, string(r))
 	}
-	for _, c := range []string{reconcile.ClassGit, reconcile.ClassEngine, reconcile.ClassPermanent, reconcile.ClassHealth} {
-		m.errors.WithLabelValues(env, c)
+	for _, c := range reconcile.Classes {
+		m.errors.WithLabelValues(env, string(c))
 	}
 	m.recreated.WithLabelValues(env)
 	m.rollbacks.WithLabelValues(env)
@@ -119,7 +119,7 @@ func (m *Metrics) ObservePass(rec reconcile.PassRecord) {
 	if result == "" {
 		result = "unknown"
 	}
-	m.passes.WithLabelValues(env, result).Inc()
+	m.passes.WithLabelValues(env, string(result)).Inc()
 	m.duration.WithLabelValues(env).Observe(rec.Duration.Seconds())
 	if rec.Recreated > 0 {
 		m.recreated.WithLabelValues(env).Add(float64(rec.Recreated))
@@ -137,7 +137,7 @@ func (m *Metrics) ObservePass(rec reconcile.PassRecord) {
 		if class == "" {
 			class = "unknown"
 		}
-		m.errors.WithLabelValues(env, class).Inc()
+		m.errors.WithLabelValues(env, string(class)).Inc()
 		return
 	}
 	if !rec.Start.IsZero() {

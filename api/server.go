@@ -40,7 +40,7 @@ type Agent interface {
 	History(env string, limit int) ([]reconcile.PassRecord, error)
 	// Sync queues a pass of env with the given trigger and returns without
 	// waiting for it. An unknown env is an error implementing NotFound.
-	Sync(env string, trigger string) error
+	Sync(env string, trigger reconcile.Trigger) error
 	// Ready reports whether the agent has run its first pass: /healthz
 	// answers 503 until then, so a deploy script or a load balancer does
 	// not take a freshly started agent for a converged one.
@@ -62,10 +62,6 @@ type Conflict interface{ Conflict() bool }
 // NotFound is implemented by errors that mean "no such environment". The
 // server answers them with 404 instead of 500.
 type NotFound interface{ NotFound() bool }
-
-// Trigger is the trigger a sync request queues a pass with, as recorded in
-// the pass history.
-const Trigger = "sync"
 
 // History limits.
 const (
@@ -228,7 +224,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	}
 	queued := []string{}
 	for _, env := range envs {
-		if err := s.agent.Sync(env, Trigger); err != nil {
+		if err := s.agent.Sync(env, reconcile.TriggerSync); err != nil {
 			s.agentError(w, r, fmt.Errorf("sync %s: %w", env, err))
 			return
 		}

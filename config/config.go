@@ -17,7 +17,13 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
+
+// DefaultNotifyEvents are the events a [[notify]] target receives when it
+// names none.
+var DefaultNotifyEvents = []reconcile.EventKind{reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery}
 
 // Defaults. config.example.toml documents each of them; a test keeps the
 // two in step.
@@ -177,9 +183,9 @@ type Policy struct {
 
 // Notify is one place failures, rollbacks and recoveries are posted to.
 type Notify struct {
-	Kind    string   // kind: "webhook" (JSON POST) or "slack" (incoming webhook)
-	URLFile string   // url_file: file holding the URL (URLs carry secrets)
-	Events  []string // events: failure, rollback, recovery, deploy; default failure, rollback, recovery
+	Kind    string                // kind: "webhook" (JSON POST) or "slack" (incoming webhook)
+	URLFile string                // url_file: file holding the URL (URLs carry secrets)
+	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy; default DefaultNotifyEvents
 }
 
 // Agent tunes the daemon's loop.

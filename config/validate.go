@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 // nameRE is what environment and project names may look like. It is the
@@ -77,9 +79,6 @@ func (c *checker) build(f *file) *Config {
 	return cfg
 }
 
-// notifyEvents are the events a [[notify]] target can ask for.
-var notifyEvents = []string{"failure", "rollback", "recovery", "deploy"}
-
 func (c *checker) notify(fs []fileNotify) []Notify {
 	var out []Notify
 	for i := range fs {
@@ -91,8 +90,8 @@ func (c *checker) notify(fs []fileNotify) []Notify {
 		n := Notify{
 			Kind:    c.str(k("kind"), f.Kind, ""),
 			URLFile: c.str(k("url_file"), f.URLFile, ""),
-			Events:  c.strings(k("events"), f.Events),
 		}
+		events := c.strings(k("events"), f.Events)
 		switch n.Kind {
 		case "webhook", "slack":
 		case "":
@@ -107,16 +106,27 @@ func (c *checker) notify(fs []fileNotify) []Notify {
 			c.add(k("url_file"), "must be an absolute path, got %q", n.URLFile)
 		}
 		if f.Events == nil {
-			n.Events = []string{"failure", "rollback", "recovery"}
+			n.Events = slices.Clone(DefaultNotifyEvents)
 		}
-		for j, ev := range n.Events {
-			if !slices.Contains(notifyEvents, ev) {
-				c.add(k("events"), "element %d: %q is not an event; use %s", j, ev, strings.Join(notifyEvents, ", "))
+		for j, ev := range events {
+			if !slices.Contains(reconcile.EventKinds, reconcile.EventKind(ev)) {
+				c.add(k("events"), "element %d: %q is not an event; use %s", j, ev, eventNames())
+				continue
 			}
+			n.Events = append(n.Events, reconcile.EventKind(ev))
 		}
 		out = append(out, n)
 	}
 	return out
+}
+
+// eventNames lists the event kinds a [[notify]] target can ask for.
+func eventNames() string {
+	names := make([]string, len(reconcile.EventKinds))
+	for i, k := range reconcile.EventKinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
 }
 
 func (c *checker) api(f *fileAPI) API {

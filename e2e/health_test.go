@@ -74,7 +74,7 @@ events = ["failure", "rollback", "recovery", "deploy"]
 }
 
 // waitPass waits until the agent's last pass is about commit with result.
-func (f *fixture) waitPass(commit, result string, timeout time.Duration) reconcile.EnvStatus {
+func (f *fixture) waitPass(commit string, result reconcile.Result, timeout time.Duration) reconcile.EnvStatus {
 	f.t.Helper()
 	var st reconcile.EnvStatus
 	eventually(f.t, timeout, fmt.Sprintf("a %s pass of %s", result, commit[:12]), func() bool {

@@ -45,7 +45,7 @@ func (e *attemptError) Unwrap() error { return e.err }
 // gives up after the configured attempts, on a response that retrying will
 // not change (4xx other than 429) or when ctx is done.
 func (n *Notifier) deliver(ctx context.Context, t *target, ev Event) {
-	log := n.log.With().Str("target", t.label).Str("event", ev.Kind).
+	log := n.log.With().Str("target", t.label).Str("event", string(ev.Kind)).
 		Str("env", ev.Environment).Str("commit", ev.Commit).Logger()
 	body, err := t.body(ev)
 	if err != nil {

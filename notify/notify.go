@@ -23,14 +23,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-)
 
-// Event kinds, the values of Event.Kind and of Target.Events.
-const (
-	EventFailure  = "failure"  // a release failed (health gate, apply); Previous is the revision rolled back to, if any
-	EventRollback = "rollback" // an environment was rolled back from Commit to Previous
-	EventRecovery = "recovery" // an environment that had failed is healthy again at Commit
-	EventDeploy   = "deploy"   // Commit was deployed and passed its health gate
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 // Target kinds.
@@ -41,7 +35,7 @@ const (
 
 // defaultEvents are the events a target receives when it names none, the
 // same default as the [[notify]] events key.
-var defaultEvents = []string{EventFailure, EventRollback, EventRecovery}
+var defaultEvents = []reconcile.EventKind{reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery}
 
 // Defaults of Options.
 const (
@@ -75,24 +69,24 @@ const BodyExample = `{
 // Event is what happened to an environment. It is also, as is, the JSON
 // body posted to "webhook" targets.
 type Event struct {
-	Kind        string    `json:"event"` // failure, rollback, recovery, deploy
-	Environment string    `json:"environment"`
-	Project     string    `json:"project,omitempty"`
-	Commit      string    `json:"commit"`             // the revision the event is about
-	Previous    string    `json:"previous,omitempty"` // e.g. the revision rolled back to
-	Service     string    `json:"service,omitempty"`  // the failing service
-	Reason      string    `json:"reason,omitempty"`
-	Logs        []string  `json:"logs,omitempty"` // last log lines of the failing container
-	Host        string    `json:"host"`           // os.Hostname of the agent
-	Time        time.Time `json:"time"`
+	Kind        reconcile.EventKind `json:"event"` // the reconcile.Event* kinds
+	Environment string              `json:"environment"`
+	Project     string              `json:"project,omitempty"`
+	Commit      string              `json:"commit"`             // the revision the event is about
+	Previous    string              `json:"previous,omitempty"` // e.g. the revision rolled back to
+	Service     string              `json:"service,omitempty"`  // the failing service
+	Reason      string              `json:"reason,omitempty"`
+	Logs        []string            `json:"logs,omitempty"` // last log lines of the failing container
+	Host        string              `json:"host"`           // os.Hostname of the agent
+	Time        time.Time           `json:"time"`
 }
 
 // Target is one place events are posted to; config.Notify converts to it
 // field by field.
 type Target struct {
-	Kind    string   // KindWebhook or KindSlack
-	URLFile string   // file holding the URL; read once by New, trimmed
-	Events  []string // event kinds to post; empty means failure, rollback, recovery
+	Kind    string                // KindWebhook or KindSlack
+	URLFile string                // file holding the URL; read once by New, trimmed
+	Events  []reconcile.EventKind // event kinds to post; empty means failure, rollback, recovery
 }
 
 // Options tune delivery. The zero value is usable.
@@ -137,7 +131,7 @@ type target struct {
 	url    string   // never logged: see redact
 	label  string   // kind and host, what logs and errors name the target by
 	secret []string // parts of url that redact removes from any text
-	events []string
+	events []reconcile.EventKind
 	queue  chan Event
 }
 
@@ -214,10 +208,10 @@ func newTarget(t Target, queueSize int) (*target, error) {
 	}
 	for _, ev := range events {
 		switch ev {
-		case EventFailure, EventRollback, EventRecovery, EventDeploy:
+		case reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy:
 		default:
 			return nil, fmt.Errorf("event %q is unknown; use %s, %s, %s or %s",
-				ev, EventFailure, EventRollback, EventRecovery, EventDeploy)
+				ev, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy)
 		}
 	}
 	if t.URLFile == "" {
@@ -254,7 +248,7 @@ func newTarget(t Target, queueSize int) (*target, error) {
 	}, nil
 }
 
-func (t *target) wants(kind string) bool { return slices.Contains(t.events, kind) }
+func (t *target) wants(kind reconcile.EventKind) bool { return slices.Contains(t.events, kind) }
 
 // Notify enqueues ev for every target that asked for ev.Kind and returns at
 // once: it never waits for the network or for a full queue. An empty
@@ -280,7 +274,7 @@ func (n *Notifier) Notify(ev Event) {
 		select {
 		case t.queue <- ev:
 		default:
-			n.log.Error().Str("target", t.label).Str("event", ev.Kind).
+			n.log.Error().Str("target", t.label).Str("event", string(ev.Kind)).
 				Str("env", ev.Environment).Str("commit", ev.Commit).Int("queue_size", cap(t.queue)).
 				Msg("notification dropped: queue full (the endpoint is slow or down)")
 		}

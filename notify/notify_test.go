@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/rs/zerolog"
 )
 
@@ -200,7 +201,7 @@ func run(t *testing.T, n *Notifier) {
 
 func exampleEvent() Event {
 	return Event{
-		Kind:        EventRollback,
+		Kind:        reconcile.EventRollback,
 		Environment: "production",
 		Project:     "shop",
 		Commit:      "9fceb02d0ae598e95dc970b74767f19372d61af8",
@@ -258,7 +259,7 @@ func TestWebhookFillsHostAndTimeAndOmitsEmpty(t *testing.T) {
 		Options{Host: "edge-7"})
 	run(t, n)
 
-	n.Notify(Event{Kind: EventRecovery, Environment: "staging", Commit: "abc"})
+	n.Notify(Event{Kind: reconcile.EventRecovery, Environment: "staging", Commit: "abc"})
 	got := srv.next(t)
 	var m map[string]any
 	if err := json.Unmarshal(got.body, &m); err != nil {
@@ -288,7 +289,7 @@ func TestSlackPostsAReadableSummary(t *testing.T) {
 	run(t, n)
 
 	ev := exampleEvent()
-	ev.Kind = EventFailure
+	ev.Kind = reconcile.EventFailure
 	n.Notify(ev)
 	got := srv.next(t)
 	var body map[string]string
@@ -316,16 +317,16 @@ func TestSlackPostsAReadableSummary(t *testing.T) {
 func TestEventsFiltering(t *testing.T) {
 	srv := newServer(t)
 	n, _ := newNotifier(t, []Target{
-		{Kind: KindWebhook, URLFile: urlFile(t, srv.URL+"/deploys"), Events: []string{EventDeploy, EventRollback}},
+		{Kind: KindWebhook, URLFile: urlFile(t, srv.URL+"/deploys"), Events: []reconcile.EventKind{reconcile.EventDeploy, reconcile.EventRollback}},
 		{Kind: KindWebhook, URLFile: urlFile(t, srv.URL+"/default")}, // failure, rollback, recovery
 	}, Options{})
 
-	for _, kind := range []string{EventFailure, EventDeploy, EventRecovery, EventRollback} {
-		n.Notify(Event{Kind: kind, Environment: "production", Commit: kind})
+	for _, kind := range []reconcile.EventKind{reconcile.EventFailure, reconcile.EventDeploy, reconcile.EventRecovery, reconcile.EventRollback} {
+		n.Notify(Event{Kind: kind, Environment: "production", Commit: string(kind)})
 	}
 	run(t, n)
 
-	got := map[string][]string{}
+	got := map[string][]reconcile.EventKind{}
 	// rollback is the last event and both targets want it: once both have
 	// it, anything wrongly sent would already have arrived.
 	for done := 0; done < 2; {
@@ -335,13 +336,13 @@ func TestEventsFiltering(t *testing.T) {
 			t.Fatal(err)
 		}
 		got[r.path] = append(got[r.path], ev.Kind)
-		if ev.Kind == EventRollback {
+		if ev.Kind == reconcile.EventRollback {
 			done++
 		}
 	}
-	want := map[string][]string{
-		"/deploys": {EventDeploy, EventRollback},
-		"/default": {EventFailure, EventRecovery, EventRollback},
+	want := map[string][]reconcile.EventKind{
+		"/deploys": {reconcile.EventDeploy, reconcile.EventRollback},
+		"/default": {reconcile.EventFailure, reconcile.EventRecovery, reconcile.EventRollback},
 	}
 	for path, w := range want {
 		if !slices.Equal(got[path], w) {
@@ -531,7 +532,7 @@ func TestNewErrors(t *testing.T) {
 		{name: "empty file", target: Target{Kind: KindSlack}, content: " \n\t", want: "is empty", namesFile: true},
 		{name: "no url_file", target: Target{Kind: KindSlack, URLFile: "-"}, want: "url_file is required"},
 		{name: "bad kind", target: Target{Kind: "email"}, content: "https://x", want: `kind must be "webhook" or "slack"`},
-		{name: "bad event", target: Target{Kind: KindWebhook, Events: []string{"failure", "oops"}}, content: "https://x", want: `event "oops" is unknown`},
+		{name: "bad event", target: Target{Kind: KindWebhook, Events: []reconcile.EventKind{"failure", "oops"}}, content: "https://x", want: `event "oops" is unknown`},
 		{name: "not http", target: Target{Kind: KindWebhook}, content: "ftp://u:" + secret + "@h/" + secret, want: "must hold an http:// or https:// URL", namesFile: true},
 		{name: "no host", target: Target{Kind: KindWebhook}, content: "https:///" + secret, want: "must hold an http:// or https:// URL", namesFile: true},
 		{name: "unparsable", target: Target{Kind: KindWebhook}, content: "https://u:" + secret + "@[::1/x", want: "does not hold a valid URL", namesFile: true},

@@ -3,6 +3,8 @@ package notify
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 // Bounds of the log excerpt in a Slack message: enough to see why a
@@ -35,26 +37,26 @@ func SlackText(ev Event) string {
 	commit, prev := short(ev.Commit), short(ev.Previous)
 
 	switch ev.Kind {
-	case EventFailure:
+	case reconcile.EventFailure:
 		b.WriteString(":rotating_light: " + where + ": release " + commit + " failed" + detail(ev))
 		if prev != "" {
 			b.WriteString(" — rolled back to " + prev)
 		}
-	case EventRollback:
+	case reconcile.EventRollback:
 		b.WriteString(":rewind: " + where + ": rolled back from release " + commit)
 		if prev != "" {
 			b.WriteString(" to " + prev)
 		}
 		b.WriteString(detail(ev))
-	case EventRecovery:
+	case reconcile.EventRecovery:
 		b.WriteString(":white_check_mark: " + where + ": recovered, release " + commit + " is healthy")
-	case EventDeploy:
+	case reconcile.EventDeploy:
 		b.WriteString(":rocket: " + where + ": deployed release " + commit)
 		if prev != "" {
 			b.WriteString(" (was " + prev + ")")
 		}
 	default:
-		b.WriteString(":information_source: " + where + ": " + ev.Kind + " of release " + commit + detail(ev))
+		b.WriteString(":information_source: " + where + ": " + string(ev.Kind) + " of release " + commit + detail(ev))
 	}
 
 	if logs := lastLines(ev.Logs); len(logs) > 0 {

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"fmt"
+	"github.com/lockstep-gitops/lockstep/reconcile"
 	"net/http"
 	"strings"
 	"testing"
@@ -28,43 +29,43 @@ func TestSlackText(t *testing.T) {
 		{
 			name: "failure rolled back",
 			ev: with(func(e *Event) {
-				e.Kind, e.Service, e.Reason, e.Previous = EventFailure, "web", "unhealthy", "4d2e1aa0c3b2b8a1c2f5e6d7a8b9c0d1e2f3a4b5"
+				e.Kind, e.Service, e.Reason, e.Previous = reconcile.EventFailure, "web", "unhealthy", "4d2e1aa0c3b2b8a1c2f5e6d7a8b9c0d1e2f3a4b5"
 			}),
 			want: ":rotating_light: production on web-1: release 9fceb02d0ae5 failed (web: unhealthy) — rolled back to 4d2e1aa0c3b2",
 		},
 		{
 			name: "first deploy failure, project differs",
 			ev: with(func(e *Event) {
-				e.Kind, e.Project, e.Reason = EventFailure, "shop", "pull 127.0.0.1:5000/web:9fceb02: not found"
+				e.Kind, e.Project, e.Reason = reconcile.EventFailure, "shop", "pull 127.0.0.1:5000/web:9fceb02: not found"
 			}),
 			want: ":rotating_light: production (project shop) on web-1: release 9fceb02d0ae5 failed (pull 127.0.0.1:5000/web:9fceb02: not found)",
 		},
 		{
 			name: "rollback",
 			ev: with(func(e *Event) {
-				e.Kind, e.Service, e.Previous = EventRollback, "worker", "4d2e1aa0c3b2b8a1c2f5e6d7a8b9c0d1e2f3a4b5"
+				e.Kind, e.Service, e.Previous = reconcile.EventRollback, "worker", "4d2e1aa0c3b2b8a1c2f5e6d7a8b9c0d1e2f3a4b5"
 			}),
 			want: ":rewind: production on web-1: rolled back from release 9fceb02d0ae5 to 4d2e1aa0c3b2 (worker)",
 		},
 		{
 			name: "recovery",
-			ev:   with(func(e *Event) { e.Kind = EventRecovery }),
+			ev:   with(func(e *Event) { e.Kind = reconcile.EventRecovery }),
 			want: ":white_check_mark: production on web-1: recovered, release 9fceb02d0ae5 is healthy",
 		},
 		{
 			name: "deploy",
-			ev:   with(func(e *Event) { e.Kind, e.Previous, e.Host = EventDeploy, "4d2e1aa", "" }),
+			ev:   with(func(e *Event) { e.Kind, e.Previous, e.Host = reconcile.EventDeploy, "4d2e1aa", "" }),
 			want: ":rocket: production: deployed release 9fceb02d0ae5 (was 4d2e1aa)",
 		},
 		{
 			name: "reason is escaped",
-			ev:   with(func(e *Event) { e.Kind, e.Reason = EventFailure, "<!channel> a & b" }),
+			ev:   with(func(e *Event) { e.Kind, e.Reason = reconcile.EventFailure, "<!channel> a & b" }),
 			want: ":rotating_light: production on web-1: release 9fceb02d0ae5 failed (&lt;!channel&gt; a &amp; b)",
 		},
 		{
 			name: "logs in a code block",
 			ev: with(func(e *Event) {
-				e.Kind, e.Service, e.Logs = EventFailure, "web", []string{"starting\n", "x ``` y", "<@U123>"}
+				e.Kind, e.Service, e.Logs = reconcile.EventFailure, "web", []string{"starting\n", "x ``` y", "<@U123>"}
 			}),
 			want: ":rotating_light: production on web-1: release 9fceb02d0ae5 failed (web)\n" +
 				"Last log lines of web:\n```\nstarting\nx ''' y\n&lt;@U123&gt;\n```",
@@ -86,7 +87,7 @@ func TestSlackTextBoundsLogs(t *testing.T) {
 	for i := range 500 {
 		logs = append(logs, fmt.Sprintf("line %d %s", i, strings.Repeat("é", 400)))
 	}
-	text := SlackText(Event{Kind: EventFailure, Environment: "staging", Commit: "abc", Logs: logs})
+	text := SlackText(Event{Kind: reconcile.EventFailure, Environment: "staging", Commit: "abc", Logs: logs})
 	if strings.Contains(text, "line 479 ") || !strings.Contains(text, "line 480 ") || !strings.Contains(text, "line 499 ") {
 		t.Errorf("want exactly the last %d lines (480..499)", slackLogLines)
 	}

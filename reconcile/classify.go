@@ -22,7 +22,7 @@ type permanent interface{ Permanent() bool }
 // that failed decides: the source step is git, a load failure is the
 // release's content, observe and apply are the engine (or a registry: a tag
 // CI has not pushed yet may be there on the next try).
-func Classify(err error) string {
+func Classify(err error) Class {
 	switch {
 	case err == nil:
 		return ""

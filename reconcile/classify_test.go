@@ -28,7 +28,7 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
-		want string
+		want reconcile.Class
 	}{
 		{"no error", nil, ""},
 		{"agent stopping during apply", step(reconcile.StepApply, fmt.Errorf("apply prod at x: %w", context.Canceled)), ""},

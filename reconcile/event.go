@@ -2,27 +2,31 @@ package reconcile
 
 import "time"
 
-// Event kinds, as AgentOptions.OnEvent receives them.
+// EventKind is what an Event is about; notifications and the config's
+// [[notify]].events use these values.
+type EventKind string
+
+// Event kinds.
 const (
 	// EventFailure: a release did not pass the health gate (whether or not
 	// a rollback followed), or a rollback did not.
-	EventFailure = "failure"
+	EventFailure EventKind = "failure"
 	// EventRollback: the last healthy revision was applied again and
 	// passed the gate (after a failure, or by `lockstep rollback`).
-	EventRollback = "rollback"
+	EventRollback EventKind = "rollback"
 	// EventRecovery: the first healthy deployment of an environment after
 	// a failure event.
-	EventRecovery = "recovery"
+	EventRecovery EventKind = "recovery"
 	// EventDeploy: every pass that changed the host and passed the gate.
-	EventDeploy = "deploy"
+	EventDeploy EventKind = "deploy"
 )
 
 // Event is something people should hear about: what notifications are
 // made of. It carries no secrets: commits, service names, the gate's
 // reason and the failing container's last log lines.
 type Event struct {
-	Kind        string `json:"kind"` // Event* constant
-	Environment string `json:"environment"`
+	Kind        EventKind `json:"kind"` // Event* constant
+	Environment string    `json:"environment"`
 	// Commit is the commit the event is about: the one that failed, the
 	// one rolled back from (failed, or held back by `lockstep rollback`),
 	// the one deployed or healthy again.
@@ -35,3 +39,6 @@ type Event struct {
 	Logs     []string  `json:"logs,omitempty"`
 	Time     time.Time `json:"time"`
 }
+
+// EventKinds are every event kind, in the order they are documented.
+var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy}

@@ -2,50 +2,57 @@ package reconcile
 
 import "time"
 
-// Pass results, as recorded in history and counted in metrics.
+// Result is how a pass ended, as recorded in history and counted in
+// metrics.
+type Result string
+
+// Pass results.
 const (
-	ResultApplied = "applied" // the host changed and now matches the revision
-	ResultNoop    = "noop"    // the host already matched: nothing was done
-	ResultPaused  = "paused"  // the pin says paused: changes were pending, none applied
-	ResultFailed  = "failed"  // the pass stopped at an error (see Error and Class)
+	ResultApplied Result = "applied" // the host changed and now matches the revision
+	ResultNoop    Result = "noop"    // the host already matched: nothing was done
+	ResultPaused  Result = "paused"  // the pin says paused: changes were pending, none applied
+	ResultFailed  Result = "failed"  // the pass stopped at an error (see Error and Class)
 	// ResultRolledBack: the pinned revision failed the health gate and the
 	// last healthy revision was applied again (RolledBackTo), or an
 	// operator ran `lockstep rollback`. Never a success.
-	ResultRolledBack = "rolled-back"
+	ResultRolledBack Result = "rolled-back"
 )
 
-// Error classes, decided in one place (Classify) so the loop, the status
-// and the metrics agree on what an error means.
+// Class is what a failure means for whoever reads it: decided in one
+// place (Classify) so the loop, the status and the metrics agree.
+type Class string
+
+// Error classes.
 const (
 	// ClassPermanent needs a human: a broken compose file, a bad pin, a
 	// commit that is not on the branch. Retrying the same revision cannot
 	// help; the agent waits for the branch to move.
-	ClassPermanent = "permanent"
+	ClassPermanent Class = "permanent"
 	// ClassGit is a failure to reach or read the repository: retried with
 	// backoff.
-	ClassGit = "git"
+	ClassGit Class = "git"
 	// ClassEngine is a failure of the Docker engine or a registry: retried
 	// with backoff.
-	ClassEngine = "engine"
+	ClassEngine Class = "engine"
 	// ClassHealth is a release that was applied but did not become
 	// healthy (a *GateError). Not retried: the commit is quarantined until
 	// the pin names another one or an operator runs `lockstep retry`.
-	ClassHealth = "health"
+	ClassHealth Class = "health"
 )
 
 // PassRecord is one pass of one environment, as kept in its history.
 type PassRecord struct {
 	ID          string        `json:"id"` // unique per pass; on every log line of the pass
 	Environment string        `json:"environment"`
-	Trigger     string        `json:"trigger"` // poll, webhook, sync, drift, start
+	Trigger     Trigger       `json:"trigger"` // poll, webhook, sync, drift, start
 	Start       time.Time     `json:"start"`
 	Duration    time.Duration `json:"duration_ns"`
 	Head        string        `json:"head,omitempty"`
 	Commit      string        `json:"commit,omitempty"`
 	Plan        string        `json:"plan,omitempty"` // Plan.Summary()
-	Result      string        `json:"result"`         // Result* constant
+	Result      Result        `json:"result"`         // Result* constant
 	Error       string        `json:"error,omitempty"`
-	Class       string        `json:"class,omitempty"` // Class* constant, for failures
+	Class       Class         `json:"class,omitempty"` // Class* constant, for failures
 	Created     int           `json:"created,omitempty"`
 	Recreated   int           `json:"recreated,omitempty"`
 	Removed     int           `json:"removed,omitempty"`
@@ -73,7 +80,7 @@ type EnvStatus struct {
 	// NextRetry is when a failed pass is retried (zero when not backing off).
 	NextRetry time.Time `json:"next_retry,omitempty"`
 	// Counters since the agent started, for metrics.
-	Passes       map[string]int `json:"passes"` // by Result*
+	Passes       map[Result]int `json:"passes"` // by Result*
 	Recreated    int            `json:"containers_recreated"`
 	GitErrors    int            `json:"git_errors"`
 	EngineErrors int            `json:"engine_errors"`
@@ -85,3 +92,10 @@ type EnvStatus struct {
 	Rollbacks    int    `json:"rollbacks"`
 	GateFailures int    `json:"health_gate_failures"`
 }
+
+// Results are every pass result; Classes every error class (metrics
+// create a series for each up front).
+var (
+	Results = []Result{ResultApplied, ResultNoop, ResultPaused, ResultFailed, ResultRolledBack}
+	Classes = []Class{ClassGit, ClassEngine, ClassPermanent, ClassHealth}
+)

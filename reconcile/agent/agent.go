@@ -80,7 +80,7 @@ type envLoop struct {
 	wake chan struct{}
 
 	// Guarded by Agent.mu.
-	pending   string // strongest trigger asked for since the loop last looked
+	pending   reconcile.Trigger // strongest trigger asked for since the loop last looked
 	status    reconcile.EnvStatus
 	ready     bool
 	beat      time.Time     // when the loop last came back to wait for events
@@ -162,7 +162,7 @@ func setDefault(d *time.Duration, def time.Duration) {
 // its last recorded pass. A deleted state dir leaves it empty until the
 // first pass re-derives it from git and the engine.
 func (a *Agent) restoredStatus(env pass.Environment) reconcile.EnvStatus {
-	st := reconcile.EnvStatus{Name: env.Name, Project: env.Project, Passes: map[string]int{}}
+	st := reconcile.EnvStatus{Name: env.Name, Project: env.Project, Passes: map[reconcile.Result]int{}}
 	recs, err := a.store.History(env.Name, 0)
 	if err != nil {
 		a.log.Warn().Err(err).Str("env", env.Name).Msg("ignoring the unreadable pass history")

@@ -302,7 +302,7 @@ func (f *agentFixture) advance(env string, d time.Duration) {
 }
 
 // nudge calls Sync and waits for env's loop to handle it.
-func (f *agentFixture) nudge(env, trigger string) {
+func (f *agentFixture) nudge(env string, trigger reconcile.Trigger) {
 	f.t.Helper()
 	w := f.waits(env)
 	if err := f.a.Sync(env, trigger); err != nil {
@@ -320,7 +320,7 @@ func (f *agentFixture) passes() []reconcile.PassRecord {
 func (f *agentFixture) triggers() []string {
 	var out []string
 	for _, r := range f.passes() {
-		out = append(out, r.Trigger+":"+r.Result)
+		out = append(out, string(r.Trigger)+":"+string(r.Result))
 	}
 	return out
 }

@@ -27,7 +27,7 @@ func (e *UnknownEnvironmentError) NotFound() bool { return true }
 // pass; any other trigger (TriggerWebhook) asks the loop to check the branch
 // now, as a poll would. It never blocks: nudges that arrive while one is
 // queued are merged into it.
-func (a *Agent) Sync(env string, trigger string) error {
+func (a *Agent) Sync(env string, trigger reconcile.Trigger) error {
 	if trigger == "" {
 		trigger = reconcile.TriggerSync
 	}
@@ -53,7 +53,7 @@ func (a *Agent) Sync(env string, trigger string) error {
 
 // stronger merges two queued triggers: a sync must not be lost behind a
 // webhook, since only a sync retries a permanent failure at the same head.
-func stronger(queued, next string) string {
+func stronger(queued, next reconcile.Trigger) reconcile.Trigger {
 	if queued == "" || next == reconcile.TriggerSync {
 		return next
 	}

@@ -90,8 +90,8 @@ func (a *Agent) pollDelay() time.Duration {
 // check asks the branch head and runs a pass (labelled trigger) only when
 // there is a reason: the branch moved, or the last pass failed in a way a
 // retry can fix. An unchanged repository costs this one ref listing.
-func (a *Agent) check(ctx context.Context, l *envLoop, st *loopState, trigger string) {
-	log := a.log.With().Str("env", l.env.Name).Str("trigger", trigger).Logger()
+func (a *Agent) check(ctx context.Context, l *envLoop, st *loopState, trigger reconcile.Trigger) {
+	log := a.log.With().Str("env", l.env.Name).Str("trigger", string(trigger)).Logger()
 	head, err := a.head(ctx, l)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -144,7 +144,7 @@ func (a *Agent) headFailed(l *envLoop, st *loopState, err error, log zerolog.Log
 	delay := st.backoff.Next()
 	st.retry = a.clock.After(delay)
 	class := reconcile.Classify(err)
-	log.Info().Err(err).Str("class", class).Dur("retry_in", delay).Msg("cannot check the branch head")
+	log.Info().Err(err).Str("class", string(class)).Dur("retry_in", delay).Msg("cannot check the branch head")
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l.status.LastError = err.Error()

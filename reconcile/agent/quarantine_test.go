@@ -54,10 +54,10 @@ func (f *agentFixture) pin(commit, head string) {
 	f.git.set(func(g *agentGit) { g.commit, g.head = commit, head })
 }
 
-func (f *agentFixture) eventKinds() []string {
+func (f *agentFixture) eventKinds() []reconcile.EventKind {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
+	var out []reconcile.EventKind
 	for _, e := range f.events {
 		out = append(out, e.Kind)
 	}
@@ -110,7 +110,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 		s.Rollbacks != 1 || s.GateFailures != 1 || !strings.Contains(s.LastFailure, "web") || !strings.Contains(s.Waiting, "quarantined") {
 		t.Fatalf("status after the rollback: %+v", s)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure, reconcile.EventRollback}) {
+	if k := f.eventKinds(); !slices.Equal(k, []reconcile.EventKind{reconcile.EventFailure, reconcile.EventRollback}) {
 		t.Fatalf("events %q", k)
 	}
 	if e := f.lastEvent(); e.Commit != fake.CommitB || e.Previous != fake.CommitA || e.Service != "web" || e.Environment != "prod" || e.Time.IsZero() || len(e.Logs) != 2 {
@@ -161,7 +161,7 @@ func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	if q, _ := state.New(f.state, 0, zerolog.Nop()).Quarantine("prod"); len(q) != 0 {
 		t.Fatalf("quarantine on disk after the pin moved: %+v", q)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure, reconcile.EventRollback, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventDeploy, reconcile.EventRecovery}) {
+	if k := f.eventKinds(); !slices.Equal(k, []reconcile.EventKind{reconcile.EventFailure, reconcile.EventRollback, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventDeploy, reconcile.EventRecovery}) {
 		t.Fatalf("events %q", k)
 	}
 }
@@ -184,7 +184,7 @@ func TestAgentFirstDeployFailureStaysRunningAndFailed(t *testing.T) {
 	if s.Running != fake.CommitB || s.LastHealthy != "" || !slices.Equal(s.Quarantined, []string{fake.CommitB}) || s.GateFailures != 1 || s.Rollbacks != 0 {
 		t.Fatalf("status: %+v", s)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure}) {
+	if k := f.eventKinds(); !slices.Equal(k, []reconcile.EventKind{reconcile.EventFailure}) {
 		t.Fatalf("events %q", k)
 	}
 	if err := f.a.Rollback("prod"); !errors.As(err, new(*pass.NothingToRollBackError)) {
@@ -212,7 +212,7 @@ func TestAgentFailedRollbackDoesNotLoop(t *testing.T) {
 	if s := f.status("prod"); s.Running != fake.CommitA || !slices.Equal(s.Quarantined, []string{fake.CommitB}) {
 		t.Fatalf("status: %+v", s)
 	}
-	if k := f.eventKinds(); !slices.Equal(k, []string{reconcile.EventFailure, reconcile.EventFailure}) {
+	if k := f.eventKinds(); !slices.Equal(k, []reconcile.EventKind{reconcile.EventFailure, reconcile.EventFailure}) {
 		t.Fatalf("events %q", k)
 	}
 	calls := mutatingCount(f)

@@ -16,7 +16,7 @@ import (
 // decides and records its outcome: quarantine, rollback, history) and then
 // schedules what comes next: nothing, a retry after backoff, or waiting for
 // the branch to move.
-func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger string) {
+func (a *Agent) pass(ctx context.Context, l *envLoop, st *loopState, trigger reconcile.Trigger) {
 	if ctx.Err() != nil {
 		return // shutting down: start nothing new
 	}
@@ -142,13 +142,13 @@ func logPass(plog zerolog.Logger, env string, rec reconcile.PassRecord, delay ti
 			ev = plog.Error()
 		}
 	}
-	ev = ev.Str("env", env).Str("commit", rec.Commit).Str("trigger", rec.Trigger).
-		Str("result", rec.Result).Str("plan", rec.Plan).Dur("took", rec.Duration)
+	ev = ev.Str("env", env).Str("commit", rec.Commit).Str("trigger", string(rec.Trigger)).
+		Str("result", string(rec.Result)).Str("plan", rec.Plan).Dur("took", rec.Duration)
 	if rec.RolledBackTo != "" {
 		ev = ev.Str("rolled_back_to", rec.RolledBackTo)
 	}
 	if rec.Error != "" {
-		ev = ev.Str("error", rec.Error).Str("class", rec.Class)
+		ev = ev.Str("error", rec.Error).Str("class", string(rec.Class))
 		if delay > 0 {
 			ev = ev.Dur("retry_in", delay)
 		}
@@ -158,7 +158,7 @@ func logPass(plog zerolog.Logger, env string, rec reconcile.PassRecord, delay ti
 
 // skipQuarantined ends a pass that found the pinned commit quarantined:
 // nothing is applied or recorded in the history; the status says why.
-func (a *Agent) skipQuarantined(l *envLoop, st *loopState, res *pass.Result, trigger string, log zerolog.Logger) {
+func (a *Agent) skipQuarantined(l *envLoop, st *loopState, res *pass.Result, trigger reconcile.Trigger, log zerolog.Logger) {
 	if res.Head != "" {
 		st.lastHead = res.Head
 	}
@@ -170,7 +170,7 @@ func (a *Agent) skipQuarantined(l *envLoop, st *loopState, res *pass.Result, tri
 	if trigger == reconcile.TriggerSync {
 		ev = log.Info() // an operator asked: say why nothing happens
 	}
-	ev.Str("trigger", trigger).Str("quarantined", q.Reason).
+	ev.Str("trigger", string(trigger)).Str("quarantined", q.Reason).
 		Msg("pinned commit is quarantined: not applying it; pin another commit or run `lockstep retry " + l.env.Name + "`")
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -111,7 +111,7 @@ const (
 // Options are one pass's.
 type Options struct {
 	Mode    Mode
-	Trigger string // recorded in the history (reconcile.Trigger*)
+	Trigger reconcile.Trigger // recorded in the history
 	// Commit, when set, is deployed or checked instead of the pin's commit
 	// (validate --commit).
 	Commit string

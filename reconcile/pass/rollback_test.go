@@ -86,16 +86,16 @@ func TestNoRollbackLeavesAGateFailureRunningQuarantined(t *testing.T) {
 	tests := []struct {
 		name       string
 		noRollback bool
-		result     string
+		result     reconcile.Result
 		errSuffix  string
 		webCreates int    // the failed release's, plus the rollback's
 		web        string // what runs after the pass
-		events     []string
+		events     []reconcile.EventKind
 	}{
 		{"no-rollback", true, reconcile.ResultFailed, "; left running (--no-rollback) and quarantined", 1,
-			fake.ImgWebB + "/restarting", []string{reconcile.EventFailure}},
+			fake.ImgWebB + "/restarting", []reconcile.EventKind{reconcile.EventFailure}},
 		{"default rolls back", false, reconcile.ResultRolledBack, "; rolled back to " + fake.CommitA[:12], 2,
-			fake.ImgWebA + "/running", []string{reconcile.EventFailure, reconcile.EventRollback}},
+			fake.ImgWebA + "/running", []reconcile.EventKind{reconcile.EventFailure, reconcile.EventRollback}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,7 +133,7 @@ func TestNoRollbackLeavesAGateFailureRunningQuarantined(t *testing.T) {
 			if hs, _ := f.st.Healthy("prod"); len(hs) != 1 || hs[0].Commit != fake.CommitA {
 				t.Fatalf("healthy revisions: %+v", hs)
 			}
-			var kinds []string
+			var kinds []reconcile.EventKind
 			for _, e := range res.Events {
 				kinds = append(kinds, e.Kind)
 			}

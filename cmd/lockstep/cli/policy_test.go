@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // policyRepo makes a git repository (real git, in a temp dir) whose head

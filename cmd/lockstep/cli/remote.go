@@ -110,8 +110,8 @@ func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 	for _, e := range envs {
 		last, result := "-", "-"
 		if p := e.LastPass; p != nil {
-			last = ago(now, p.Start) + " (" + p.Trigger + ")"
-			result = p.Result
+			last = ago(now, p.Start) + " (" + string(p.Trigger) + ")"
+			result = string(p.Result)
 		}
 		errText := "-"
 		switch {
@@ -189,7 +189,7 @@ func writeHistory(w io.Writer, passes []reconcile.PassRecord) {
 		if plan == "" {
 			plan = "-"
 		}
-		result := p.Result
+		result := string(p.Result)
 		if p.RolledBackTo != "" {
 			result += " to " + short12(p.RolledBackTo)
 		}

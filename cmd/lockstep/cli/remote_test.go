@@ -47,8 +47,8 @@ func (a *remoteAgent) History(env string, limit int) ([]reconcile.PassRecord, er
 	}, nil
 }
 
-func (a *remoteAgent) Sync(env, trigger string) error { return nil }
-func (a *remoteAgent) Ready() bool                    { return true }
+func (a *remoteAgent) Sync(env string, trigger reconcile.Trigger) error { return nil }
+func (a *remoteAgent) Ready() bool                                      { return true }
 
 func (a *remoteAgent) Retry(env string) error { return a.act("retry", env) }
 
