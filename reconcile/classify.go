@@ -89,3 +89,13 @@ type StepError struct {
 
 func (e *StepError) Error() string { return e.Err.Error() }
 func (e *StepError) Unwrap() error { return e.Err }
+
+// FailedStep is the step of a pass err stopped at ("" when err says
+// none): what the status and the CLI word a failure by, next to Classify.
+func FailedStep(err error) string {
+	var se *StepError
+	if errors.As(err, &se) {
+		return se.Step
+	}
+	return ""
+}

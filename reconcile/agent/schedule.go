@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -221,16 +220,13 @@ func (a *Agent) recordPass(l *envLoop, rec reconcile.PassRecord, delay time.Dura
 // what makes it try again.
 func waitingReason(err error, rec reconcile.PassRecord) string {
 	what, at := "permanent error", rec.Commit
-	var se *reconcile.StepError
-	if errors.As(err, &se) {
-		switch se.Step {
-		case reconcile.StepSource:
-			what = "pin or repository error"
-		case reconcile.StepLoad:
-			what = "compose error"
-		case reconcile.StepApply, reconcile.StepObserve:
-			what = "cannot apply"
-		}
+	switch reconcile.FailedStep(err) {
+	case reconcile.StepSource:
+		what = "pin or repository error"
+	case reconcile.StepLoad:
+		what = "compose error"
+	case reconcile.StepApply, reconcile.StepObserve:
+		what = "cannot apply"
 	}
 	if at == "" {
 		at = rec.Head

@@ -195,11 +195,13 @@ func (res *envResult) fill(pr *pass.Result) {
 // policyChecked reports whether a pass that ended with err got as far as
 // the policy step: it succeeded, or failed at or after it.
 func policyChecked(err error) bool {
-	var se *reconcile.StepError
-	if err == nil || !errors.As(err, &se) {
+	switch reconcile.FailedStep(err) {
+	case "":
 		return err == nil
+	case reconcile.StepSource, reconcile.StepLoad:
+		return false
 	}
-	return se.Step != reconcile.StepSource && se.Step != reconcile.StepLoad
+	return true
 }
 
 // writeText prints one environment's outcome for people. Errors are not
