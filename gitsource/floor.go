@@ -110,7 +110,7 @@ func (s *Source) CheckFloor(ctx context.Context, floor, sha string) error {
 			return refused
 		}
 		depth := deepenSteps[step]
-		s.logFor(ctx).Debug().Str("floor", floor).Str("commit", sha).Int("depth", depth).Bool("floor_cached", s.hasCommit(floorHash)).
+		s.logFor(ctx).Debug().Str("floor", floor).Str("checked", sha).Int("depth", depth).Bool("floor_cached", s.hasCommit(floorHash)).
 			Msg("deepening the branch history to check the min_commit floor")
 		if err := s.fetch(ctx, branchSpec, depth); err != nil {
 			return fmt.Errorf("fetch %s@%s (depth %d, checking %s against min_commit %s): %w", s.redacted, s.opts.Branch, depth, sha, floor, err)
@@ -137,7 +137,7 @@ func (s *Source) tryFetchSHA(ctx context.Context, sha string, depth int) error {
 	if fatalFetchError(ctx, err) {
 		return fmt.Errorf("fetch %s@%s: %w", s.redacted, sha, err)
 	}
-	s.logFor(ctx).Debug().Str("commit", sha).Int("depth", depth).Str("reason", err.Error()).Msg("server would not send the commit by SHA")
+	s.logFor(ctx).Debug().Str("checked", sha).Int("depth", depth).Str("reason", err.Error()).Msg("server would not send the commit by SHA")
 	return nil
 }
 

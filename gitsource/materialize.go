@@ -92,7 +92,7 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	if err := syncDir(s.releasesDir); err != nil {
 		return "", fmt.Errorf("materialize %s: %w", sha, err)
 	}
-	s.logFor(ctx).Debug().Str("commit", sha).Str("dir", final).Int("entries", len(entries)).Msg("materialized release")
+	s.logFor(ctx).Debug().Str("release", sha).Str("dir", final).Int("entries", len(entries)).Msg("materialized release")
 	return final, nil
 }
 

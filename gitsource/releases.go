@@ -180,7 +180,7 @@ func (r *Releases) verified(ctx context.Context, sha, role string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	r.src.logFor(ctx).Debug().Str("commit", sha).Str("role", role).
+	r.src.logFor(ctx).Debug().Str("verified", sha).Str("role", role).
 		Str("signer", signer.String()).Msg("signature verified")
 	return fmt.Sprintf("%s %s signed by %s", role, sha[:12], signer), nil
 }

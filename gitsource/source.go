@@ -300,7 +300,7 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("fetch %s@%s: read fetched ref: %w", s.redacted, s.opts.Branch, err)
 	}
 	sha := ref.Hash().String()
-	s.logFor(ctx).Debug().Str("commit", sha).Msg("fetched branch head")
+	s.logFor(ctx).Debug().Str("head", sha).Msg("fetched branch head")
 	return sha, nil
 }
 
@@ -376,7 +376,7 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 	spec := config.RefSpec(fmt.Sprintf("+%s:refs/lockstep/commits/%s", sha, sha))
 	err = s.fetch(ctx, spec, 1)
 	if err == nil && s.hasCommit(hash) {
-		s.logFor(ctx).Debug().Str("commit", sha).Msg("fetched pinned commit by SHA")
+		s.logFor(ctx).Debug().Str("pinned", sha).Msg("fetched pinned commit by SHA")
 		return sha, nil
 	}
 	if err != nil {
@@ -386,7 +386,7 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 		// Expected against servers without uploadpack.allowReachableSHA1InWant
 		// (go-git then reports ErrExactSHA1NotSupported) and for SHAs the
 		// server does not know ("not our ref"); both are settled below.
-		s.logFor(ctx).Info().Str("commit", sha).Str("reason", err.Error()).
+		s.logFor(ctx).Info().Str("pinned", sha).Str("reason", err.Error()).
 			Msg("server would not send the commit by SHA; deepening the branch history to find it")
 	}
 
@@ -397,7 +397,7 @@ func (s *Source) resolveSHA(ctx context.Context, pin Pin, sha string) (string, e
 			return "", fmt.Errorf("fetch %s@%s (depth %d, looking for %s): %w", s.redacted, s.opts.Branch, depth, sha, err)
 		}
 		if s.hasCommit(hash) {
-			s.logFor(ctx).Debug().Str("commit", sha).Int("depth", depth).Msg("found pinned commit in branch history")
+			s.logFor(ctx).Debug().Str("pinned", sha).Int("depth", depth).Msg("found pinned commit in branch history")
 			return sha, nil
 		}
 	}
@@ -511,7 +511,7 @@ func (s *Source) resolveName(ctx context.Context, pin Pin) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("resolve %s@%s: %w", s.redacted, remoteRef, err)
 	}
-	s.logFor(ctx).Debug().Str("ref", remoteRef.String()).Str("commit", commit.String()).Msg("resolved pinned ref")
+	s.logFor(ctx).Debug().Str("ref", remoteRef.String()).Str("pinned", commit.String()).Msg("resolved pinned ref")
 	return commit.String(), nil
 }
 
