@@ -875,13 +875,3 @@ func TestNewAgentRejectsBadOptions(t *testing.T) {
 	}
 }
 
-// mutating returns the engine calls that change something.
-func mutating(calls []string) []string {
-	var out []string
-	for _, c := range calls {
-		if !strings.HasPrefix(c, "observe") && !strings.HasPrefix(c, "inspect") {
-			out = append(out, c)
-		}
-	}
-	return out
-}

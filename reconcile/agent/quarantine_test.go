@@ -82,7 +82,7 @@ func (f *agentFixture) webImage() string {
 	return "none"
 }
 
-func mutatingCount(f *agentFixture) int { return len(mutating(f.eng.Calls())) }
+func mutatingCount(f *agentFixture) int { return len(fake.Mutating(f.eng.Calls())) }
 
 func TestAgentRollsBackAGateFailureQuarantinesAndMovesOn(t *testing.T) {
 	f := newRollbackFixture(t)

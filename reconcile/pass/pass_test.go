@@ -122,16 +122,6 @@ func briefs(p *reconcile.Plan) []string {
 
 var prodEnv = Environment{Name: "prod", Project: "prod", PinFile: "environments/prod.toml"}
 
-// mutating returns the engine calls that change something.
-func mutating(calls []string) []string {
-	var out []string
-	for _, c := range calls {
-		if !strings.HasPrefix(c, "observe") && !strings.HasPrefix(c, "inspect") {
-			out = append(out, c)
-		}
-	}
-	return out
-}
 
 func TestRunnerApplyFreshProjectRecordsAndPrunes(t *testing.T) {
 	f := newRunnerFixture(t, nil, false)
@@ -165,7 +155,7 @@ func TestRunnerConvergedApplyTouchesNothing(t *testing.T) {
 	if !res.Plan.Empty() || res.Applied != nil {
 		t.Fatalf("converged host: plan %v, applied %+v", briefs(res.Plan), res.Applied)
 	}
-	if m := mutating(f.eng.Calls()); len(m) != 0 {
+	if m := fake.Mutating(f.eng.Calls()); len(m) != 0 {
 		t.Fatalf("a converged apply made mutating calls: %q", m)
 	}
 	// The record is written once, when first seen converged; not again.
@@ -192,7 +182,7 @@ func TestRunnerPausedAppliesNothing(t *testing.T) {
 	if !res.Paused || res.Plan.Empty() {
 		t.Fatalf("paused env: want the pending plan reported, got paused=%v plan %v", res.Paused, briefs(res.Plan))
 	}
-	if m := mutating(f.eng.Calls()); len(m) != 0 {
+	if m := fake.Mutating(f.eng.Calls()); len(m) != 0 {
 		t.Fatalf("paused env: engine calls %q", m)
 	}
 	if d, _ := f.loadDeployed("prod", "prod"); d != nil {
@@ -209,7 +199,7 @@ func TestRunnerPlanAndValidateWriteNothing(t *testing.T) {
 	if _, err := f.r.Validate(context.Background(), prodEnv, fake.CommitB); err != nil {
 		t.Fatal(err)
 	}
-	if m := mutating(f.eng.Calls()); len(m) != 0 {
+	if m := fake.Mutating(f.eng.Calls()); len(m) != 0 {
 		t.Fatalf("plan/validate made engine calls: %q", m)
 	}
 	if entries, _ := os.ReadDir(f.state); len(entries) != 0 {

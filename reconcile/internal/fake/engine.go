@@ -289,3 +289,15 @@ func (f *Engine) Logs(ctx context.Context, id string, tail int) ([]string, error
 	}
 	return append([]string(nil), lines...), nil
 }
+
+// Mutating returns the engine calls that change something (not observe or
+// inspect), from Calls.
+func Mutating(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if !strings.HasPrefix(c, "observe") && !strings.HasPrefix(c, "inspect") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
