@@ -90,12 +90,18 @@ the host match the pinned commit, each with its reason. Changes nothing.
 
 ` + commandFooter
 
-const applyHelp = `Usage: lockstep apply [--json] [ENV...]
+const applyHelp = `Usage: lockstep apply [--json] [--no-rollback] [ENV...]
 
-Runs one pass for each environment now, with the same engine as the agent:
-prints the plan, carries it out, and prints what was done.
+Runs one pass for each environment now, the same pass as the agent's:
+prints the plan, carries it out, runs the health gate, and prints what was
+done. A release that fails its gate is rolled back to the last healthy
+revision and quarantined, and the pass is recorded in the environment's
+history, as the agent does. A quarantined pinned commit is not applied
+(exit 1): pin another commit, or run 'lockstep retry ENV'.
 
-  --json   print one JSON array, one object per environment
+  --json          print one JSON array, one object per environment
+  --no-rollback   leave a release that fails its gate running, to inspect it;
+                  it is still recorded as failed and quarantined
 
 ` + commandFooter
 
@@ -161,6 +167,8 @@ A release that fails its health gate is rolled back and its commit
 quarantined: the agent does not apply it again until the pin names another
 commit. retry clears ENV's quarantine and asks the running agent for a pass
 now, so the pinned commit is tried again (health gate and rollback included).
+With no agent running, it clears the quarantine in the state dir and says
+to run 'lockstep apply ENV'.
 
 ` + commandFooter
 
