@@ -123,7 +123,9 @@ func (s *supervisor) reload(ctx context.Context, g *generation) *generation {
 	path := s.opts.Path
 	cfg, err := config.Load(path)
 	var next *generation
-	if err == nil {
+	if err != nil {
+		err = &ConfigError{Err: err}
+	} else {
 		next, err = build(ctx, cfg, s.opts.Logger(cfg), g.bound, &s.status, s.reloadError)
 	}
 	if err != nil {
@@ -147,5 +149,6 @@ func (s *supervisor) reload(ctx context.Context, g *generation) *generation {
 	next.start(ctx)
 	sdNotify(next.log, "READY=1")
 	next.log.Info().Str("config", path).Int("environments", len(cfg.Environments)).Msg("reloaded: running on the new config")
+	next.log.Info().Str("config", path).Int("environments", len(cfg.Environments)).Str("socket", cfg.API.Socket).Msg("agent started")
 	return next
 }
