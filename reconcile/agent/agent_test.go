@@ -874,4 +874,3 @@ func TestNewAgentRejectsBadOptions(t *testing.T) {
 		})
 	}
 }
-

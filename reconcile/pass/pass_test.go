@@ -122,7 +122,6 @@ func briefs(p *reconcile.Plan) []string {
 
 var prodEnv = Environment{Name: "prod", Project: "prod", PinFile: "environments/prod.toml"}
 
-
 func TestRunnerApplyFreshProjectRecordsAndPrunes(t *testing.T) {
 	f := newRunnerFixture(t, nil, false)
 	for _, id := range []string{"new1", "new2", "new3"} { // db, migrate, web as the fake numbers them
