@@ -44,7 +44,7 @@ func reconnectAction(desired *compose.Project, observed compose.Observed, svc *c
 			a.Connect = append(a.Connect, net)
 			a.Reasons = append(a.Reasons, fmt.Sprintf("on a network %s that was removed (id %s)", net, shortID(have.NetworkID)))
 		default:
-			if got := ownAliases(have.Aliases, c); !sameSet(got, want) {
+			if got := fileAliases(have.Aliases, want, c); !sameSet(got, want) {
 				a.Disconnect = append(a.Disconnect, net)
 				a.Connect = append(a.Connect, net)
 				a.Reasons = append(a.Reasons, fmt.Sprintf("network %s: aliases %s, want %s", net, aliasList(got), aliasList(want)))
@@ -65,14 +65,15 @@ func reconnectAction(desired *compose.Project, observed compose.Observed, svc *c
 	return a, len(a.Reasons) > 0
 }
 
-// ownAliases drops from the aliases the engine reports the ones the engine
-// adds by itself (the container's short ID before API 1.45) and the
-// container's own name, which the engine resolves anyway: neither comes
-// from the compose file.
-func ownAliases(aliases []string, c compose.Container) []string {
+// fileAliases drops from the aliases the engine reports those it adds by
+// itself (the container's short ID before API 1.45) and the container's
+// name, which it resolves anyway, unless the compose file asks for them
+// too (want): what is left is what the compose file is compared with.
+func fileAliases(aliases, want []string, c compose.Container) []string {
 	var out []string
 	for _, al := range aliases {
-		if al == c.Name || (len(c.ID) >= 12 && (al == c.ID[:12] || al == c.ID)) {
+		engines := al == c.Name || (len(c.ID) >= 12 && (al == c.ID[:12] || al == c.ID))
+		if engines && !slices.Contains(want, al) {
 			continue
 		}
 		out = append(out, al)

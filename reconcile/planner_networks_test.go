@@ -112,6 +112,26 @@ func TestBuildPlanNetworkDrift(t *testing.T) {
 			want: []string{"reconnect prod-db-1: network prod_backend: aliases db, old, want database, db [drift] -prod_backend +prod_backend"},
 		},
 		{
+			name:    "an alias the engine adds is ignored, unless the compose file asks for it",
+			desired: netProject(fake.ModService("db", fake.OnNetworks([]string{"backend"}, "prod-db-1"))),
+			world: func(o *compose.Observed) {
+				db := fake.ObservedContainer(o, "db", 1)
+				db.Networks["prod_backend"] = compose.Endpoint{NetworkID: fake.NetworkID("backend"), Aliases: []string{"db", "prod-db-1", db.ID[:12]}}
+				web := fake.ObservedContainer(o, "web", 1)
+				web.Networks["prod_backend"] = compose.Endpoint{NetworkID: fake.NetworkID("backend"), Aliases: []string{"web", "prod-web-1"}}
+			},
+			want: []string{},
+		},
+		{
+			name:    "an alias the compose file asks for is missing",
+			desired: netProject(fake.ModService("db", fake.OnNetworks([]string{"backend"}, "prod-db-1"))),
+			world: func(o *compose.Observed) {
+				db := fake.ObservedContainer(o, "db", 1)
+				db.Networks["prod_backend"] = compose.Endpoint{NetworkID: fake.NetworkID("backend"), Aliases: []string{"db", db.ID[:12]}}
+			},
+			want: []string{"reconnect prod-db-1: network prod_backend: aliases db, want db, prod-db-1 [drift] -prod_backend +prod_backend"},
+		},
+		{
 			name:    "on a project network the service does not use; a foreign network is left alone",
 			desired: netProject(),
 			world: func(o *compose.Observed) {
