@@ -217,6 +217,18 @@ type Container struct {
 	// far as that release is still on disk. Filled by the pass before
 	// planning so the plan can say which file changed; nil when unknown.
 	PriorFiles map[string]string
+	// Networks are the container's endpoints, keyed by network name
+	// (NetworkSettings.Networks): a network removed and re-created by hand,
+	// or a `docker network disconnect`, shows here and nowhere else.
+	Networks map[string]Endpoint
+}
+
+// Endpoint is one network a container is attached to.
+type Endpoint struct {
+	NetworkID string
+	// Aliases as the engine reports them; engines before API 1.45 add the
+	// container's short ID, which is the engine's, not the compose file's.
+	Aliases []string
 }
 
 // ObservedNetwork is a network carrying the project label, or a network

@@ -184,6 +184,8 @@ func (a *applier) do(ctx context.Context, act Action) error {
 		err = a.remove(ctx, act)
 	case ActCreate, ActRecreate, ActStart, ActRestart:
 		err = a.serviceAction(ctx, act)
+	case ActReconnect:
+		err = a.reconnect(ctx, act)
 	default:
 		err = fmt.Errorf("unknown action kind %q (plan from a newer lockstep?)", act.Kind)
 	}
@@ -204,6 +206,8 @@ func (a *applier) do(ctx context.Context, act Action) error {
 		a.res.Restarted++
 	case ActRemove:
 		a.res.Removed++
+	case ActReconnect:
+		a.res.Reconnected++
 	}
 	return nil
 }

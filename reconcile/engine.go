@@ -41,6 +41,15 @@ type Engine interface {
 	RemoveContainer(ctx context.Context, id string) error
 	RenameContainer(ctx context.Context, id, name string) error
 
+	// ConnectNetwork attaches container id to network with the endpoint
+	// settings svc declares for that network (aliases, static addresses,
+	// driver options), the ones a create would give it. A running
+	// container stays running.
+	ConnectNetwork(ctx context.Context, svc *compose.Service, id, network string) error
+	// DisconnectNetwork detaches container id from network, also when the
+	// endpoint is stale (the network was removed since).
+	DisconnectNetwork(ctx context.Context, id, network string) error
+
 	// InspectContainer returns the current state of one container, to wait
 	// for depends_on conditions (running, healthy, exited with code 0).
 	InspectContainer(ctx context.Context, id string) (compose.Container, error)

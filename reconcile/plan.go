@@ -27,6 +27,12 @@ const (
 	// right, because a dependency it declares with `restart: true` is
 	// created or recreated by the same plan (as compose does).
 	ActRestart ActionKind = "restart"
+	// ActReconnect repairs a replica that is right but wired to the wrong
+	// networks (drift: disconnected by hand, its network removed and
+	// re-created, other aliases): it disconnects the container from the
+	// networks in Disconnect, then connects it to those in Connect with the
+	// service's endpoint settings (aliases, addresses), without a restart.
+	ActReconnect ActionKind = "reconnect"
 )
 
 // Action is one step of a plan. Reasons say why, in words an operator reads
@@ -48,6 +54,11 @@ type Action struct {
 	// (a container removed, stopped or replaced by hand) rather than a
 	// change of the revision.
 	Drift bool `json:"drift,omitempty"`
+	// Disconnect and Connect are the networks a reconnect detaches the
+	// container from, then attaches it to; a network in both is
+	// re-attached with the right settings.
+	Disconnect []string `json:"disconnect,omitempty"`
+	Connect    []string `json:"connect,omitempty"`
 }
 
 // Plan is the list of actions that would make the host match a revision.
@@ -83,4 +94,6 @@ type ApplyResult struct {
 	Started   int      `json:"started"`
 	Removed   int      `json:"removed"`
 	Restarted int      `json:"restarted"` // restart: true dependents (ActRestart)
+	// Reconnected counts containers re-attached to their networks.
+	Reconnected int `json:"reconnected"`
 }

@@ -265,9 +265,15 @@ func recreateAction(svc *compose.Service, keep compose.Container, n int, name st
 }
 
 // planRightReplica plans a replica whose container needs no replacing:
-// start it if stopped, warn if paused. It says whether the replica is left
-// running untouched, which makes it a candidate for restart: true.
+// reconnect it if its networks drifted, start it if stopped, warn if
+// paused. It says whether the replica is left running (a reconnect does
+// not restart it), which makes it a candidate for restart: true.
 func (p *servicePlanner) planRightReplica(svc *compose.Service, keep compose.Container, name string) (idle bool) {
+	// Before a start: a stopped container whose network was re-created
+	// would not start on the endpoint of the old one.
+	if a, ok := reconnectAction(p.desired, p.observed, svc, keep, name); ok {
+		p.sp.services = append(p.sp.services, a)
+	}
 	if a, ok := startAction(svc, keep, name, p.completedDeps[svc.Name]); ok {
 		p.sp.services = append(p.sp.services, a)
 		return false

@@ -91,6 +91,8 @@ func writeAction(w io.Writer, a Action) {
 		fmt.Fprintf(w, "  > start %s (%s)%s\n", a.Service, a.Container, tail)
 	case ActRestart:
 		fmt.Fprintf(w, "  ~ restart %s (%s)%s\n", a.Service, a.Container, tail)
+	case ActReconnect:
+		fmt.Fprintf(w, "  ~ reconnect %s (%s)%s\n", a.Service, a.Container, tail)
 	default:
 		fmt.Fprintf(w, "  ? %s %s (%s)%s\n", a.Kind, a.Service, a.Container, tail)
 	}
@@ -114,7 +116,7 @@ func (p *Plan) Summary() string {
 		counts[k]++
 	}
 	var parts []string
-	for _, k := range []ActionKind{ActPull, ActCreate, ActRecreate, ActStart, ActRestart, ActRemove} {
+	for _, k := range []ActionKind{ActPull, ActCreate, ActRecreate, ActStart, ActRestart, ActReconnect, ActRemove} {
 		if counts[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d to %s", counts[k], k))
 			delete(counts, k)

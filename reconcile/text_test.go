@@ -38,10 +38,17 @@ func goldenPlans() map[string]*Plan {
 	db := fake.ObservedContainer(&releaseObserved, "db", 1)
 	db.State, db.Health, db.ExitCode = "exited", "", 137
 
+	netDrift := fake.Converged(netProject())
+	netDrift.Networks = netDrift.Networks[:1] // prod_backend removed by hand
+	delete(fake.ObservedContainer(&netDrift, "db", 1).Networks, "prod_backend")
+	web := fake.ObservedContainer(&netDrift, "web", 1)
+	web.Networks["prod_backend"] = compose.Endpoint{NetworkID: "net-old", Aliases: []string{"web"}}
+
 	return map[string]*Plan{
 		"fresh":    BuildPlan(fake.Project(), compose.Observed{Project: "prod"}),
 		"release":  BuildPlan(release, releaseObserved),
 		"nochange": BuildPlan(fake.Project(), fake.Converged(fake.Project())),
+		"netdrift": BuildPlan(netProject(), netDrift),
 	}
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -268,6 +269,19 @@ func TestFromInspect(t *testing.T) {
 		got.Image != want.Image || got.ImageID != want.ImageID || got.Hash != want.Hash ||
 		got.ConfigHash != want.ConfigHash || got.Commit != want.Commit || got.WorkingDir != want.WorkingDir {
 		t.Fatalf("fromInspect = %+v\nwant %+v", got, want)
+	}
+
+	if got.Networks != nil {
+		t.Errorf("container without network settings: Networks = %v, want none", got.Networks)
+	}
+	in.NetworkSettings = &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{
+		"p_backend": {NetworkID: "n1", Aliases: []string{"web", "abc"}},
+		"p_gone":    nil,
+	}}
+	got = fromInspect(in)
+	wantNets := map[string]compose.Endpoint{"p_backend": {NetworkID: "n1", Aliases: []string{"web", "abc"}}}
+	if !reflect.DeepEqual(got.Networks, wantNets) {
+		t.Errorf("Networks = %+v, want %+v", got.Networks, wantNets)
 	}
 
 	in.State = &container.State{Status: "exited", ExitCode: 3, Health: &container.Health{Status: container.NoHealthcheck}}

@@ -358,6 +358,8 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	labels := c.Labels
 	c.Labels = nil
+	endpoints := c.Networks
+	c.Networks = nil
 	if fmt.Sprintf("%+v", c) != fmt.Sprintf("%+v", want) {
 		t.Errorf("observed\n %+v\nwant\n %+v", c, want)
 	}
@@ -379,6 +381,35 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	if len(obs.Volumes) != 1 || obs.Volumes[0].Name != data.Name || obs.Volumes[0].Labels[compose.LabelVolume] != "data" {
 		t.Errorf("observed volumes %+v, want only %s with its labels", obs.Volumes, data.Name)
+	}
+	checkEndpoints(t, obs, endpoints, map[string]string{front.Name: "web", back.Name: "web-back"})
+
+	// A disconnect by hand shows in Observe; ConnectNetwork puts the
+	// endpoint back with the service's alias, without a restart (the probe
+	// below reaches web by that alias).
+	if _, err := f.cli.NetworkDisconnect(ctx, back.Name, client.NetworkDisconnectOptions{Container: oldID}); err != nil {
+		t.Fatal(err)
+	}
+	if obs, err = f.eng.Observe(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, on := obs.Containers[0].Networks[back.Name]; on {
+		t.Fatalf("observed endpoints after a disconnect by hand: %+v, want %s gone", obs.Containers[0].Networks, back.Name)
+	}
+	if err := f.eng.DisconnectNetwork(ctx, oldID, front.Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{back.Name, front.Name} {
+		if err := f.eng.ConnectNetwork(ctx, p.Service("web"), oldID, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if obs, err = f.eng.Observe(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	checkEndpoints(t, obs, obs.Containers[0].Networks, map[string]string{front.Name: "web", back.Name: "web-back"})
+	if after := obs.Containers[0]; after.ID != oldID || after.State != "running" || after.RestartCount != 0 {
+		t.Errorf("web after a reconnect: %s %s restarts %d, want %s still running", after.ID, after.State, after.RestartCount, oldID)
 	}
 
 	// network_mode: service:web shares web's network stack: it reaches web
@@ -644,6 +675,25 @@ func BenchmarkObserve50(b *testing.B) {
 		}
 		if len(obs.Containers) != 50 {
 			b.Fatalf("observed %d containers, want 50", len(obs.Containers))
+		}
+	}
+}
+
+// checkEndpoints fails unless endpoints are exactly the networks of want,
+// each on the observed network's ID and with the alias want names.
+func checkEndpoints(t *testing.T, obs compose.Observed, endpoints map[string]compose.Endpoint, want map[string]string) {
+	t.Helper()
+	if len(endpoints) != len(want) {
+		t.Errorf("observed endpoints %+v, want exactly %v", endpoints, want)
+	}
+	for _, n := range obs.Networks {
+		alias, ok := want[n.Name]
+		if !ok {
+			continue
+		}
+		ep, on := endpoints[n.Name]
+		if !on || ep.NetworkID != n.ID || !slices.Contains(ep.Aliases, alias) {
+			t.Errorf("observed endpoint on %s: %+v, want network ID %s and alias %s", n.Name, ep, n.ID, alias)
 		}
 	}
 }

@@ -142,6 +142,15 @@ func fromInspect(in container.InspectResponse) compose.Container {
 	c.ConfigHash = c.Labels[compose.LabelConfigHash]
 	c.Commit = c.Labels[compose.LabelCommit]
 	c.WorkingDir = c.Labels[compose.LabelWorkingDir]
+	if ns := in.NetworkSettings; ns != nil && len(ns.Networks) > 0 {
+		c.Networks = make(map[string]compose.Endpoint, len(ns.Networks))
+		for name, ep := range ns.Networks {
+			if ep == nil {
+				continue
+			}
+			c.Networks[name] = compose.Endpoint{NetworkID: ep.NetworkID, Aliases: slices.Clone(ep.Aliases)}
+		}
+	}
 	if st := in.State; st != nil {
 		c.State = string(st.Status)
 		c.ExitCode = st.ExitCode

@@ -145,6 +145,22 @@ func (o *OnDemand) RenameContainer(ctx context.Context, id, name string) error {
 	return e.RenameContainer(ctx, id, name)
 }
 
+func (o *OnDemand) ConnectNetwork(ctx context.Context, svc *compose.Service, id, network string) error {
+	e, err := o.engine(ctx)
+	if err != nil {
+		return err
+	}
+	return e.ConnectNetwork(ctx, svc, id, network)
+}
+
+func (o *OnDemand) DisconnectNetwork(ctx context.Context, id, network string) error {
+	e, err := o.engine(ctx)
+	if err != nil {
+		return err
+	}
+	return e.DisconnectNetwork(ctx, id, network)
+}
+
 func (o *OnDemand) InspectContainer(ctx context.Context, id string) (compose.Container, error) {
 	e, err := o.engine(ctx)
 	if err != nil {

@@ -319,7 +319,7 @@ func appliedLine(p *reconcile.Plan, a *reconcile.ApplyResult, failed bool) strin
 		verb  string
 	}{
 		{a.Pulled, "pulled"}, {a.Created, "created"}, {a.Recreated, "recreated"},
-		{a.Started, "started"}, {a.Restarted, "restarted"}, {a.Removed, "removed"},
+		{a.Started, "started"}, {a.Restarted, "restarted"}, {a.Reconnected, "reconnected"}, {a.Removed, "removed"},
 	} {
 		if n.count > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n.count, n.verb))

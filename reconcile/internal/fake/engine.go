@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ func (f *Engine) UseWorld(o compose.Observed) {
 	for _, c := range o.Containers {
 		c := c
 		c.ImageID = ImageID(c.Image)
+		c.Networks = maps.Clone(c.Networks) // the world changes its own copy
 		f.World[c.ID] = &c
 	}
 	o.Containers = nil
@@ -159,7 +161,24 @@ func (f *Engine) Pull(ctx context.Context, ref string) (string, error) {
 }
 
 func (f *Engine) CreateNetwork(ctx context.Context, n compose.Network) error {
-	return f.record(ctx, "create-network %s", n.Name)
+	if err := f.record(ctx, "create-network %s", n.Name); err != nil {
+		return err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if f.World == nil {
+		return nil
+	}
+	for _, on := range f.Observed.Networks {
+		if on.Name == n.Name {
+			return nil
+		}
+	}
+	// A new network has a new ID: endpoints of the one it replaces are stale.
+	f.Observed.Networks = append(slices.Clone(f.Observed.Networks), compose.ObservedNetwork{
+		ID: "created-" + n.Name, Name: n.Name, Labels: withHash(n),
+	})
+	return nil
 }
 
 func (f *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
@@ -181,11 +200,18 @@ func (f *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 	f.names[name] = id
 	f.healthchecked[id] = svc.Healthcheck
 	if f.World != nil {
-		f.World[id] = &compose.Container{
+		c := &compose.Container{
 			ID: id, Name: name, Service: svc.Name, Number: number, State: "created",
 			Image: svc.Image, ImageID: ImageID(svc.Image), Hash: svc.Hash, ConfigHash: svc.ConfigHash,
 			Commit: p.Commit, WorkingDir: p.ReleaseDir,
 		}
+		if svc.Networking != nil {
+			c.Networks = map[string]compose.Endpoint{}
+			for network := range svc.Networking.EndpointsConfig {
+				c.Networks[network] = endpointOf(f.Observed, svc, network)
+			}
+		}
+		f.World[id] = c
 	}
 	return id, nil
 }
@@ -247,6 +273,50 @@ func (f *Engine) RenameContainer(ctx context.Context, id, name string) error {
 	return nil
 }
 
+func (f *Engine) ConnectNetwork(ctx context.Context, svc *compose.Service, id, network string) error {
+	if err := f.record(ctx, "connect %s %s", id, network); err != nil {
+		return err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if c := f.World[id]; c != nil {
+		if c.Networks == nil {
+			c.Networks = map[string]compose.Endpoint{}
+		}
+		c.Networks[network] = endpointOf(f.Observed, svc, network)
+	}
+	return nil
+}
+
+func (f *Engine) DisconnectNetwork(ctx context.Context, id, network string) error {
+	if err := f.record(ctx, "disconnect %s %s", id, network); err != nil {
+		return err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if c := f.World[id]; c != nil {
+		delete(c.Networks, network)
+	}
+	return nil
+}
+
+// endpointOf is the endpoint the stateful fake gives a container of svc on
+// network: the observed network's ID and the service's aliases.
+func endpointOf(o *compose.Observed, svc *compose.Service, network string) compose.Endpoint {
+	ep := compose.Endpoint{}
+	if o != nil {
+		for _, n := range o.Networks {
+			if n.Name == network {
+				ep.NetworkID = n.ID
+			}
+		}
+	}
+	if svc.Networking != nil && svc.Networking.EndpointsConfig[network] != nil {
+		ep.Aliases = slices.Clone(svc.Networking.EndpointsConfig[network].Aliases)
+	}
+	return ep
+}
+
 func (f *Engine) InspectContainer(ctx context.Context, id string) (compose.Container, error) {
 	if f.OnInspect != nil {
 		f.OnInspect(id)
@@ -300,4 +370,14 @@ func Mutating(calls []string) []string {
 		}
 	}
 	return out
+}
+
+// withHash is the labels the real engine adapter gives a network it creates.
+func withHash(n compose.Network) map[string]string {
+	l := maps.Clone(n.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[compose.LabelHash] = n.Hash
+	return l
 }

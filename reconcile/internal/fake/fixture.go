@@ -3,9 +3,11 @@ package fake
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/lockstep-gitops/lockstep/compose"
 )
@@ -71,6 +73,26 @@ func DependsOn(dep, condition string) func(*compose.Service) {
 	}
 }
 
+// OnNetworks attaches a service to the networks of the given keys, each
+// with the service name as alias plus the extra aliases, the way compose
+// converts `networks:`; its engine names are "prod_<key>". The first is
+// the primary network.
+func OnNetworks(keys []string, aliases ...string) func(*compose.Service) {
+	return func(s *compose.Service) {
+		s.Networking = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}
+		for i, k := range keys {
+			name := "prod_" + k
+			s.Networking.EndpointsConfig[name] = &network.EndpointSettings{Aliases: append([]string{s.Name}, aliases...)}
+			if i == 0 {
+				s.Host.NetworkMode = container.NetworkMode(name)
+			}
+		}
+	}
+}
+
+// NetworkID is the ID the fixture's observed network of key has.
+func NetworkID(key string) string { return "net-" + key }
+
 // Project is the "prod" project of environment "production" at CommitA:
 // db (healthcheck), migrate (one-shot, after db healthy), web (after migrate
 // completed), on the default network with a data volume.
@@ -134,6 +156,14 @@ func RunningAs(p *compose.Project, service string, n int, commit string) compose
 	if s.Healthcheck {
 		c.Health = "healthy"
 	}
+	if s.Networking != nil {
+		// Wired as a create wires it, plus the short ID the engine adds.
+		c.Networks = map[string]compose.Endpoint{}
+		for name, ep := range s.Networking.EndpointsConfig {
+			key := strings.TrimPrefix(name, p.Name+"_")
+			c.Networks[name] = compose.Endpoint{NetworkID: NetworkID(key), Aliases: append(slices.Clone(ep.Aliases), c.ID[:12])}
+		}
+	}
 	if service == "migrate" {
 		c.State = "exited"
 	}
@@ -146,7 +176,7 @@ func Converged(p *compose.Project) compose.Observed {
 	ids := map[string]string{ImgDB: IDDB, ImgWebA: IDWebA, ImgWebB: IDWebB, ImgJob: IDJob}
 	for _, n := range p.Networks {
 		if !n.External {
-			o.Networks = append(o.Networks, compose.ObservedNetwork{ID: "net-" + n.Key, Name: n.Name, Labels: map[string]string{
+			o.Networks = append(o.Networks, compose.ObservedNetwork{ID: NetworkID(n.Key), Name: n.Name, Labels: map[string]string{
 				compose.LabelProject: p.Name, compose.LabelNetwork: n.Key, compose.LabelHash: n.Hash,
 			}})
 		}
