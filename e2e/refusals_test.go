@@ -126,6 +126,9 @@ func TestRefusalsTouchNothing(t *testing.T) {
 					t.Errorf("validate accepted the refused revision: %s", r)
 				}
 				assertSays(t, r, tc.want)
+			} else if pl := f.plan(); !strings.Contains(strings.Join(pl.Warnings, "\n"), tc.want[0]) {
+				// An engine-state problem: the plan warns of what apply refuses.
+				t.Errorf("plan warnings %q do not say %q", pl.Warnings, tc.want[0])
 			}
 			r := f.lockstep("apply", "e2e")
 			if r.code == 0 {
