@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -65,6 +66,9 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 		}
 		services = append(services, svc)
 	}
+	if err := uniqueContainerNames(src, opts.Project, services); err != nil {
+		return nil, err
+	}
 	if p.Services, err = orderServices(services); err != nil {
 		return nil, err
 	}
@@ -76,6 +80,34 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 		}
 	}
 	return p, nil
+}
+
+// uniqueContainerNames refuses two services with the same container_name,
+// as `docker compose up` does before it creates anything: the engine takes
+// a name once, so the second service could never start (and a recreate of
+// either would take the other down). Services scaled to 0 count too, as in
+// compose. services are sorted by name: the first keeps the name, every
+// other one is reported.
+func uniqueContainerNames(src *sources, project string, services []Service) error {
+	owner := map[string]string{}
+	var errs []error
+	for _, s := range services {
+		if s.ContainerName == "" {
+			continue
+		}
+		first, taken := owner[s.ContainerName]
+		if !taken {
+			owner[s.ContainerName] = s.Name
+			continue
+		}
+		errs = append(errs, located(src, s.Name, "container_name", fmt.Sprintf(
+			"container name %q is already in use by service %s; give each service its own container_name, or remove it (the container is then named %s-%s-1)",
+			s.ContainerName, first, project, s.Name)))
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 func (c *converter) volume(key string, v types.VolumeConfig) Volume {

@@ -205,6 +205,8 @@ var (
 	servicePathRE = regexp.MustCompile(`\bservices\.([A-Za-z0-9_.\-]+?)\.([A-Za-z0-9_\-][A-Za-z0-9_.\-]*)`)
 	serviceErrRE  = regexp.MustCompile(`[Ss]ervice "([^"]+)"`)
 	keyPathRE     = regexp.MustCompile(`^([A-Za-z0-9_.\-]+)(?:\s|:|$)`)
+	// compose-go's refusal of container_name with more than one replica.
+	containerNameScaleRE = regexp.MustCompile(`services\.([A-Za-z0-9_.\-]+): can't set container_name and ([A-Za-z0-9_.\-]+) as container name must be unique`)
 )
 
 // composeError turns a compose-go error into a *LoadError naming the file
@@ -236,6 +238,9 @@ func composeError(src *sources, files []string, err error) error {
 		le.Msg = detail + "; check the spelling against the compose specification"
 		return le
 	}
+	if le := containerNameScaleError(src, msg, err); le != nil {
+		return le
+	}
 	// Interpolation and conversion errors carry the key path.
 	if m := servicePathRE.FindStringSubmatch(msg); m != nil {
 		key := strings.TrimSuffix(m[2], ".")
@@ -255,6 +260,28 @@ func composeError(src *sources, files []string, err error) error {
 		rels = append(rels, src.rel(f))
 	}
 	return &LoadError{File: strings.Join(rels, ","), Msg: msg, Err: err}
+}
+
+// containerNameScaleError reads compose-go's refusal of container_name on
+// a service with more than one replica, which Docker Compose makes too
+// (container names are unique on an engine). compose-go names the service
+// and the key the other way round ("services.deploy.replicas: can't set
+// container_name and web ..."); either order is read, the service being the
+// one the compose files define.
+func containerNameScaleError(src *sources, msg string, err error) *LoadError {
+	m := containerNameScaleRE.FindStringSubmatch(msg)
+	if m == nil {
+		return nil
+	}
+	service, attr := m[1], m[2]
+	if _, line := src.find("services", m[2]); line > 0 && (m[1] == "scale" || m[1] == "deploy.replicas") {
+		service, attr = m[2], m[1]
+	}
+	le := located(src, service, "container_name", fmt.Sprintf(
+		"container_name cannot be used with more than one replica (%s): container names must be unique on the engine; remove container_name, or set %s to 1",
+		attr, attr))
+	le.Err = err
+	return le
 }
 
 // located builds a *LoadError for a service key, finding where the key is

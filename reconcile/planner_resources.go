@@ -8,17 +8,24 @@ import (
 )
 
 // preconditionProblems lists what makes Apply refuse to start: an external
-// network or volume that does not exist, or an image that is missing while
-// every service using it says pull_policy: never. BuildPlan reports them as
-// warnings and Apply checks the very same list before any mutating call, so
-// the plan and the refusal can never disagree.
+// network or volume that does not exist, a network that exists under a
+// project network's name but is not that network, or an image that is
+// missing while every service using it says pull_policy: never. BuildPlan
+// reports them as warnings and Apply checks the very same list before any
+// mutating call, so the plan and the refusal can never disagree.
 func preconditionProblems(desired *compose.Project, observed compose.Observed) []string {
 	var problems []string
 	for _, n := range desired.Networks {
-		if n.External && findNetwork(observed, n.Name) == nil {
+		on := findNetwork(observed, n.Name)
+		switch {
+		case n.External && on == nil:
 			problems = append(problems, fmt.Sprintf(
 				"external network %q (networks.%s) does not exist: create it (docker network create %s) or drop external: true; apply refuses to start without it",
 				n.Name, n.Key, n.Name))
+		case !n.External && on != nil && foreignNetwork(n, on):
+			problems = append(problems, fmt.Sprintf(
+				"network %q (networks.%s) was found but has incorrect label %s set to %q (expected %q): it was not created by Docker Compose or lockstep for this network; mark it external: true to use it as it is, or remove it (docker network rm %s) once no container uses it and the next pass creates it; apply refuses to start while it is there",
+				n.Name, n.Key, compose.LabelNetwork, on.Labels[compose.LabelNetwork], n.Key, n.Name))
 		}
 	}
 	for _, v := range desired.Volumes {
@@ -115,6 +122,15 @@ func planPulls(desired *compose.Project, observed compose.Observed) []Action {
 	return acts
 }
 
+// foreignNetwork reports whether the engine's network on, found under the
+// name of the project network n, is some other network. Docker Compose
+// decides it by the com.docker.compose.network label alone and refuses
+// such a network (a network of another project that carries the right
+// key is used, with a warning): lockstep does the same.
+func foreignNetwork(n compose.Network, on *compose.ObservedNetwork) bool {
+	return on.Labels[compose.LabelNetwork] != n.Key
+}
+
 func findNetwork(observed compose.Observed, name string) *compose.ObservedNetwork {
 	for i := range observed.Networks {
 		if observed.Networks[i].Name == name {
@@ -143,6 +159,8 @@ func planNetworks(desired *compose.Project, observed compose.Observed) ([]Action
 			// Missing: a precondition problem. Present: used as is.
 		case on == nil:
 			acts = append(acts, Action{Kind: ActCreateNetwork, Network: n.Name, Reasons: []string{reasonNetworkMissing}})
+		case foreignNetwork(n, on):
+			// A precondition problem: never adopted.
 		case on.Labels[compose.LabelProject] != desired.Name:
 			warns = append(warns, fmt.Sprintf(
 				"network %q (networks.%s) exists but was not created for project %q (label %s=%q); lockstep uses it as it is: mark it external: true, or remove it (docker network rm %s) once no container uses it and the next pass creates it",

@@ -355,7 +355,7 @@ func TestBuildPlan(t *testing.T) {
 			desired: fake.Project(),
 			observed: func() compose.Observed {
 				o := fake.Converged(base)
-				o.Networks[0].Labels = map[string]string{compose.LabelProject: "other"}
+				o.Networks[0].Labels = map[string]string{compose.LabelProject: "other", compose.LabelNetwork: "default"}
 				return o
 			},
 			want:     []string{},
