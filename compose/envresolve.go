@@ -86,6 +86,12 @@ func serviceEnvironment(service string, environment types.MappingWithEquals, env
 		}
 		if !isEncrypted(ef.Path) {
 			f, err := os.Open(ef.Path)
+			if err == nil {
+				if err = envFileSize(f); err != nil {
+					f.Close()
+					return nil, &LoadError{File: rel, Service: service, Key: "env_file", Msg: err.Error(), Err: err}
+				}
+			}
 			if err != nil {
 				return nil, &LoadError{File: rel, Service: service, Key: "env_file", Msg: fmt.Sprintf("cannot read env file: %v", err), Err: err}
 			}
