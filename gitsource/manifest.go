@@ -217,6 +217,9 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, stale bool, err error)
 		}
 		if problem != "" {
 			bad = append(bad, mismatch{Path: rel, Problem: problem, modeOnly: modeOnly})
+			if d.IsDir() && e.Kind != kindDir {
+				return filepath.SkipDir // replaced whole by the repair
+			}
 		}
 		stale = stale || restat
 		return nil
@@ -225,23 +228,12 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, stale bool, err error)
 		return nil, false, fmt.Errorf("verify release %s: %w", dir, err)
 	}
 	for _, e := range m.Entries {
-		if !seen[e.Path] && !under(bad, e.Path) {
+		if !seen[e.Path] {
 			bad = append(bad, mismatch{Path: e.Path, Problem: "missing (git has a " + kindWord(e.Kind) + ")"})
 		}
 	}
 	slices.SortFunc(bad, func(a, b mismatch) int { return strings.Compare(a.Path, b.Path) })
 	return bad, stale, nil
-}
-
-// under reports whether p is below a path already found wrong (a file
-// where git has a directory): its children are not listed one by one.
-func under(bad []mismatch, p string) bool {
-	for _, b := range bad {
-		if strings.HasPrefix(p, b.Path+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 func kindWord(kind string) string {

@@ -270,3 +270,47 @@ func BenchmarkVerifyRelease(b *testing.B) {
 		})
 	}
 }
+
+// TestMaterializeRestoresReplacedEntries: a directory replaced by a file,
+// a file by a directory and a symlink pointed elsewhere are put back.
+func TestMaterializeRestoresReplacedEntries(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	srv.Commit(t, "files", map[string]string{
+		"compose.yaml":       "services: {}\n",
+		"nginx/conf.d/a.txt": "a\n",
+		"worker/config.txt":  "threads = 1\n",
+	})
+	sha := srv.Symlink(t, "link", "current", "nginx")
+	src, _ := newSource(t, srv.URL)
+	if _, err := src.Resolve(ctx(t), gitsource.Pin{Commit: sha}); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := src.Materialize(ctx(t), sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := snapshot(t, dir)
+	withWritableDir(t, dir, func() {
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(gitsource.RemoveReadOnlyTree(filepath.Join(dir, "nginx")))
+		must(os.WriteFile(filepath.Join(dir, "nginx"), []byte("not a dir\n"), 0o444))
+		must(os.Remove(filepath.Join(dir, "compose.yaml")))
+		must(os.MkdirAll(filepath.Join(dir, "compose.yaml", "sub"), 0o755))
+		must(os.Remove(filepath.Join(dir, "current")))
+		must(os.Symlink("worker", filepath.Join(dir, "current")))
+	})
+	if _, err := src.Materialize(ctx(t), sha); err != nil {
+		t.Fatalf("Materialize of the modified release: %v", err)
+	}
+	if got := snapshot(t, dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("release after the repair:\n got %v\nwant %v", got, want)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "nginx", "conf.d")); err != nil || fi.Mode().Perm() != 0o555 {
+		t.Errorf("nginx/conf.d after the repair: %v %v, want a read-only dir", fi, err)
+	}
+}
