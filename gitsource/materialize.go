@@ -112,6 +112,7 @@ func (s *Source) materialize(ctx context.Context, sha string, rf readFiles) (str
 			// theirs is as good as ours.
 			return final, nil
 		}
+		_ = os.Remove(s.manifestPath(sha))
 		return "", fmt.Errorf("materialize %s: move staging dir into place: %w", sha, err)
 	}
 	done = true
@@ -488,5 +489,26 @@ func (s *Source) Prune(keep map[string]bool, retain int) error {
 		}
 		s.log.Debug().Str("dir", r.path).Msg("pruned release")
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, s.pruneManifests())...)
+}
+
+// pruneManifests removes the manifests of releases no longer on disk (a
+// release dir removed by hand). Callers hold the lock.
+func (s *Source) pruneManifests() error {
+	entries, err := os.ReadDir(s.manifestsDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("prune release manifests: %w", err)
+	}
+	for _, e := range entries {
+		sha, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || len(sha) != 40 || !hexOnly.MatchString(sha) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(s.releasesDir, sha)); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(filepath.Join(s.manifestsDir, e.Name())); err != nil {
+				return fmt.Errorf("prune manifest of release %s: %w", sha, err)
+			}
+		}
+	}
+	return nil
 }

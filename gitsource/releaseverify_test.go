@@ -314,3 +314,36 @@ func TestMaterializeRestoresReplacedEntries(t *testing.T) {
 		t.Errorf("nginx/conf.d after the repair: %v %v, want a read-only dir", fi, err)
 	}
 }
+
+// TestPruneRemovesManifests: a pruned release takes its manifest with it,
+// and so does one removed by hand.
+func TestPruneRemovesManifests(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	a := srv.Commit(t, "a", map[string]string{"a.txt": "a\n"})
+	b := srv.Commit(t, "b", map[string]string{"a.txt": "b\n"})
+	c := srv.Commit(t, "c", map[string]string{"a.txt": "c\n"})
+	src, state := newSource(t, srv.URL)
+	dirs := map[string]string{}
+	for _, sha := range []string{a, b, c} {
+		if _, err := src.Resolve(ctx(t), gitsource.Pin{Commit: sha}); err != nil {
+			t.Fatal(err)
+		}
+		dir, err := src.Materialize(ctx(t), sha)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs[sha] = dir
+	}
+	if err := gitsource.RemoveReadOnlyTree(dirs[c]); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Prune(map[string]bool{dirs[a]: true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for sha, want := range map[string]bool{a: true, b: false, c: false} {
+		_, err := os.Stat(filepath.Join(state, "release-manifests", sha+".json"))
+		if got := err == nil; got != want {
+			t.Errorf("manifest of %s present = %v, want %v", sha[:12], got, want)
+		}
+	}
+}
