@@ -85,14 +85,8 @@ func serviceEnvironment(service string, environment types.MappingWithEquals, env
 			return nil, located(src, service, "env_file", rel+" is not in the release at this commit; add it to the repository, fix env_file, or mark it required: false")
 		}
 		if !isEncrypted(ef.Path) {
-			f, err := os.Open(ef.Path)
-			if err != nil {
-				return nil, &LoadError{File: rel, Service: service, Key: "env_file", Msg: fmt.Sprintf("cannot read env file: %v", err), Err: err}
-			}
-			err = dotenv.ParseWithFormat(f, rel, vars, lookup, ef.Format)
-			f.Close()
-			if err != nil {
-				return nil, &LoadError{File: rel, Line: lineFromMessage(err.Error()), Service: service, Key: "env_file", Msg: strings.TrimPrefix(err.Error(), "failed to read "+rel+": ") + "; fix the env file", Err: err}
+			if err := parseEnvFile(service, rel, ef, vars, lookup); err != nil {
+				return nil, err
 			}
 			continue
 		}
@@ -121,6 +115,23 @@ func serviceEnvironment(service string, environment types.MappingWithEquals, env
 		out[name] = v
 	}
 	return out, nil
+}
+
+// parseEnvFile reads one plain env_file of service into vars, refusing it
+// over gitsource.MaxEnvFileBytes before it is read.
+func parseEnvFile(service, rel string, ef types.EnvFile, vars map[string]string, lookup func(string) (string, bool)) error {
+	f, err := os.Open(ef.Path)
+	if err != nil {
+		return &LoadError{File: rel, Service: service, Key: "env_file", Msg: fmt.Sprintf("cannot read env file: %v", err), Err: err}
+	}
+	defer f.Close()
+	if err := envFileSize(f); err != nil {
+		return &LoadError{File: rel, Service: service, Key: "env_file", Msg: err.Error(), Err: err}
+	}
+	if err := dotenv.ParseWithFormat(f, rel, vars, lookup, ef.Format); err != nil {
+		return &LoadError{File: rel, Line: lineFromMessage(err.Error()), Service: service, Key: "env_file", Msg: strings.TrimPrefix(err.Error(), "failed to read "+rel+": ") + "; fix the env file", Err: err}
+	}
+	return nil
 }
 
 // forService names the service and key in a *LoadError about a file the

@@ -11,6 +11,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/compose-spec/compose-go/v2/template"
+
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 // Built-in interpolation variables, always set, always winning.
@@ -164,11 +166,27 @@ func readEnvFile(path string, lower map[string]string) (map[string]string, error
 		return nil, err
 	}
 	defer f.Close()
+	if err := envFileSize(f); err != nil {
+		return nil, err
+	}
 	vars, err := dotenv.ParseWithLookup(f, lookupIn(lower))
 	if err != nil {
 		return nil, fmt.Errorf("parse env file: %w", err)
 	}
 	return vars, nil
+}
+
+// envFileSize refuses an env file over gitsource.MaxEnvFileBytes before
+// it is parsed.
+func envFileSize(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() > gitsource.MaxEnvFileBytes {
+		return fmt.Errorf("env file of %d bytes is over lockstep's limit of %d bytes; split it or move the data out of the repository", st.Size(), gitsource.MaxEnvFileBytes)
+	}
+	return nil
 }
 
 // missingVars records the variables that interpolation met with no value

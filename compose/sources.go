@@ -57,6 +57,10 @@ func (s *sources) scan(abs, base string) error {
 			return nil // diamond includes, or an extends file met twice
 		}
 	}
+	if st, err := os.Stat(abs); err == nil && st.Size() > gitsource.MaxComposeFileBytes {
+		le := &gitsource.LimitError{Path: s.rel(abs), What: "compose file", Size: st.Size(), Limit: gitsource.MaxComposeFileBytes, Unit: "bytes"}
+		return &LoadError{File: s.rel(abs), Msg: strings.TrimPrefix(le.Error(), s.rel(abs)+": "), Err: le}
+	}
 	content, err := os.ReadFile(abs)
 	if err != nil {
 		return &LoadError{File: s.rel(abs), Msg: fmt.Sprintf("cannot read compose file: %v; check the path exists at this commit", err), Err: err}

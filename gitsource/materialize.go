@@ -28,6 +28,7 @@ type treeEntry struct {
 	mode   filemode.FileMode
 	hash   plumbing.Hash
 	target string // symlinks only
+	size   int64  // regular files: the blob's size, from its object header
 }
 
 // Materialize writes the tree of commit sha as the immutable release
@@ -36,10 +37,19 @@ type treeEntry struct {
 // The tree is written into a staging dir beside the final one, fsynced,
 // made read-only (files 0444 or 0555, dirs 0555) and renamed into place, so
 // a crash leaves either no release or a complete one. An existing release
-// dir is reused as is. Submodules, paths with ".." or absolute components,
-// and symlinks that are absolute or resolve outside the release are refused
-// with an error naming the path; nothing is left behind on error.
+// dir is verified first (see checkRelease): what was changed in it by hand
+// is restored from git. Submodules, paths with ".." or absolute
+// components, symlinks that are absolute or resolve outside the release,
+// and trees over the release limits (MaxReleaseBytes, MaxReleaseEntries)
+// are refused with an error naming the path; nothing is left behind on
+// error.
 func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
+	return s.materialize(ctx, sha, readFiles{})
+}
+
+// materialize is Materialize, also refusing the files of rf that are over
+// their limits (see checkLimits).
+func (s *Source) materialize(ctx context.Context, sha string, rf readFiles) (string, error) {
 	if len(sha) != 40 || !hexOnly.MatchString(sha) {
 		return "", fmt.Errorf("materialize: %q is not a full 40-hex commit SHA", sha)
 	}
@@ -55,6 +65,13 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	}
 	final := filepath.Join(s.releasesDir, sha)
 	if fi, err := os.Lstat(final); err == nil && fi.IsDir() {
+		m, err := s.checkRelease(ctx, sha, final)
+		if err != nil {
+			return "", err
+		}
+		if err := checkLimits(m.Entries, rf); err != nil {
+			return "", fmt.Errorf("materialize %s: %w", sha, err)
+		}
 		// Touch it so that Prune counts it as recently used.
 		now := time.Now()
 		if err := os.Chtimes(final, now, now); err != nil {
@@ -65,6 +82,10 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 
 	entries, err := s.flattenTree(ctx, sha)
 	if err != nil {
+		return "", fmt.Errorf("materialize %s: %w", sha, err)
+	}
+	m := manifestFrom(sha, entries)
+	if err := checkLimits(m.Entries, rf); err != nil {
 		return "", fmt.Errorf("materialize %s: %w", sha, err)
 	}
 	staging, err := os.MkdirTemp(s.releasesDir, stagingPrefix+sha+"-")
@@ -80,12 +101,18 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	if err := s.writeTree(ctx, staging, entries); err != nil {
 		return "", fmt.Errorf("materialize %s: %w", sha, err)
 	}
+	// Before the rename: a release in place always has its manifest (the
+	// files keep their stat across the rename of their parent).
+	if err := s.writeManifest(m, staging); err != nil {
+		return "", err
+	}
 	if err := os.Rename(staging, final); err != nil {
 		if fi, serr := os.Lstat(final); serr == nil && fi.IsDir() {
 			// Another writer got there first; releases are immutable, so
 			// theirs is as good as ours.
 			return final, nil
 		}
+		_ = os.Remove(s.manifestPath(sha))
 		return "", fmt.Errorf("materialize %s: move staging dir into place: %w", sha, err)
 	}
 	done = true
@@ -114,6 +141,10 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 			return err
 		}
 		for _, e := range t.Entries {
+			if len(out) >= MaxReleaseEntries {
+				// Refused before a larger tree is listed in memory.
+				return &LimitError{What: "release tree", Size: int64(len(out) + 1), Limit: MaxReleaseEntries, Unit: "entries"}
+			}
 			p := path.Join(dir, e.Name)
 			if !safeName(e.Name) {
 				return &TreeError{Path: p, Msg: fmt.Sprintf("tree path %q has an unsafe component; refusing to write it", p)}
@@ -129,7 +160,11 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 					return err
 				}
 			case filemode.Regular, filemode.Deprecated, filemode.Executable:
-				out = append(out, treeEntry{path: p, mode: e.Mode, hash: e.Hash})
+				size, err := s.blobSize(e.Hash)
+				if err != nil {
+					return fmt.Errorf("read %s: %w", p, err)
+				}
+				out = append(out, treeEntry{path: p, mode: e.Mode, hash: e.Hash, size: size})
 			case filemode.Symlink:
 				blob, err := s.repo.BlobObject(e.Hash)
 				if err != nil {
@@ -155,6 +190,21 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 		return nil, err
 	}
 	return out, nil
+}
+
+// blobSize is a blob's size from its object header, without inflating
+// its content where the storage allows.
+func (s *Source) blobSize(h plumbing.Hash) (int64, error) {
+	if sz, ok := s.repo.Storer.(interface {
+		EncodedObjectSize(plumbing.Hash) (int64, error)
+	}); ok {
+		return sz.EncodedObjectSize(h)
+	}
+	b, err := s.repo.BlobObject(h)
+	if err != nil {
+		return 0, err
+	}
+	return b.Size, nil
 }
 
 // safeName reports whether one tree entry name can be a path component.
@@ -338,6 +388,17 @@ func (s *Source) removeStaging(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list releases: %w", err)
 	}
+	manifests, err := os.ReadDir(s.manifestsDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list release manifests: %w", err)
+	}
+	for _, e := range manifests {
+		if strings.HasPrefix(e.Name(), stagingPrefix) {
+			if err := os.Remove(filepath.Join(s.manifestsDir, e.Name())); err != nil {
+				return fmt.Errorf("remove leftover manifest: %w", err)
+			}
+		}
+	}
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), stagingPrefix) {
 			continue
@@ -423,7 +484,31 @@ func (s *Source) Prune(keep map[string]bool, retain int) error {
 			errs = append(errs, fmt.Errorf("prune release %s: %w", r.path, err))
 			continue
 		}
+		if err := os.Remove(s.manifestPath(filepath.Base(r.path))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("prune manifest of release %s: %w", r.path, err))
+		}
 		s.log.Debug().Str("dir", r.path).Msg("pruned release")
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, s.pruneManifests())...)
+}
+
+// pruneManifests removes the manifests of releases no longer on disk (a
+// release dir removed by hand). Callers hold the lock.
+func (s *Source) pruneManifests() error {
+	entries, err := os.ReadDir(s.manifestsDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("prune release manifests: %w", err)
+	}
+	for _, e := range entries {
+		sha, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || len(sha) != 40 || !hexOnly.MatchString(sha) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(s.releasesDir, sha)); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(filepath.Join(s.manifestsDir, e.Name())); err != nil {
+				return fmt.Errorf("prune manifest of release %s: %w", sha, err)
+			}
+		}
+	}
+	return nil
 }

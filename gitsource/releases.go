@@ -124,10 +124,14 @@ func (r *Releases) Resolve(ctx context.Context, w Want) (Release, error) {
 }
 
 // Materialize writes rel.Commit's tree as its immutable release directory
-// (see Source.Materialize) and returns rel with Dir set. Call it only with
-// a Release that Resolve returned without error.
+// (see Source.Materialize), or verifies the one already there against its
+// manifest and restores from git what was changed in it by hand, and
+// returns rel with Dir set. It refuses a compose or env file of rel over
+// its limit (MaxComposeFileBytes, MaxEnvFileBytes) before writing
+// anything. An existing release that is as git wrote it needs no git: the
+// rollback of a release still on disk works while git is unreachable.
 func (r *Releases) Materialize(ctx context.Context, rel Release) (Release, error) {
-	dir, err := r.src.Materialize(ctx, rel.Commit)
+	dir, err := r.src.materialize(ctx, rel.Commit, readFiles{compose: rel.ComposeFiles, env: rel.EnvFiles})
 	if err != nil {
 		return rel, err
 	}

@@ -62,9 +62,10 @@ type Source struct {
 	creds    credentials
 	log      zerolog.Logger
 
-	gitDir      string
-	releasesDir string
-	lockPath    string
+	gitDir       string
+	releasesDir  string
+	manifestsDir string // a release's manifest, outside the release (see manifest)
+	lockPath     string
 
 	sem   chan struct{} // capacity 1: the in-process half of the lock
 	repo  *git.Repository
@@ -126,15 +127,16 @@ func New(opts Options) (*Source, error) {
 	}
 
 	s := &Source{
-		opts:        opts,
-		redacted:    redacted,
-		creds:       creds,
-		log:         opts.Log.With().Str("component", "gitsource").Str("repo", redacted).Str("branch", opts.Branch).Logger(),
-		gitDir:      filepath.Join(stateDir, "git"),
-		releasesDir: filepath.Join(stateDir, "releases"),
-		lockPath:    filepath.Join(stateDir, "lock"),
-		sem:         make(chan struct{}, 1),
-		trust:       trust,
+		opts:         opts,
+		redacted:     redacted,
+		creds:        creds,
+		log:          opts.Log.With().Str("component", "gitsource").Str("repo", redacted).Str("branch", opts.Branch).Logger(),
+		gitDir:       filepath.Join(stateDir, "git"),
+		releasesDir:  filepath.Join(stateDir, "releases"),
+		manifestsDir: filepath.Join(stateDir, "release-manifests"),
+		lockPath:     filepath.Join(stateDir, "lock"),
+		sem:          make(chan struct{}, 1),
+		trust:        trust,
 	}
 	// Releases are bind-mounted into containers that may run as any user,
 	// so their parents must be traversable; the cache needs no one else.

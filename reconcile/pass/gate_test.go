@@ -95,6 +95,10 @@ type countingSource struct {
 	calls []string
 	err   error
 	dir   string
+	// verified lists the release dirs Materialize was asked to check;
+	// modified, when set, is its answer for a dir already on disk.
+	verified []string
+	modified error
 }
 
 func (s *countingSource) Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error) {
@@ -106,12 +110,39 @@ func (s *countingSource) Resolve(ctx context.Context, want gitsource.Want) (gits
 }
 
 func (s *countingSource) Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error) {
+	s.verified = append(s.verified, rel.Dir)
+	if s.modified != nil && rel.Dir != "" && rel.Dir != s.dir {
+		return rel, s.modified
+	}
 	return rel, nil
 }
 
 func (s *countingSource) CheckFloor(context.Context, string, string) error { return nil }
 
 func (s *countingSource) Prune(map[string]bool) error { return nil }
+
+// TestRunnerRestoreVerifiesTheReleaseOnDisk: a rollback uses its release
+// directory only through Materialize (its manifest check); one modified
+// by hand that the cache cannot restore is fetched again, and with git
+// down too the rollback is refused saying the release was modified.
+func TestRunnerRestoreVerifiesTheReleaseOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	modified := &gitsource.ModifiedError{Dir: dir, Problems: []string{"worker/config.txt: content differs from git"}, Err: errors.New("git object 1234 is not in the cache")}
+	src := &countingSource{err: errors.New("dial tcp: connection refused"), modified: modified}
+	r := &restorer{&Pipeline{Source: src, Log: zerolog.Nop()}}
+	hr := state.HealthyRevision{Commit: fake.CommitA, ReleaseDir: dir}
+	_, err := r.Restore(context.Background(), prodEnv, hr)
+	if len(src.verified) != 1 || src.verified[0] != dir {
+		t.Fatalf("restore did not verify the release on disk: Materialize got %q", src.verified)
+	}
+	if err == nil || !strings.Contains(err.Error(), "modified by hand (worker/config.txt: content differs from git)") || len(src.calls) != 1 {
+		t.Fatalf("restore of a modified release with git down: %v (resolve calls %q)", err, src.calls)
+	}
+	src.modified = nil
+	if rev, err := r.Restore(context.Background(), prodEnv, hr); err != nil || rev.Dir != dir || len(src.calls) != 1 {
+		t.Fatalf("restore of a verified release: %+v %v, resolve calls %q (want none more)", rev, err, src.calls)
+	}
+}
 
 func TestRunnerRestoreUsesTheReleaseOnDiskAndGitOnlyWhenItIsGone(t *testing.T) {
 	dir := t.TempDir()

@@ -377,9 +377,11 @@ func (r *run) pruneSecrets(after compose.Observed) {
 }
 
 // restore makes hr applicable again: its release directory when still on
-// disk (no git: the emergency brake works while git is unreachable), else
-// materialized again from git. The compose_files and vars are hr's, not
-// the current pin's. A floor raised since hr ran holds for rollbacks too.
+// disk and as git wrote it (verified without git, restored from the git
+// cache where changed by hand: the emergency brake works while git is
+// unreachable), else materialized again from git. The compose_files and
+// vars are hr's, not the current pin's. A floor raised since hr ran holds
+// for rollbacks too.
 func (p *Pipeline) restore(ctx context.Context, env Environment, hr state.HealthyRevision, log zerolog.Logger) (gitsource.Release, error) {
 	rel := hr.Release()
 	if env.MinCommit != "" {
@@ -387,18 +389,29 @@ func (p *Pipeline) restore(ctx context.Context, env Environment, hr state.Health
 			return rel, &reconcile.StepError{Step: reconcile.StepSource, Err: fmt.Errorf("rollback of %s to %s refused: %w", env.Name, reconcile.Short(hr.Commit), err)}
 		}
 	}
+	why := ""
 	if rel.Dir != "" {
 		if fi, err := os.Stat(rel.Dir); err == nil && fi.IsDir() {
-			return rel, nil
+			verified, err := p.Source.Materialize(ctx, rel)
+			if err == nil {
+				return verified, nil
+			}
+			// Modified and not restorable from the cache alone: git may
+			// still have what the cache lacks.
+			log.Warn().Err(err).Str("release_dir", hr.ReleaseDir).Msg("the healthy release on disk cannot be used as it is: fetching it again from git")
+			why = fmt.Sprintf("cannot be used from disk (%v)", err)
 		}
 	}
-	log.Warn().Str("release_dir", hr.ReleaseDir).Msg("the healthy release is no longer on disk: materializing it again from git")
+	if why == "" {
+		why = fmt.Sprintf("is gone from disk (%s)", hr.ReleaseDir)
+		log.Warn().Str("release_dir", hr.ReleaseDir).Msg("the healthy release is no longer on disk: materializing it again from git")
+	}
 	fresh, err := p.Source.Resolve(ctx, gitsource.Want{Environment: env.Name, PinFile: env.PinFile, MinCommit: env.MinCommit, Commit: hr.Commit})
 	if err == nil {
 		fresh, err = p.Source.Materialize(ctx, fresh)
 	}
 	if err != nil {
-		return rel, &reconcile.StepError{Step: reconcile.StepSource, Err: fmt.Errorf("release %s of %s is gone from disk (%s) and cannot be materialized again: %w", reconcile.Short(hr.Commit), env.Name, hr.ReleaseDir, err)}
+		return rel, &reconcile.StepError{Step: reconcile.StepSource, Err: fmt.Errorf("release %s of %s %s and cannot be materialized again: %w", reconcile.Short(hr.Commit), env.Name, why, err)}
 	}
 	rel.Dir = fresh.Dir
 	if rel.Head == "" {
