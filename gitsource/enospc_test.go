@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,11 +70,11 @@ func bigCommit(t *testing.T, srv *gitserver.Server, n int) string {
 // process; http does not).
 func TestFetchOnFullDiskReturnsAndRecovers(t *testing.T) {
 	srv := gitserver.Start(t, gitserver.Options{})
-	head := bigCommit(t, srv, 3<<20)
+	head := bigCommit(t, srv, 1<<20)
 	for _, url := range []string{"file://" + srv.BareDir, srv.URL} {
 		t.Run(strings.SplitN(url, ":", 2)[0], func(t *testing.T) {
-			state := mountTmpfs(t, "1m")
-			src, err := gitsource.New(gitsource.Options{URL: url, StateDir: state, Timeout: 10 * time.Second, Log: zerolog.New(zerolog.NewTestWriter(t))})
+			state := mountTmpfs(t, "256k")
+			src, err := gitsource.New(gitsource.Options{URL: url, StateDir: state, Timeout: 30 * time.Second, Log: zerolog.New(zerolog.NewTestWriter(t))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,8 +83,8 @@ func TestFetchOnFullDiskReturnsAndRecovers(t *testing.T) {
 			go func() { _, err := src.Fetch(ctx(t)); done <- err }()
 			select {
 			case err = <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("Fetch on a full disk did not return within 30s (its timeout is 10s)")
+			case <-time.After(90 * time.Second):
+				t.Fatalf("Fetch on a full disk did not return within 90s (its timeout is 30s)")
 			}
 			t.Logf("Fetch returned after %s: %v", time.Since(start), err)
 			if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), state) {
@@ -97,5 +99,58 @@ func TestFetchOnFullDiskReturnsAndRecovers(t *testing.T) {
 				t.Fatalf("head not in cache after the retry")
 			}
 		})
+	}
+}
+
+// fill writes a file into dir until the file system has about free bytes
+// left, and returns it.
+func fill(t *testing.T, dir string, free int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	avail := int64(st.Bavail) * st.Bsize
+	p := filepath.Join(dir, "filler")
+	if err := os.WriteFile(p, make([]byte, max(avail-free, 0)), 0o600); err != nil {
+		t.Fatalf("fill %s: %v", dir, err)
+	}
+	return p
+}
+
+// TestMaterializeOnFullDiskLeavesNothing: a release that does not fit
+// fails with "no space left on device" and the file it was writing, leaves
+// no staging dir behind (which would keep the disk full), and is written
+// whole once there is room.
+func TestMaterializeOnFullDiskLeavesNothing(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	head := bigCommit(t, srv, 1<<20)
+	state := mountTmpfs(t, "8m")
+	src, err := gitsource.New(gitsource.Options{URL: srv.URL, StateDir: state, Timeout: 30 * time.Second, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Fetch(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	filler := fill(t, state, 256<<10)
+	_, err = src.Materialize(ctx(t), head)
+	releases := filepath.Join(state, "releases")
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), filepath.Join(releases, ".tmp-"+head)) ||
+		!strings.Contains(err.Error(), "state dir "+state+" is full") {
+		t.Fatalf("Materialize on a full disk: %v; want \"no space left on device\" naming the file under %s", err, releases)
+	}
+	if left := releaseEntries(t, state); len(left) != 0 {
+		t.Fatalf("Materialize on a full disk left %v in %s", left, releases)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := src.Materialize(ctx(t), head)
+	if err != nil {
+		t.Fatalf("Materialize after freeing space: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compose.yaml")); err != nil {
+		t.Fatalf("release after freeing space: %v", err)
 	}
 }

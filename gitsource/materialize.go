@@ -69,7 +69,7 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 	}
 	staging, err := os.MkdirTemp(s.releasesDir, stagingPrefix+sha+"-")
 	if err != nil {
-		return "", fmt.Errorf("materialize %s: create staging dir: %w", sha, err)
+		return "", noSpace(fmt.Errorf("materialize %s: create staging dir: %w", sha, err), s.opts.StateDir)
 	}
 	done := false
 	defer func() {
@@ -78,7 +78,9 @@ func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
 		}
 	}()
 	if err := s.writeTree(ctx, staging, entries); err != nil {
-		return "", fmt.Errorf("materialize %s: %w", sha, err)
+		// The deferred removal takes the half-written tree away, and
+		// with it the space it took.
+		return "", noSpace(fmt.Errorf("materialize %s: %w", sha, err), s.opts.StateDir)
 	}
 	if err := os.Rename(staging, final); err != nil {
 		if fi, serr := os.Lstat(final); serr == nil && fi.IsDir() {
