@@ -15,6 +15,40 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 )
 
+// lock serializes access to the cache and releases: first within the
+// process (a semaphore, so waiting honours ctx), then across processes.
+func (s *Source) lock(ctx context.Context) (func(), error) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for git cache: %w", ctx.Err())
+	}
+	if s.pending != nil {
+		select {
+		case <-s.pending:
+			s.pending = nil
+		case <-ctx.Done():
+			<-s.sem
+			return nil, fmt.Errorf("wait for git cache: a git operation abandoned at its deadline has not returned yet: %w", ctx.Err())
+		}
+	}
+	unlockFile, err := lockFile(ctx, s.lockPath)
+	if err != nil {
+		<-s.sem
+		return nil, err
+	}
+	return func() {
+		// An abandoned operation may still write the cache: another
+		// process must not, until it returns.
+		if p := s.pending; p != nil {
+			go func() { <-p; unlockFile() }()
+		} else {
+			unlockFile()
+		}
+		<-s.sem
+	}, nil
+}
+
 // abandonGrace is how long an operation gets, once its context has ended,
 // to return its own error before it is abandoned.
 const abandonGrace = time.Second

@@ -179,40 +179,6 @@ func (s *Source) Branch() string { return s.opts.Branch }
 // URL returns the repository URL with any credentials removed.
 func (s *Source) URL() string { return s.redacted }
 
-// lock serializes access to the cache and releases: first within the
-// process (a semaphore, so waiting honours ctx), then across processes.
-func (s *Source) lock(ctx context.Context) (func(), error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for git cache: %w", ctx.Err())
-	}
-	if s.pending != nil {
-		select {
-		case <-s.pending:
-			s.pending = nil
-		case <-ctx.Done():
-			<-s.sem
-			return nil, fmt.Errorf("wait for git cache: a git operation abandoned at its deadline has not returned yet: %w", ctx.Err())
-		}
-	}
-	unlockFile, err := lockFile(ctx, s.lockPath)
-	if err != nil {
-		<-s.sem
-		return nil, err
-	}
-	return func() {
-		// An abandoned operation may still write the cache: another
-		// process must not, until it returns.
-		if p := s.pending; p != nil {
-			go func() { <-p; unlockFile() }()
-		} else {
-			unlockFile()
-		}
-		<-s.sem
-	}, nil
-}
-
 // Head returns the SHA the remote branch points at: one ref listing, no
 // objects fetched, the cache untouched. It is the cheap "did the branch
 // move?" check.
