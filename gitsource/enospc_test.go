@@ -1,14 +1,20 @@
 package gitsource_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	"github.com/go-git/go-git/v5/plumbing/transport/file"
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/e2e/gitserver"
@@ -98,5 +104,65 @@ func TestMaterializeOnFullDiskLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "compose.yaml")); err != nil {
 		t.Fatalf("release after freeing space: %v", err)
+	}
+}
+
+// stuckTransport is the file transport with an upload-pack that does not
+// return, whatever its context says, until released: what go-git does
+// when it waits on a child that never exits.
+type stuckTransport struct {
+	transport.Transport
+	release chan struct{}
+}
+
+func (s stuckTransport) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {
+	inner, err := s.Transport.NewUploadPackSession(ep, auth)
+	return stuckSession{UploadPackSession: inner, release: s.release}, err
+}
+
+type stuckSession struct {
+	transport.UploadPackSession
+	release chan struct{}
+}
+
+func (s stuckSession) UploadPack(ctx context.Context, req *packp.UploadPackRequest) (*packp.UploadPackResponse, error) {
+	<-s.release
+	return s.UploadPackSession.UploadPack(ctx, req)
+}
+
+// TestFetchThatNeverReturnsIsAbandoned: a fetch whose transport ignores
+// its deadline returns shortly after it; the cache stays locked (a clear
+// error, not a hang) while the abandoned fetch runs, and works again once
+// it returns. go-git's transports are process-wide, so this test swaps the
+// file transport and must not run in parallel.
+func TestFetchThatNeverReturnsIsAbandoned(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	head := srv.Commit(t, "first", map[string]string{"a.txt": "a"})
+	release := make(chan struct{})
+	released := false
+	client.InstallProtocol("file", stuckTransport{Transport: file.DefaultClient, release: release})
+	t.Cleanup(func() {
+		if !released {
+			close(release)
+		}
+		client.InstallProtocol("file", file.DefaultClient)
+	})
+	src, state := newSource(t, "file://"+srv.BareDir, func(o *gitsource.Options) { o.Timeout = 200 * time.Millisecond })
+
+	start := time.Now()
+	_, err := src.Fetch(ctx(t))
+	if took := time.Since(start); took > 10*time.Second || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "abandoned") {
+		t.Fatalf("Fetch with a stuck transport = %v after %s; want a deadline error saying it was abandoned, within seconds", err, took)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := src.Fetch(short); err == nil || !strings.Contains(err.Error(), "has not returned yet") {
+		t.Fatalf("Fetch while the abandoned one runs: %v; want it refused, saying why", err)
+	}
+	close(release)
+	released = true
+	got, err := src.Fetch(ctx(t))
+	if err != nil || got != head || !cacheHas(t, state, head) {
+		t.Fatalf("Fetch once the abandoned fetch returned = %s, %v; want %s in the cache", got, err, head)
 	}
 }
