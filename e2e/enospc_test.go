@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,7 @@ func TestFullStateDirNeverHangs(t *testing.T) {
 		return st.LastPass != nil && st.LastPass.Result == reconcile.ResultFailed &&
 			strings.Contains(st.LastError, "no space left on device") && !st.NextRetry.IsZero()
 	})
+	t.Logf("status on a full state dir: %q, next retry %s", st.LastError, st.NextRetry)
 	if !strings.Contains(st.LastError, f.stateDir) || st.Waiting != "" || !st.NextRetry.After(st.LastPass.Start.Add(st.LastPass.Duration)) {
 		t.Fatalf("status on a full state dir: error %q (want the path under %s), waiting %q (want a retry, not a permanent wait), next retry %s",
 			st.LastError, f.stateDir, st.Waiting, st.NextRetry)
@@ -126,5 +128,15 @@ func TestFullStateDirNeverHangs(t *testing.T) {
 	}
 	if p := f.plan(); !p.Empty() {
 		t.Errorf("plan after converging is not empty: %+v", p.Actions)
+	}
+	// Nothing the failed passes half-wrote is left to fill the disk again.
+	for _, dir := range []string{filepath.Join(f.stateDir, "releases"), filepath.Join(f.stateDir, "git", "objects", "pack")} {
+		entries, err := os.ReadDir(dir)
+		must(t, err)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), "tmp_") {
+				t.Errorf("leftover of a failed pass: %s", filepath.Join(dir, e.Name()))
+			}
+		}
 	}
 }
