@@ -90,7 +90,7 @@ func (s *Source) materialize(ctx context.Context, sha string, rf readFiles) (str
 	}
 	staging, err := os.MkdirTemp(s.releasesDir, stagingPrefix+sha+"-")
 	if err != nil {
-		return "", fmt.Errorf("materialize %s: create staging dir: %w", sha, err)
+		return "", noSpace(fmt.Errorf("materialize %s: create staging dir: %w", sha, err), s.opts.StateDir)
 	}
 	done := false
 	defer func() {
@@ -99,7 +99,9 @@ func (s *Source) materialize(ctx context.Context, sha string, rf readFiles) (str
 		}
 	}()
 	if err := s.writeTree(ctx, staging, entries); err != nil {
-		return "", fmt.Errorf("materialize %s: %w", sha, err)
+		// The deferred removal takes the half-written tree away, and
+		// with it the space it took.
+		return "", noSpace(fmt.Errorf("materialize %s: %w", sha, err), s.opts.StateDir)
 	}
 	// Before the rename: a release in place always has its manifest (the
 	// files keep their stat across the rename of their parent).

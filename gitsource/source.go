@@ -25,7 +25,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/rs/zerolog"
 )
@@ -70,6 +72,11 @@ type Source struct {
 	sem   chan struct{} // capacity 1: the in-process half of the lock
 	repo  *git.Repository
 	trust *trustedKeys // nil: verification off
+	local bool         // file transport: git-upload-pack runs as a child process
+
+	// pending is closed when an operation abandoned at its deadline
+	// returns; until then it holds the file lock. Guarded by sem.
+	pending <-chan struct{}
 }
 
 // New checks opts, loads credentials that can be loaded up front and opens
@@ -137,6 +144,7 @@ func New(opts Options) (*Source, error) {
 		lockPath:     filepath.Join(stateDir, "lock"),
 		sem:          make(chan struct{}, 1),
 		trust:        trust,
+		local:        tr == TransportLocal,
 	}
 	// Releases are bind-mounted into containers that may run as any user,
 	// so their parents must be traversable; the cache needs no one else.
@@ -173,25 +181,6 @@ func (s *Source) Branch() string { return s.opts.Branch }
 // URL returns the repository URL with any credentials removed.
 func (s *Source) URL() string { return s.redacted }
 
-// lock serializes access to the cache and releases: first within the
-// process (a semaphore, so waiting honours ctx), then across processes.
-func (s *Source) lock(ctx context.Context) (func(), error) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for git cache: %w", ctx.Err())
-	}
-	unlockFile, err := lockFile(ctx, s.lockPath)
-	if err != nil {
-		<-s.sem
-		return nil, err
-	}
-	return func() {
-		unlockFile()
-		<-s.sem
-	}, nil
-}
-
 // Head returns the SHA the remote branch points at: one ref listing, no
 // objects fetched, the cache untouched. It is the cheap "did the branch
 // move?" check.
@@ -219,7 +208,12 @@ func (s *Source) listRefs(ctx context.Context) (map[plumbing.ReferenceName]plumb
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{s.opts.URL}})
-	list, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+	var list []*plumbing.Reference
+	// Abandoned, a listing holds nothing: it writes no cache.
+	_, err = bounded(ctx, func() (err error) {
+		list, err = remote.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+		return err
+	})
 	if err != nil {
 		return nil, s.authHint(sc.err(ctxErr(ctx, err)))
 	}
@@ -313,20 +307,30 @@ func (s *Source) fetch(ctx context.Context, spec config.RefSpec, depth int) erro
 	if err != nil {
 		return err
 	}
+	if err := s.removeTempObjects(ctx); err != nil {
+		return noSpace(err, s.opts.StateDir)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	remote := git.NewRemote(s.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{s.opts.URL}})
-	err = remote.FetchContext(ctx, &git.FetchOptions{
-		RefSpecs: []config.RefSpec{spec},
-		Depth:    depth,
-		Auth:     auth,
-		Tags:     git.NoTags,
-		Force:    true,
-	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return s.authHint(sc.err(ctxErr(ctx, err)))
+	var st storage.Storer = s.repo.Storer
+	if pw, ok := st.(storer.PackfileWriter); ok && s.local {
+		st = drainingStorer{Storer: st, pw: pw}
 	}
-	return s.tidyShallow()
+	remote := git.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{s.opts.URL}})
+	abandoned, err := bounded(ctx, func() error {
+		return remote.FetchContext(ctx, &git.FetchOptions{
+			RefSpecs: []config.RefSpec{spec},
+			Depth:    depth,
+			Auth:     auth,
+			Tags:     git.NoTags,
+			Force:    true,
+		})
+	})
+	s.abandon(abandoned)
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return noSpace(s.authHint(sc.err(ctxErr(ctx, err))), s.opts.StateDir)
+	}
+	return noSpace(s.tidyShallow(), s.opts.StateDir)
 }
 
 func (s *Source) hasCommit(h plumbing.Hash) bool {

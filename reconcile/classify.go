@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"syscall"
 )
 
 // permanent is implemented by errors that know retrying cannot help
@@ -30,6 +31,13 @@ func Classify(err error) Class {
 		return ""
 	case errors.As(err, new(*GateError)):
 		return ClassHealth
+	case errors.Is(err, syscall.ENOSPC):
+		// A full disk is the host's condition, not the release's, whatever
+		// step met it: it clears when space is freed, so retry.
+		if se := (*StepError)(nil); errors.As(err, &se) && se.Step == StepSource {
+			return ClassGit
+		}
+		return ClassEngine
 	case isPermanent(err):
 		return ClassPermanent
 	}

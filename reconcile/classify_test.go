@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,9 @@ func TestClassify(t *testing.T) {
 		{"external network missing", step(reconcile.StepApply, fmt.Errorf("apply prod: %w", &reconcile.PreconditionError{Problems: []string{`external network "edge" does not exist`}})), reconcile.ClassPermanent},
 		{"apply timed out", step(reconcile.StepApply, context.DeadlineExceeded), reconcile.ClassEngine},
 		{"unlabelled error", errors.New("something"), reconcile.ClassEngine},
+		{"full disk while fetching is retried", step(reconcile.StepSource, fmt.Errorf("fetch x@main: %w", &os.PathError{Op: "write", Path: "/var/lib/lockstep/git/objects/pack/tmp_pack_1", Err: syscall.ENOSPC})), reconcile.ClassGit},
+		{"full disk in any step is retried, never permanent", step(reconcile.StepLoad, fmt.Errorf("load prod: %w", &os.PathError{Op: "write", Path: "/var/lib/lockstep/x", Err: syscall.ENOSPC})), reconcile.ClassEngine},
+		{"full disk writing a record is retried", fmt.Errorf("write /var/lib/lockstep/environments/prod/deployed.json: %w", &os.PathError{Op: "write", Path: "/var/lib/lockstep/environments/prod/.deployed.json.tmp-1", Err: syscall.ENOSPC}), reconcile.ClassEngine},
 		{"permanent error inside a join", step(reconcile.StepApply, errors.Join(errors.New("first"), &reconcile.PreconditionError{Problems: []string{"x"}})), reconcile.ClassPermanent},
 		{"a wrapper answering false does not hide a permanent cause", notPermanent{&gitsource.PinError{File: "p", Message: "m"}}, reconcile.ClassPermanent},
 	}
