@@ -83,4 +83,8 @@ type ApplyResult struct {
 	Started   int      `json:"started"`
 	Removed   int      `json:"removed"`
 	Restarted int      `json:"restarted"` // restart: true dependents (ActRestart)
+	// Restored names the containers whose replacement could not start and
+	// that were put back, running again under their names: a failed
+	// recreate that left the replica as it was.
+	Restored []string `json:"restored,omitempty"`
 }
