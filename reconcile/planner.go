@@ -56,6 +56,7 @@ func BuildPlanSince(desired *compose.Project, observed compose.Observed, last *D
 	p.Actions = append(p.Actions, sp.services...)
 	p.Actions = append(p.Actions, sp.scaleDown...)
 	p.Warnings = append(p.Warnings, sp.warnings...)
+	p.Warnings = append(p.Warnings, portProblems(desired, observed, p.Actions)...)
 	if len(p.Warnings) == 0 {
 		p.Warnings = nil
 	}

@@ -34,13 +34,20 @@ type Engine struct {
 	cli      *client.Client
 	log      zerolog.Logger
 	keychain authn.Keychain // where Pull finds registry credentials
+	// probe tries host ports Observe finds no container publishing; nil
+	// for a remote engine, whose ports are not this host's.
+	probe portProbe
 }
 
 // New returns an Engine on cli. Registry credentials come from the Docker
 // config keychain (~/.docker/config.json, DOCKER_CONFIG, credential
 // helpers), read at each pull so a `docker login` needs no restart.
 func New(cli *client.Client, log zerolog.Logger) *Engine {
-	return &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain}
+	e := &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain}
+	if cli != nil {
+		e.probe = localProbe(cli.DaemonHost())
+	}
+	return e
 }
 
 // Connect returns a client for the engine at host ("" means DOCKER_HOST,
