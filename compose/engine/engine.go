@@ -2,7 +2,9 @@
 // reading a project's containers, networks, volumes and images back by
 // their compose labels, pulling images with the Docker config's
 // credentials, and creating, starting, stopping, renaming and removing
-// what apply decides.
+// what apply decides. To say what holds the host ports a project
+// publishes, Observe also tries to bind, for an instant, those no
+// container publishes, when the engine is local.
 //
 // It knows nothing of git, releases or plans, and decides nothing: it does
 // exactly the one call it is asked for, never retries on its own, and never
