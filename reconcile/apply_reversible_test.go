@@ -101,9 +101,10 @@ func TestApplyStopFirstSaysWhatCouldNotBeRestored(t *testing.T) {
 			wantWorld: func(id string) []string { return []string{id + " prod-web-1 exited"} },
 		},
 		{
-			name:    "new will not go away: the old one runs under its aside name",
-			fail:    []string{"remove new1"},
-			wantErr: []string{"could NOT be restored (it is web100000000 running, named web100000000_previous_prod-web-1)", "remove the new container:"},
+			name: "new will not go away: the old one runs under its aside name",
+			fail: []string{"remove new1"},
+			wantErr: []string{"could NOT be restored (it is web100000000 running, named web100000000_previous_prod-web-1)", "remove the new container:",
+				"give the previous container its name back: rename container web100000000 to prod-web-1: conflict"},
 			wantWorld: func(id string) []string {
 				return []string{id + " " + id[:12] + "_previous_prod-web-1 running", "new1 prod-web-1 exited"}
 			},

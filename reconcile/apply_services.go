@@ -88,10 +88,10 @@ func (a *applier) recreateStopFirst(ctx context.Context, svc *compose.Service, a
 	}
 	old.stopped = true
 	if err := a.handOver(ctx, old, newID); err != nil {
-		return a.putBack(ctx, svc, old, newID, old.aside, "could not hand the name over", err)
+		return a.putBack(ctx, svc, old, newID, "could not hand the name over", err)
 	}
 	if err := a.start(ctx, newID); err != nil {
-		return a.putBack(ctx, svc, old, newID, true, "new container could not start", err)
+		return a.putBack(ctx, svc, old, newID, "new container could not start", err)
 	}
 	a.replaced(ctx, svc, act, old, newID)
 	return nil
@@ -148,7 +148,7 @@ func (a *applier) recreateStartFirst(ctx context.Context, svc *compose.Service, 
 	}
 	old.stopped = true
 	if err := a.handOver(ctx, old, newID); err != nil {
-		return a.putBack(ctx, svc, old, newID, old.aside, "could not hand the name over", err)
+		return a.putBack(ctx, svc, old, newID, "could not hand the name over", err)
 	}
 	a.replaced(ctx, svc, act, old, newID)
 	return nil
@@ -169,23 +169,21 @@ func (a *applier) discard(ctx context.Context, id string, cause error) error {
 }
 
 // putBack undoes a recreate whose new container could not take over, even
-// when ctx is already cancelled: the new container is removed (it may hold
-// the replica's name: newNamed), the old one gets its name back and is
-// started again. It returns a *RecreateError that says what happened and
+// when ctx is already cancelled: the new container is removed, the old one
+// gets its name back and is started again. It returns a *RecreateError that says what happened and
 // what, if anything, could not be restored.
-func (a *applier) putBack(ctx context.Context, svc *compose.Service, old *previous, newID string, newNamed bool, what string, cause error) error {
+func (a *applier) putBack(ctx context.Context, svc *compose.Service, old *previous, newID, what string, cause error) error {
 	ctx = context.WithoutCancel(ctx)
 	re := &RecreateError{Service: svc.Name, Container: old.name, What: what, Err: cause}
 	var problems []error
-	newGone := false
 	if err := a.stop(ctx, newID, nil); err != nil {
 		problems = append(problems, fmt.Errorf("remove the new container: %w", err))
 	} else if err := a.removeContainer(ctx, newID); err != nil {
 		problems = append(problems, fmt.Errorf("remove the new container: %w", err))
-	} else {
-		newGone = true
 	}
-	if old.aside && (newGone || !newNamed) {
+	// Tried even when the new container could not be removed: it may not
+	// have taken the name yet, and if it did, the engine says so.
+	if old.aside {
 		if err := a.rename(ctx, old.id, old.name); err != nil {
 			problems = append(problems, fmt.Errorf("give the previous container its name back: %w", err))
 		} else {
