@@ -193,6 +193,21 @@ type Observed struct {
 	// the local image of that reference; a reference absent from the map is
 	// not present locally.
 	Images map[string]string
+	// PortHolders says what holds each fixed host port a desired service
+	// publishes, when something does; a port nobody holds is absent.
+	PortHolders []PortHolder
+}
+
+// PortHolder is what holds a host port the project publishes: a running
+// container (of this project or any other), or, when no container
+// publishes it, a process on the host (ContainerID empty), found by trying
+// to bind the port.
+type PortHolder struct {
+	HostPort
+	ContainerID   string
+	ContainerName string
+	Project       string // the holder's com.docker.compose.project label, if any
+	Service       string // its com.docker.compose.service label, if any
 }
 
 // Container is one observed container of a project.

@@ -14,9 +14,10 @@ import (
 
 // engineCallsPerFlip is how many mutating engine calls one flip between the
 // two crash-test releases makes: web (pull_policy: always) is pulled,
-// created under a temporary name, the old one stopped and removed, the new
-// one renamed and started; worker the same without the pull.
-const engineCallsPerFlip = 11
+// created under a temporary name, the old one stopped and renamed aside,
+// the new one renamed and started, the old one removed; worker the same
+// without the pull.
+const engineCallsPerFlip = 13
 
 // TestAgentCrashSafety kills the agent with SIGKILL at many moments of an
 // apply, spread over every kind of engine call, restarts it and checks that

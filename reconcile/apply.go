@@ -59,6 +59,18 @@ func (e *PreconditionError) Error() string {
 // retrying the same revision fails the same way until a person acts.
 func (e *PreconditionError) Permanent() bool { return true }
 
+// PortInUseError is returned by Apply, before any engine call, when a
+// container the plan starts would publish a host port that something else
+// holds (see portProblems). It is not permanent: the port may be freed
+// without the revision changing, and a retry touches nothing until it is.
+type PortInUseError struct {
+	Problems []string
+}
+
+func (e *PortInUseError) Error() string {
+	return "cannot apply: " + strings.Join(e.Problems, "; ")
+}
+
 // DependencyError says a depends_on condition failed or timed out: the
 // dependency exited with the wrong code, became unhealthy, has no
 // healthcheck, or did not get there in time.
@@ -84,9 +96,10 @@ func (e *DependencyError) Unwrap() error { return e.Err }
 // built from: apply needs the IDs of unchanged containers to wait on their
 // conditions.
 //
-// It checks the preconditions first and pulls every image before it
-// changes anything else, so a missing external network or a failed pull
-// leaves every container as it was. It stops at the first error and returns
+// It checks the preconditions first (external resources, images, host
+// ports held by something else) and pulls every image before it changes
+// anything else, so a missing external network, a taken port or a failed
+// pull leaves every container as it was. It stops at the first error and returns
 // it with what was done so far; the next pass re-plans from the world. An
 // empty plan makes no engine call at all.
 func Apply(ctx context.Context, eng Engine, desired *compose.Project, observed compose.Observed, plan *Plan, opts ApplyOptions) (*ApplyResult, error) {
@@ -96,6 +109,9 @@ func Apply(ctx context.Context, eng Engine, desired *compose.Project, observed c
 	}
 	if problems := preconditionProblems(desired, observed); len(problems) > 0 {
 		return res, &PreconditionError{Problems: problems}
+	}
+	if problems := portProblems(desired, observed, plan.Actions); len(problems) > 0 {
+		return res, &PortInUseError{Problems: problems}
 	}
 	a := &applier{
 		eng:     eng,

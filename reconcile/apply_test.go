@@ -138,9 +138,10 @@ func TestApplyStopFirstRecreate(t *testing.T) {
 		"inspect " + migrateID, // web depends on migrate completing; it has
 		"create web#1 " + webID[:12] + "_prod-web-1 inherit=" + webID,
 		"stop " + webID + " timeout=7s",
-		"remove " + webID,
+		"rename " + webID + " " + webID[:12] + "_previous_prod-web-1", // kept until the new one runs
 		"rename new1 prod-web-1",
 		"start new1",
+		"remove " + webID,
 	})
 	if res.Recreated != 1 || len(res.Done) != 1 {
 		t.Errorf("result = %+v", res)
@@ -174,8 +175,9 @@ func TestApplyStartFirstRecreate(t *testing.T) {
 		"start new1",
 		"inspect new1", "inspect new1", // healthy before the old one stops
 		"stop " + dbID + " timeout=nil",
-		"remove " + dbID,
+		"rename " + dbID + " " + dbID[:12] + "_previous_prod-db-1",
 		"rename new1 prod-db-1",
+		"remove " + dbID,
 	})
 	if res.Recreated != 1 {
 		t.Errorf("result = %+v", res)
@@ -261,9 +263,10 @@ func TestApplyScaleDownAndRestart(t *testing.T) {
 	checkCalls(t, f, []string{
 		"create db#1 " + dbID[:12] + "_prod-db-1 inherit=" + dbID,
 		"stop " + dbID + " timeout=nil",
-		"remove " + dbID,
+		"rename " + dbID + " " + dbID[:12] + "_previous_prod-db-1",
 		"rename new1 prod-db-1",
 		"start new1",
+		"remove " + dbID,
 		"inspect new1", // api waits for the new db to have started
 		"stop " + api1 + " timeout=nil",
 		"start " + api1,
@@ -580,8 +583,9 @@ func TestApplyStartFirstWithoutHealthcheck(t *testing.T) {
 		"start new1",
 		"inspect new1", "inspect new1",
 		"stop " + dbID + " timeout=nil",
-		"remove " + dbID,
+		"rename " + dbID + " " + dbID[:12] + "_previous_prod-db-1",
 		"rename new1 prod-db-1",
+		"remove " + dbID,
 	})
 
 	// A new container that exits at once never replaces the old one.

@@ -17,7 +17,9 @@ type Engine interface {
 	// Observe reads back what the engine has for the desired project p: the
 	// containers, networks and volumes carrying its project label, the
 	// networks and volumes p names (external or not) even without the label,
-	// and which of the images p uses are present locally.
+	// which of the images p uses are present locally, and what holds the
+	// fixed host ports p publishes (a running container, or a process on
+	// the host when the engine is local).
 	Observe(ctx context.Context, p *compose.Project) (compose.Observed, error)
 
 	// Pull pulls ref from its registry, with credentials from the Docker

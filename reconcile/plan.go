@@ -96,4 +96,8 @@ type ApplyResult struct {
 	Restarted int      `json:"restarted"` // restart: true dependents (ActRestart)
 	// Reconnected counts containers re-attached to their networks.
 	Reconnected int `json:"reconnected"`
+	// Restored names the containers whose replacement could not start and
+	// that were put back, running again under their names: a failed
+	// recreate that left the replica as it was.
+	Restored []string `json:"restored,omitempty"`
 }

@@ -56,6 +56,7 @@ func BuildPlanSince(desired *compose.Project, observed compose.Observed, last *D
 	p.Actions = append(p.Actions, sp.services...)
 	p.Actions = append(p.Actions, sp.scaleDown...)
 	p.Warnings = append(p.Warnings, sp.warnings...)
+	p.Warnings = append(p.Warnings, portProblems(desired, observed, p.Actions)...)
 	if len(p.Warnings) == 0 {
 		p.Warnings = nil
 	}
@@ -351,8 +352,9 @@ func bestContainer(cs []compose.Container, svc *compose.Service, name string) co
 	return best
 }
 
-// tempName matches the temporary name a recreate gives the new container
-// ("<old id 12>_<name>") until it renames it.
+// tempName matches the temporary names a recreate gives the new container
+// ("<old id 12>_<name>") until it renames it, and the old one
+// ("<old id 12>_previous_<name>") until the new one has started.
 var tempName = regexp.MustCompile(`^[0-9a-f]{12}_`)
 
 // recreateReasons says why c must be replaced, or nothing when it is right.
@@ -389,7 +391,7 @@ func recreateReasons(desired *compose.Project, observed compose.Observed, svc *c
 		}
 	}
 	if c.Name != name {
-		if tempName.MatchString(c.Name) && c.Name[13:] == name {
+		if tempName.MatchString(c.Name) && (c.Name[13:] == name || c.Name[13:] == "previous_"+name) {
 			reasons = append(reasons, fmt.Sprintf("container name %s, want %s (left by an interrupted apply)", c.Name, name))
 		} else {
 			reasons = append(reasons, fmt.Sprintf("container name %s, want %s", c.Name, name))

@@ -191,3 +191,59 @@ func planVolumes(desired *compose.Project, observed compose.Observed) ([]Action,
 	}
 	return acts, warns
 }
+
+// portProblems lists the fixed host ports that a container the plan
+// starts would publish while something else holds them: a process on the
+// host, a container of another project, or a container of this one that
+// the plan leaves running. The engine would refuse to start it, after the
+// old container had stopped; Apply refuses before anything is touched.
+func portProblems(desired *compose.Project, observed compose.Observed, actions []Action) []string {
+	freed := map[string]bool{} // containers the plan stops for good
+	for _, act := range actions {
+		if act.Kind == ActRemove || act.Kind == ActRecreate {
+			freed[act.ContainerID] = true
+		}
+	}
+	var problems []string
+	seen := map[string]bool{}
+	for _, act := range actions {
+		switch act.Kind {
+		case ActCreate, ActRecreate, ActStart, ActRestart:
+		default:
+			continue
+		}
+		svc := desired.Service(act.Service)
+		if svc == nil {
+			continue
+		}
+		for _, h := range svc.HostPorts() {
+			for _, holder := range observed.PortHolders {
+				if !h.Overlaps(holder.HostPort) || holder.ContainerID != "" && (holder.ContainerID == act.ContainerID || freed[holder.ContainerID]) {
+					continue
+				}
+				msg := portProblem(desired.Name, svc.Name, h, holder)
+				if !seen[msg] {
+					seen[msg] = true
+					problems = append(problems, msg)
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// portProblem says who holds a port service needs, and what to do.
+func portProblem(project, service string, h compose.HostPort, holder compose.PortHolder) string {
+	who := "a process on this host (not a container)"
+	switch {
+	case holder.ContainerID == "":
+	case holder.Project == project:
+		who = fmt.Sprintf("container %s of service %s, which keeps running", holder.ContainerName, holder.Service)
+	case holder.Project != "":
+		who = fmt.Sprintf("container %s of compose project %s", holder.ContainerName, holder.Project)
+	default:
+		who = fmt.Sprintf("container %s", holder.ContainerName)
+	}
+	return fmt.Sprintf("%s: host port %s is already in use by %s: free the port or publish another one (ports: of service %s); nothing was stopped",
+		service, h, who, service)
+}

@@ -2,7 +2,9 @@
 // reading a project's containers, networks, volumes and images back by
 // their compose labels, pulling images with the Docker config's
 // credentials, and creating, starting, stopping, renaming and removing
-// what apply decides.
+// what apply decides. To say what holds the host ports a project
+// publishes, Observe also tries to bind, for an instant, those no
+// container publishes, when the engine is local.
 //
 // It knows nothing of git, releases or plans, and decides nothing: it does
 // exactly the one call it is asked for, never retries on its own, and never
@@ -34,13 +36,20 @@ type Engine struct {
 	cli      *client.Client
 	log      zerolog.Logger
 	keychain authn.Keychain // where Pull finds registry credentials
+	// probe tries host ports Observe finds no container publishing; nil
+	// for a remote engine, whose ports are not this host's.
+	probe portProbe
 }
 
 // New returns an Engine on cli. Registry credentials come from the Docker
 // config keychain (~/.docker/config.json, DOCKER_CONFIG, credential
 // helpers), read at each pull so a `docker login` needs no restart.
 func New(cli *client.Client, log zerolog.Logger) *Engine {
-	return &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain}
+	e := &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain}
+	if cli != nil {
+		e.probe = localProbe(cli.DaemonHost())
+	}
+	return e
 }
 
 // Connect returns a client for the engine at host ("" means DOCKER_HOST,

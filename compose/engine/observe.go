@@ -42,6 +42,9 @@ func (e *Engine) Observe(ctx context.Context, p *compose.Project) (compose.Obser
 	if obs.Volumes, err = e.observeVolumes(ctx, p); err != nil {
 		return compose.Observed{}, err
 	}
+	if obs.PortHolders, err = e.observePorts(ctx, p); err != nil {
+		return compose.Observed{}, err
+	}
 	for _, svc := range p.Services {
 		if svc.Image == "" {
 			continue

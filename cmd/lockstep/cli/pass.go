@@ -339,6 +339,9 @@ func appliedLine(p *reconcile.Plan, a *reconcile.ApplyResult, failed bool) strin
 		if counts != "" {
 			line += " (" + counts + ")"
 		}
+		if len(a.Restored) > 0 {
+			line += "; put back and running again: " + strings.Join(a.Restored, ", ")
+		}
 		return line
 	}
 	if len(a.Done) == 0 {

@@ -266,6 +266,12 @@ func (f *Engine) RenameContainer(ctx context.Context, id, name string) error {
 	}
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
+	for other, c := range f.World {
+		if other != id && c.Name == name {
+			// As the engine: one name, one container.
+			return fmt.Errorf("conflict: the container name %q is already in use by container %s", name, other)
+		}
+	}
 	f.names[name] = id
 	if c := f.World[id]; c != nil {
 		c.Name = name
