@@ -218,3 +218,16 @@ func TestPlanNamesAnOldContainerLeftAside(t *testing.T) {
 		t.Errorf("plan = %q", got)
 	}
 }
+
+// A recreate that was undone is not retried by the agent (a retry would
+// stop the service again for nothing); one that could not be undone is.
+func TestUndoneRecreateIsNotRetried(t *testing.T) {
+	undone := &StepError{Step: StepApply, Err: &RecreateError{Service: "web", What: "new container could not start", Err: errors.New("exec: no such file"), Restored: true}}
+	if got := Classify(undone); got != ClassPermanent {
+		t.Errorf("undone recreate: class %q, want %q", got, ClassPermanent)
+	}
+	broken := &StepError{Step: StepApply, Err: &RecreateError{Service: "web", What: "new container could not start", Err: errors.New("exec: no such file"), RestoreErr: errors.New("start: engine away")}}
+	if got := Classify(broken); got != ClassEngine {
+		t.Errorf("recreate that could not be undone: class %q, want %q", got, ClassEngine)
+	}
+}

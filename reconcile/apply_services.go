@@ -248,3 +248,10 @@ func (e *RecreateError) Error() string {
 }
 
 func (e *RecreateError) Unwrap() error { return e.Err }
+
+// Permanent is true once the previous container runs again: the engine
+// refused to start this configuration, and trying it again at every retry
+// would stop the service for a moment each time. The agent waits for the
+// branch to move (or `lockstep sync`) instead. A recreate that could not
+// be undone is not permanent: the next pass must try to repair it.
+func (e *RecreateError) Permanent() bool { return e.Restored }
