@@ -199,49 +199,62 @@ func (s *Store) lockInProcess(ctx context.Context, l *envLock, deadline time.Tim
 }
 
 // lockFile takes the flock on env's apply.lock, waiting until deadline,
-// and writes who into it.
+// and writes who into it. A released lock's file is removed, so a state
+// dir at rest holds only records; a waiter that locked a file removed
+// meanwhile opens the new one and tries again.
 func (s *Store) lockFile(ctx context.Context, env string, who Holder, deadline time.Time, w *waiter) (func(), error) {
 	p := filepath.Join(s.dir, path(env, "apply.lock"))
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return nil, fmt.Errorf("apply lock of %s: %w", env, err)
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("apply lock of %s: %w", env, err)
-	}
 	poll := 10 * time.Millisecond
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("apply lock of %s: %w", env, err)
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		switch {
+		case err == nil && samePath(f, p):
+			// Who holds it is only for the messages of whoever waits: a
+			// write that fails costs the wording, not the lock.
+			if b, err := json.Marshal(who); err == nil {
+				_, _ = f.WriteAt(append(b, '\n'), 0)
+			}
+			return func() {
+				_ = os.Remove(p) // before the close: whoever locks next finds it gone
+				_ = f.Close()    // closing releases the flock
+			}, nil
+		case err == nil:
+			f.Close() // locked a file its holder removed on release
+			continue
+		case !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR):
 			f.Close()
 			return nil, fmt.Errorf("apply lock %s: %w", p, err)
 		}
+		f.Close()
 		w.holder(readHolder(p))
 		left := time.Until(deadline)
 		if left <= 0 {
-			f.Close()
 			return nil, w.busy()
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, w.cancelled(ctx)
 		case <-time.After(min(poll, left)):
 		}
 		poll = min(2*poll, lockPollMax)
 	}
-	// Who holds it is only for the messages of whoever waits: a write
-	// that fails costs the wording, not the lock.
-	if b, err := json.Marshal(who); err == nil && f.Truncate(0) == nil {
-		_, _ = f.WriteAt(append(b, '\n'), 0)
+}
+
+// samePath reports whether f is still the file at p.
+func samePath(f *os.File, p string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
 	}
-	return func() {
-		_ = f.Truncate(0)
-		_ = f.Close() // closing releases the flock
-	}, nil
+	b, err := os.Stat(p)
+	return err == nil && os.SameFile(a, b)
 }
 
 // readHolder reads who holds the lock at p; the zero Holder when the file

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,7 +180,35 @@ func TestApplyLockIsDroppedWhenItsProcessIsKilled(t *testing.T) {
 		t.Fatalf("the lock of a killed process is still held: %v", err)
 	}
 	unlock()
-	if b, _ := os.ReadFile(filepath.Join(dir, "environments", "production", "apply.lock")); len(b) != 0 {
-		t.Errorf("a released lock still names a holder: %q", b)
+	if _, err := os.Stat(filepath.Join(dir, "environments", "production", "apply.lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a released lock left its file: %v", err)
 	}
+}
+
+// Many applies through two stores on one dir (two processes): never two
+// inside at once, whatever the interleaving of lock, remove and reopen.
+func TestApplyLockExcludesUnderContention(t *testing.T) {
+	dir := t.TempDir()
+	stores := []*Store{New(dir, 0, zerolog.Nop()), New(dir, 0, zerolog.Nop())}
+	var inside atomic.Int32
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				unlock, err := stores[g%2].LockApply(context.Background(), "production", Holder{}, time.Minute, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n := inside.Add(1); n != 1 {
+					t.Errorf("%d applies hold the lock at once", n)
+				}
+				inside.Add(-1)
+				unlock()
+			}
+		}()
+	}
+	wg.Wait()
 }
