@@ -49,7 +49,7 @@ func (e *BusyError) Error() string {
 	if !e.Holder.Since.IsZero() {
 		since = ", started " + e.Holder.Since.UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("another apply of %s is still running (%s%s); gave up after waiting %s: try again when it has finished",
+	return fmt.Sprintf("another apply of %s is still running: %s%s; gave up after waiting %s: try again when it has finished",
 		e.Environment, e.Holder, since, e.Waited.Round(time.Millisecond))
 }
 
