@@ -30,13 +30,14 @@ func (r *run) lockApply(ctx context.Context) (func(), error) {
 	})
 }
 
-// busy ends an apply that could not take the lock: nothing ran, so
-// nothing goes into the history (which the holder is writing), but the
-// result carries a failed record, so that the agent retries with backoff.
+// busy ends an apply that could not take the lock (it waited since
+// start): nothing ran, so nothing goes into the history (which the holder
+// is writing), but the result carries a failed record, so that the agent
+// retries with backoff. Whoever called says the error (the CLI on
+// stderr, the agent in its "pass finished" line).
 func (r *run) busy(start time.Time, err error) {
 	rec := r.record(start)
 	rec.Result, rec.Error, rec.Class = reconcile.ResultFailed, err.Error(), reconcile.Classify(err)
 	rec.Duration = r.p.now().Sub(start)
 	r.res.Record = &rec
-	r.log.Error().Err(err).Msg("apply not started: another apply of the environment holds its lock")
 }

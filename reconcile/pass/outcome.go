@@ -36,9 +36,10 @@ func (e *QuarantinedError) Permanent() bool { return true }
 func (p *Pipeline) Run(ctx context.Context, env Environment, opts Options) (*Result, error) {
 	r := p.newRun(env, opts)
 	if opts.Mode == ModeApply {
+		waited := p.now()
 		unlock, err := r.lockApply(ctx)
 		if err != nil {
-			r.busy(p.now(), err)
+			r.busy(waited, err)
 			return r.res, err
 		}
 		defer unlock()
