@@ -119,3 +119,53 @@ func TestTwoAppliesAtOnce(t *testing.T) {
 		t.Errorf("the apply lock outlived both applies: %v", err)
 	}
 }
+
+// TestAgentAndCLIApplyAtOnce starts the agent (whose first pass deploys a
+// fresh host) and a `lockstep apply` at the same instant: whichever takes
+// the environment's lock first applies, the other says it waits for it,
+// then finds nothing to do. No duplicate container, the next plan is
+// empty, and the agent's status is clean.
+func TestAgentAndCLIApplyAtOnce(t *testing.T) {
+	f := cliHealthFixture(t)
+	cli := harness.RequireDocker(t)
+	sha := f.release("stack A", map[string]string{"compose.yaml": stackA(f).yaml(), "worker/config.txt": "threads = 1\n"})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	a := f.startAgent("--log-level", "debug") // a no-op pass finishes at debug
+	waitCLI := f.startLockstep(ctx, "apply", "--json", "e2e")
+	r := waitCLI()
+	if r.code != 0 {
+		t.Fatalf("lockstep apply beside the agent: want exit 0: %s", r)
+	}
+	var agentPass map[string]any
+	a.waitLine(0, 3*time.Minute, "the agent's first pass", func(m map[string]any) bool {
+		if m["message"] == "pass finished" && m["trigger"] == "start" {
+			agentPass = m
+			return true
+		}
+		return false
+	})
+	_, applied := applyJSON(t, r)
+	cliApplied := applied != nil && applied.Created > 0
+	agentApplied := agentPass["result"] == string(reconcile.ResultApplied)
+	const waiting = "waiting for the apply of e2e by pid "
+	cliWaited, agentWaited := strings.Contains(r.stderr, waiting), strings.Contains(a.log(), waiting)
+	if cliApplied == agentApplied || cliWaited == agentWaited || cliApplied == cliWaited {
+		t.Fatalf("want one of them to apply and the other to wait for it: cli applied %v waited %v, agent applied %v waited %v\n%s\n--- agent\n%s",
+			cliApplied, cliWaited, agentApplied, agentWaited, r, a.log())
+	}
+	for _, bad := range []string{"already in progress", "Conflict"} {
+		if strings.Contains(r.stderr, bad) || strings.Contains(a.log(), bad) {
+			t.Errorf("the engine's race (%q):\n%s\n--- agent\n%s", bad, r, a.log())
+		}
+	}
+	w := world(t, cli, f.project)
+	checkRuns(t, w, sha, "after the agent and the CLI applied at once")
+	if p := f.plan(); !p.Empty() {
+		t.Errorf("the plan is not empty: %+v", p.Actions)
+	}
+	if s := f.status(); s.LastError != "" || s.Running != sha {
+		t.Errorf("agent status: running %s, error %q", short12(s.Running), s.LastError)
+	}
+}
