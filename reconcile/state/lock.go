@@ -155,10 +155,17 @@ type waiter struct {
 	notify func(Holder)
 	last   Holder
 	told   bool
+	blank  int // reads of a lock file that named no holder
 }
 
 func (w *waiter) holder(h Holder) {
 	if w.told && h == w.last {
+		return
+	}
+	if h.PID == 0 && !w.told && w.blank < 1 {
+		// Most likely read between the holder's lock and its write of
+		// who it is: the next poll names it.
+		w.blank++
 		return
 	}
 	w.told, w.last = true, h
