@@ -219,24 +219,7 @@ func composeError(src *sources, files []string, err error) error {
 		return &LoadError{File: m[1], Line: lineFromMessage(m[2]), Msg: m[2] + "; fix the YAML syntax", Err: err}
 	}
 	if m := validateErrRE.FindStringSubmatch(msg); m != nil {
-		detail := m[2]
-		le := &LoadError{File: m[1], Err: err}
-		if k := keyPathRE.FindStringSubmatch(detail); k != nil {
-			le.Key = k[1]
-			if f, line := src.find(strings.Split(k[1], ".")...); line > 0 {
-				le.File, le.Line = f, line
-			}
-			detail = strings.TrimSpace(strings.TrimPrefix(detail, k[1]))
-			if parts := strings.SplitN(k[1], ".", 3); len(parts) == 3 && parts[0] == "services" {
-				le.Service, le.Key = parts[1], parts[2]
-			}
-		}
-		if detail == "false schema" {
-			// The schema's way of saying "additional property".
-			detail = "not a compose key"
-		}
-		le.Msg = detail + "; check the spelling against the compose specification"
-		return le
+		return schemaError(src, m[1], m[2], err)
 	}
 	if le := containerNameScaleError(src, msg, err); le != nil {
 		return le

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -43,6 +44,14 @@ func TestBadInputTouchesNothing(t *testing.T) {
 		{"schema error", func() {
 			f.release("schema", map[string]string{"compose.yaml": withWeb("    no_such_compose_key: 1\n")})
 		}, []string{"compose.yaml", "no_such_compose_key"}},
+		// The line of the offending key, for a top-level key too (issue
+		// 10: it said "compose.yaml:" with no line).
+		{"unknown top-level key", func() {
+			f.release("top-level typo", map[string]string{"compose.yaml": good.yaml() + "servicess:\n  extra: {}\n"})
+		}, []string{fmt.Sprintf("compose.yaml:%d: servicess: not a compose key", strings.Count(good.yaml(), "\n")+1)}},
+		{"ports of the wrong type", func() {
+			f.release("ports type", map[string]string{"compose.yaml": strings.Replace(good.yaml(), `ports: ["127.0.0.1::8080"]`, "ports: 8080", 1)})
+		}, []string{`compose.yaml:4: service "web": ports: must be a array`}},
 		{"unknown pin key", func() {
 			f.git.Commit(t, "typo in pin", map[string]string{
 				"environments/e2e.toml": "commit = \"" + shaGood + "\"\ncomit_typo = 1\n",
@@ -93,6 +102,14 @@ func TestBadInputTouchesNothing(t *testing.T) {
 	f.t = t
 	f.writeConfig("")
 	f.pin(shaGood)
+	// An environment the config does not name is a usage error in every
+	// command, agent or not (issue 10: history ../../etc exited 1).
+	for _, cmd := range []string{"history", "sync", "retry", "rollback", "plan", "apply", "validate"} {
+		if r := f.lockstep(cmd, "../../etc"); r.code != 64 || !strings.Contains(r.stderr, `unknown environment "../../etc"`) {
+			t.Errorf("%s ../../etc: want exit 64 and the unknown environment named: %s", cmd, r)
+		}
+	}
+	sameWorld(t, before, world(t, cli, f.project))
 	if p := f.plan(); !p.Empty() {
 		t.Errorf("back on the good revision the plan is not empty: %+v", p.Actions)
 	}

@@ -154,11 +154,28 @@ func New(opts Options) (*Source, error) {
 	if err := os.MkdirAll(s.releasesDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create releases dir: %w", err)
 	}
-	s.repo, err = openCache(s.gitDir)
+	if s.repo, err = git.PlainOpen(s.gitDir); err != nil {
+		if s.repo, err = s.openCacheLocked(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// openCacheLocked opens or makes the cache under its lock, for a cache
+// that is not there yet or is being made: the agent and a `lockstep
+// apply` started at once on a fresh state dir would both make it, and one
+// would fail. An existing cache is opened without it, so that a reload
+// during a fetch does not wait for the fetch.
+func (s *Source) openCacheLocked() (*git.Repository, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	unlock, err := lockFile(ctx, s.lockPath)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	defer unlock()
+	return openCache(s.gitDir)
 }
 
 func openCache(dir string) (*git.Repository, error) {

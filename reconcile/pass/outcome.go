@@ -29,10 +29,21 @@ func (e *QuarantinedError) Permanent() bool { return true }
 // Run runs one pass of env as opts.Mode says. An apply ends with its
 // outcome decided and recorded: a release that fails its health gate is
 // quarantined and the last healthy revision applied again (unless
-// opts.NoRollback), and the pass goes into the environment's history.
+// opts.NoRollback), and the pass goes into the environment's history. An
+// apply holds the environment's apply lock from start to end (see
+// Pipeline.LockWait).
 // The result may come back with an error: it says how far the pass got.
 func (p *Pipeline) Run(ctx context.Context, env Environment, opts Options) (*Result, error) {
 	r := p.newRun(env, opts)
+	if opts.Mode == ModeApply {
+		waited := p.now()
+		unlock, err := r.lockApply(ctx)
+		if err != nil {
+			r.busy(waited, err)
+			return r.res, err
+		}
+		defer unlock()
+	}
 	start := p.now()
 	pctx, cancel := p.passContext(ctx)
 	err := r.runSteps(pctx, "resolve")

@@ -97,6 +97,11 @@ type Pipeline struct {
 	// a failed one (which must not inherit a deadline the failure used
 	// up). nil: DefaultPassTimeout under the caller's context.
 	PassContext func(parent context.Context) (context.Context, context.CancelFunc)
+	// LockWait bounds how long an apply (or a rollback) waits for another
+	// one of the same environment, in this process or another sharing the
+	// state dir, before it fails with a *state.BusyError; 0 is
+	// DefaultLockWait. Validate and plan take no lock.
+	LockWait time.Duration
 }
 
 // Mode says how far a pass goes.

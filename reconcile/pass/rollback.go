@@ -45,6 +45,14 @@ func (p *Pipeline) RollbackTarget(env Environment, pinned string) (state.Healthy
 func (p *Pipeline) Rollback(ctx context.Context, env Environment, pinned string, opts Options) (*Result, error) {
 	opts.Mode = ModeApply
 	r := p.newRun(env, opts)
+	unlock, err := r.lockApply(ctx)
+	if err != nil {
+		// Not even the quarantine: the holder may be writing it. Nothing
+		// ran, so no record either (the agent does not retry a rollback).
+		r.log.Error().Err(err).Msg("rollback asked for, but another apply of the environment holds its lock: not rolled back")
+		return r.res, err
+	}
+	defer unlock()
 	start := p.now()
 	target, err := p.RollbackTarget(env, pinned)
 	if err != nil {

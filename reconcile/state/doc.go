@@ -1,7 +1,9 @@
 // Package state owns what lockstep records per environment under
 // <state_dir>/environments/<env>/: the last deployment (deployed.json), the
 // healthy revisions a rollback goes back to (healthy.json), the commits held
-// back (quarantine.json) and the bounded history of passes (history.json).
+// back (quarantine.json), the bounded history of passes (history.json), and
+// the apply lock (apply.lock) that lets one pass at a time change the host
+// and those records, whichever process runs it.
 //
 // It is the one owner of those records. The CLI and the agent read them
 // from here when they need them and keep no copies, so both see the same

@@ -25,8 +25,9 @@ type Store struct {
 	historySize int
 	log         zerolog.Logger
 
-	mu  sync.Mutex        // serializes read-modify-write of one process
-	mem map[string][]byte // the files, when dir is ""
+	mu    sync.Mutex          // serializes read-modify-write of one process
+	mem   map[string][]byte   // the files, when dir is ""
+	locks map[string]*envLock // the in-process half of each environment's apply lock
 }
 
 // New returns the store of dir ("" = in memory only). historySize <= 0 is

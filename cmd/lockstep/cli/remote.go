@@ -64,10 +64,25 @@ func (c *cli) apiClient(g *globalFlags) (*api.Client, *config.Config, int) {
 }
 
 // remoteError prints an error from the agent's API; "no agent" errors say
-// how to start one.
+// how to start one. The agent's "no such environment" (404) is a usage
+// error, as an environment the config does not name is.
 func (c *cli) remoteError(err error) int {
 	fmt.Fprintf(c.stderr, "lockstep: %v\n", err)
+	var se *api.ServerError
+	if errors.As(err, &se) && se.NotFound() {
+		return exitUsage
+	}
 	return exitFailure
+}
+
+// unknownEnvironment answers, as a usage error, an environment cfg does
+// not name, before the agent is asked (whose answer would be a 404) or
+// the state dir touched.
+func (c *cli) unknownEnvironment(cfg *config.Config, env string) (int, bool) {
+	if _, ok := cfg.Environment(env); ok {
+		return 0, false
+	}
+	return c.usageError("unknown environment %q in %s; known: %s", env, cfg.Path, joinNames(cfg.EnvironmentNames())), true
 }
 
 // status prints what the running agent knows of each environment.
@@ -160,8 +175,11 @@ func (c *cli) history(ctx context.Context, g *globalFlags, args []string) int {
 	if limit < 1 {
 		return c.usageError("history: --limit must be at least 1")
 	}
-	cl, _, code := c.apiClient(g)
+	cl, cfg, code := c.apiClient(g)
 	if cl == nil {
+		return code
+	}
+	if code, unknown := c.unknownEnvironment(cfg, rest[0]); unknown {
 		return code
 	}
 	passes, err := cl.History(ctx, rest[0], limit)
@@ -226,13 +244,16 @@ func (c *cli) sync(ctx context.Context, g *globalFlags, args []string) int {
 	if len(rest) > 1 {
 		return c.usageError("sync takes at most one environment")
 	}
-	cl, _, code := c.apiClient(g)
+	cl, cfg, code := c.apiClient(g)
 	if cl == nil {
 		return code
 	}
 	env := ""
 	if len(rest) == 1 {
 		env = rest[0]
+		if code, unknown := c.unknownEnvironment(cfg, env); unknown {
+			return code
+		}
 	}
 	queued, err := cl.Sync(ctx, env)
 	if err != nil {
@@ -302,11 +323,14 @@ func (c *cli) envAction(ctx context.Context, g *globalFlags, name string, args [
 	if len(rest) != 1 {
 		return c.usageError("%s takes exactly one environment", name)
 	}
-	cl, _, code := c.apiClient(g)
+	cl, cfg, code := c.apiClient(g)
 	if cl == nil {
 		return code
 	}
 	env := rest[0]
+	if code, unknown := c.unknownEnvironment(cfg, env); unknown {
+		return code
+	}
 	if err := act(cl, env); errors.Is(err, errOffline) {
 		return exitOK
 	} else if err != nil {

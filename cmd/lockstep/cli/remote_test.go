@@ -111,8 +111,11 @@ func TestRetryAndRollbackCommands(t *testing.T) {
 	if got.code != exitFailure || !strings.Contains(got.stderr, "no healthy revision to roll back to") || !strings.Contains(got.stderr, "HTTP 409") {
 		t.Fatalf("rollback with nothing to roll back to: exit %d\n%s", got.code, got.stderr)
 	}
+	// An environment the config does not name is a usage error (issue 10:
+	// it was exit 1, with the agent's 404); TestUnknownEnvironmentIsAUsageErrorInEveryCommand
+	// has the agent's own 404.
 	got = run(t, nil, nil, "--config", cfg, "retry", "qa")
-	if got.code != exitFailure || !strings.Contains(got.stderr, `no environment named "qa"`) || !strings.Contains(got.stderr, "HTTP 404") {
+	if got.code != exitUsage || !strings.Contains(got.stderr, `unknown environment "qa"`) {
 		t.Fatalf("retry of an unknown environment: exit %d\n%s", got.code, got.stderr)
 	}
 	for _, args := range [][]string{{"retry"}, {"rollback", "a", "b"}} {
@@ -143,5 +146,27 @@ func TestStatusAndHistoryShowTheQuarantineAndTheFailingService(t *testing.T) {
 	if got.code != exitOK || !strings.Contains(got.stdout, "SERVICE") || !strings.Contains(got.stdout, "rolled-back to "+shaProd[:12]+"  web") ||
 		!strings.Contains(got.stdout, "last log lines of web (pass p2, commit "+shaStaging[:12]+"):\n  | listening on :8080\n  | panic: no database\n") {
 		t.Fatalf("history:\n%s%s", got.stdout, got.stderr)
+	}
+}
+
+func TestUnknownEnvironmentIsAUsageErrorInEveryCommand(t *testing.T) {
+	running := serveRemote(t, &remoteAgent{})
+	// No agent behind this one: the config is enough to know.
+	stopped := writeConfig(t, testConfig+fmt.Sprintf("\n[api]\nsocket = %q\n", filepath.Join(t.TempDir(), "none.sock")))
+	for _, cfg := range []string{running, stopped} {
+		for _, cmd := range []string{"history", "sync", "retry", "rollback", "plan", "apply", "validate"} {
+			for _, env := range []string{"../../etc", "qa"} {
+				got := run(t, nil, nil, "--config", cfg, cmd, env)
+				if got.code != exitUsage || !strings.Contains(got.stderr, fmt.Sprintf("unknown environment %q in %s; known: production, staging", env, cfg)) {
+					t.Errorf("%s %s (agent running: %v): exit %d, want %d\n%s", cmd, env, cfg == running, got.code, exitUsage, got.stderr)
+				}
+			}
+		}
+	}
+	// The config names it but the agent does not (it runs an older
+	// config): the agent's 404 is a usage error too.
+	got := run(t, nil, nil, "--config", running, "history", "staging")
+	if got.code != exitUsage || !strings.Contains(got.stderr, `no environment named "staging"`) || !strings.Contains(got.stderr, "HTTP 404") {
+		t.Errorf("history of an environment the agent does not know: exit %d\n%s", got.code, got.stderr)
 	}
 }
