@@ -167,12 +167,22 @@ func (a *Agent) restoredStatus(env pass.Environment) reconcile.EnvStatus {
 	if err != nil {
 		a.log.Warn().Err(err).Str("env", env.Name).Msg("ignoring the unreadable pass history")
 	}
+	foldHistory(&st, recs)
+	return st
+}
+
+// foldHistory sets what the history says of the last passes in st: the
+// last pass, the commit it pinned, its error, the last success and the
+// last health gate failure.
+func foldHistory(st *reconcile.EnvStatus, recs []reconcile.PassRecord) {
 	n := len(recs)
 	if n == 0 {
-		return st
+		return
 	}
 	last := recs[n-1]
+	st.LastPass = &last
 	st.Pinned = last.Commit
+	st.LastError = ""
 	if last.Result == reconcile.ResultFailed || last.Result == reconcile.ResultRolledBack {
 		st.LastError = last.Error
 	}
@@ -188,7 +198,6 @@ func (a *Agent) restoredStatus(env pass.Environment) reconcile.EnvStatus {
 			break
 		}
 	}
-	return st
 }
 
 // Run drives every environment until ctx is done, then waits for the passes

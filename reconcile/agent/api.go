@@ -143,9 +143,14 @@ func (a *Agent) fromState(env, project string, s *reconcile.EnvStatus) {
 	if h, err := a.store.Healthy(env); err == nil && len(h) > 0 {
 		s.LastHealthy = h[0].Commit
 	}
-	if recs, err := a.store.History(env, 1); err == nil && len(recs) == 1 {
-		last := recs[0]
-		s.LastPass = &last
+	// A pass recorded that this loop has not folded into its status yet
+	// (it is finishing now, or another process ran it: lockstep apply):
+	// what the status says of the last pass is read from the history, so
+	// it is consistent with the record shown.
+	if recs, err := a.store.History(env, 0); err == nil && len(recs) > 0 {
+		if last := recs[len(recs)-1]; s.LastPass == nil || s.LastPass.ID != last.ID {
+			foldHistory(s, recs)
+		}
 	}
 	q, err := a.store.Quarantine(env)
 	if err != nil {

@@ -182,6 +182,8 @@ func (a *Agent) skipQuarantined(l *envLoop, st *loopState, res *pass.Result, tri
 // recordPass updates l's status with rec. Called with a.mu held.
 func (a *Agent) recordPass(l *envLoop, rec reconcile.PassRecord, delay time.Duration, err error) {
 	s := &l.status
+	recCopy := rec
+	s.LastPass = &recCopy
 	s.Passes[rec.Result]++
 	s.Recreated += rec.Recreated
 	if rec.Commit != "" {
