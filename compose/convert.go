@@ -23,6 +23,7 @@ type converter struct {
 	fileCache   map[string]string
 	secrets     *keyring
 	secretFiles map[string]secretWrite // by host path: the decrypted configs/secrets the services bind
+	warnings    []Warning              // keys ignored as Docker Compose ignores them (see ignore)
 }
 
 func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Project, k *keyring) (*Project, error) {
@@ -66,6 +67,7 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 		}
 		services = append(services, svc)
 	}
+	p.Warnings = c.warnings
 	if err := uniqueContainerNames(src, opts.Project, services); err != nil {
 		return nil, err
 	}

@@ -19,8 +19,17 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 	name := s.Name
 	fail := func(key, msg string) error { return located(c.src, name, key, msg) }
 
-	if refused := refusedKeys(s); len(refused) > 0 {
-		return Service{}, fail(refused[0][0], refused[0][1])
+	for _, r := range refusedKeys(s) {
+		why, lenient := c.lenientKey(s, r[0])
+		if !lenient {
+			return Service{}, fail(r[0], r[1])
+		}
+		if err := c.ignore(name, r[0], why); err != nil {
+			return Service{}, err
+		}
+	}
+	if err := c.platformCheck(s); err != nil {
+		return Service{}, err
 	}
 	if s.Image == "" {
 		return Service{}, fail("image", "image is required: lockstep does not build images; push the image in CI and reference it")
@@ -231,50 +240,37 @@ func (c *converter) serviceFiles(s types.ServiceConfig, host *container.HostConf
 	return dedupeFiles(files), nil
 }
 
-// deployChecks applies deploy: and refuses the parts of it that only mean
-// something to Swarm, which compose silently ignores.
+// deployChecks applies deploy: and decides the parts of it that only
+// mean something to Swarm (see swarmDeploy).
 func (c *converter) deployChecks(s types.ServiceConfig, out *Service) error {
 	d := s.Deploy
 	if d == nil {
 		return nil
 	}
 	fail := func(key, msg string) error { return located(c.src, s.Name, "deploy."+key, msg) }
-	swarmOnly := func(key string) error {
-		return fail(key, "this is a Swarm setting that a single Docker host cannot honour; remove it")
+	switch d.Mode {
+	case "", "replicated":
+	case "global":
+		// One task per node; a single host is one node, which is also what
+		// Docker Compose runs (one container).
+		if d.Replicas != nil {
+			return fail("replicas", "replicas cannot be combined with mode: global (Swarm refuses it too); remove one of them")
+		}
+	default:
+		return fail("mode", fmt.Sprintf("mode %q is not supported: jobs run to completion, which lockstep does not schedule; run the task as a service with restart: \"no\"", d.Mode))
 	}
-	switch {
-	case d.Mode != "" && d.Mode != "replicated":
-		return fail("mode", fmt.Sprintf("mode %q is not supported; only replicated services run on a single host", d.Mode))
-	case len(d.Labels) > 0:
-		return fail("labels", "deploy.labels label a Swarm service, which lockstep does not create; use labels: for container labels")
-	case d.RollbackConfig != nil:
-		return swarmOnly("rollback_config")
-	case len(d.Placement.Constraints) > 0 || len(d.Placement.Preferences) > 0 || d.Placement.MaxReplicas > 0:
-		return swarmOnly("placement")
-	case d.EndpointMode != "":
-		return swarmOnly("endpoint_mode")
-	}
-	if rp := d.RestartPolicy; rp != nil && (rp.Delay != nil || rp.Window != nil) {
-		return fail("restart_policy", "delay and window cannot be honoured by the engine's restart policy; keep only condition and max_attempts")
+	if err := c.swarmDeploy(s); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		key string
 		res *types.Resource
 	}{{"resources.limits", d.Resources.Limits}, {"resources.reservations", d.Resources.Reservations}} {
-		if r.res == nil {
-			continue
-		}
-		if len(r.res.Devices) > 0 {
+		if r.res != nil && len(r.res.Devices) > 0 {
 			return fail(r.key+".devices", "device reservations (GPUs) are not supported by lockstep; remove them")
-		}
-		if len(r.res.GenericResources) > 0 {
-			return swarmOnly(r.key + ".generic_resources")
 		}
 	}
 	if u := d.UpdateConfig; u != nil {
-		if u.Parallelism != nil || u.Delay != 0 || u.FailureAction != "" || u.Monitor != 0 || u.MaxFailureRatio != 0 {
-			return fail("update_config", "lockstep honours only deploy.update_config.order; remove the other update_config settings")
-		}
 		switch u.Order {
 		case "", StopFirst:
 		case StartFirst:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
@@ -16,10 +17,13 @@ import (
 // compose-go computes when it resolves environments itself (it is told not
 // to, see Load), except that env files ending in .age are decrypted first.
 // TestResolveEnvironmentMatchesCompose holds the two to the same result.
-func resolveEnvironments(cp *types.Project, src *sources, k *keyring) error {
+//
+// roots are the host directories an env_file outside the release may be
+// read from (see hostEnvFile).
+func resolveEnvironments(cp *types.Project, src *sources, k *keyring, roots []string) error {
 	for _, name := range sortedKeys(cp.Services) {
 		s := cp.Services[name]
-		env, err := serviceEnvironment(name, s.Environment, s.EnvFiles, cp.Environment, src, k)
+		env, err := serviceEnvironment(name, s.Environment, s.EnvFiles, cp.Environment, src, k, roots)
 		if err != nil {
 			return err
 		}
@@ -45,7 +49,7 @@ func resolveEnvironments(cp *types.Project, src *sources, k *keyring) error {
 // Env files ending in .age are decrypted; their syntax errors are reported
 // by line only, and the values they set are remembered by k.
 func serviceEnvironment(service string, environment types.MappingWithEquals, envFiles []types.EnvFile, projectEnv types.Mapping,
-	src *sources, k *keyring) (types.MappingWithEquals, error) {
+	src *sources, k *keyring, roots []string) (types.MappingWithEquals, error) {
 	explicit := types.MappingWithEquals{}
 	for name, v := range environment {
 		if v == nil {
@@ -77,6 +81,19 @@ func serviceEnvironment(service string, environment types.MappingWithEquals, env
 		case "", dotenv.DotEnv:
 		default:
 			return nil, located(src, service, "env_file", fmt.Sprintf("%s: format %q is not supported by lockstep; remove format: to use the dotenv format", rel, ef.Format))
+		}
+		if !within(src.releaseDir, ef.Path) {
+			skip, err := hostEnvFile(src, service, ef, roots)
+			if err != nil || skip {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if err := parseHostEnvFile(service, ef, vars, lookup, k); err != nil {
+				return nil, forService(err, service, "env_file")
+			}
+			continue
 		}
 		if _, err := os.Stat(ef.Path); err != nil {
 			if errors.Is(err, os.ErrNotExist) && !bool(ef.Required) {
@@ -144,4 +161,60 @@ func forService(err error, service, key string) error {
 	out := *le
 	out.Service, out.Key = service, key
 	return &out
+}
+
+// hostEnvFile decides whether the loader may read ef, an env_file outside
+// the release (an absolute path, written as such or built by
+// interpolation): only a regular file under one of roots, which are
+// [policy].allowed_bind_roots. The loader reads it itself, before the
+// policy step and in validate and plan too, so the check cannot be a
+// warn-mode warning: a compose file from git naming /dev/zero or
+// /etc/shadow would make the agent read it. A file a container could bind
+// it may read as environment, which gives it nothing more. skip is true
+// for a missing file marked required: false.
+func hostEnvFile(src *sources, service string, ef types.EnvFile, roots []string) (skip bool, err error) {
+	fail := func(msg string) (bool, error) { return false, located(src, service, "env_file", msg) }
+	p := filepath.Clean(ef.Path)
+	allowed := bindRoots("", roots)
+	if !underAny(p, allowed) || !underAny(resolve(p), allowed) {
+		return fail(fmt.Sprintf("host path %q refused: lockstep reads host files only under [policy].allowed_bind_roots = %s; add its directory there, reference a file of the repository by relative path, or put host-local values in the agent config's env_files", ef.Path, tomlList(roots)))
+	}
+	st, err := os.Stat(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !bool(ef.Required):
+		return true, nil
+	case err != nil:
+		return fail(fmt.Sprintf("host env file %s cannot be read: %v; create it on the host, fix env_file, or mark it required: false", p, pathReason(err)))
+	case !st.Mode().IsRegular():
+		return fail(fmt.Sprintf("host env file %s is not a regular file (%v); point env_file at a file", p, st.Mode().Type()))
+	}
+	return false, nil
+}
+
+// parseHostEnvFile reads a host env file (see hostEnvFile) into vars. Such
+// a file holds what is kept out of git, secrets mostly: its values are
+// redacted from errors like decrypted ones, and its syntax errors say only
+// the line.
+func parseHostEnvFile(service string, ef types.EnvFile, vars map[string]string, lookup func(string) (string, bool), k *keyring) error {
+	f, err := os.Open(ef.Path)
+	if err != nil {
+		return &LoadError{File: ef.Path, Service: service, Key: "env_file", Msg: fmt.Sprintf("cannot read env file: %v", pathReason(err)), Err: err}
+	}
+	defer f.Close()
+	if err := envFileSize(f); err != nil {
+		return &LoadError{File: ef.Path, Service: service, Key: "env_file", Msg: err.Error(), Err: err}
+	}
+	before := maps.Clone(vars)
+	if err := dotenv.ParseWithFormat(f, ef.Path, vars, lookup, ef.Format); err != nil {
+		return &LoadError{File: ef.Path, Line: lineFromMessage(err.Error()), Service: service, Key: "env_file",
+			Msg: "invalid dotenv syntax or variable reference (details withheld: host env files hold secrets); fix the file on the host"}
+	}
+	set := map[string]string{}
+	for name, v := range vars {
+		if old, ok := before[name]; !ok || old != v {
+			set[name] = v
+		}
+	}
+	k.remember(ef.Path, set)
+	return nil
 }

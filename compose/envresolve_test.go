@@ -93,7 +93,7 @@ INLINE=value # comment
 	src := &sources{releaseDir: dir}
 	for _, name := range sortedKeys(raw.Services) {
 		s := raw.Services[name]
-		ours, err := serviceEnvironment(name, s.Environment, s.EnvFiles, raw.Environment, src, newKeyring(SecretOptions{}))
+		ours, err := serviceEnvironment(name, s.Environment, s.EnvFiles, raw.Environment, src, newKeyring(SecretOptions{}), nil)
 		if err != nil {
 			t.Fatalf("service %s: %v", name, err)
 		}

@@ -16,7 +16,10 @@ import (
 //   - ignored: has no effect on a running container (metadata, or already
 //     applied by compose-go while loading), safe to accept;
 //   - anything else maps to the reason it is refused, returned as an error
-//     when the key is set.
+//     when the key is set; unless Docker Compose ignores the key on `up`
+//     as it is written (build: beside image:, develop:, ...), in which
+//     case lockstep ignores it too, with a Warning, and refuses it only
+//     with [compose].strict (see converter.lenientKey).
 //
 // TestServiceKeysCoverServiceConfig fails when compose-go grows a field
 // that is in none of these, so an upgrade cannot silently drop a key; at
@@ -35,7 +38,7 @@ var serviceKeys = map[string]string{
 	"log_driver": handled, "log_opt": handled, "logging": handled, "mac_address": handled,
 	"mem_limit": handled, "mem_reservation": handled, "mem_swappiness": handled, "memswap_limit": handled,
 	"name": handled, "network_mode": handled, "networks": handled, "oom_kill_disable": handled,
-	"oom_score_adj": handled, "pid": handled, "pids_limit": handled, "ports": handled,
+	"oom_score_adj": handled, "pid": handled, "pids_limit": handled, "platform": handled, "ports": handled,
 	"privileged": handled, "profiles": handled, "pull_policy": handled, "read_only": handled,
 	"restart": handled, "runtime": handled, "scale": handled, "secrets": handled,
 	"security_opt": handled, "shm_size": handled, "stdin_open": handled, "stop_grace_period": handled,
@@ -63,7 +66,6 @@ var serviceKeys = map[string]string{
 	"links":              "links is legacy linking; services on a shared network reach each other by service name, use networks.<net>.aliases for extra names",
 	"net":                "net is the legacy spelling of network_mode; use network_mode:",
 	"volumes_from":       "volumes_from is not supported by lockstep; share a named volume between the services instead",
-	"platform":           "lockstep pulls images for the host's platform only; remove platform:",
 	"credential_spec":    "credential_spec is Windows-only; remove it",
 	"isolation":          "isolation is Windows-only; remove it",
 	"cpu_count":          "cpu_count is Windows-only; use cpus: on Linux",

@@ -28,6 +28,18 @@ type LoadOptions struct {
 	HostEnvFiles []string          // absolute host-local env files (secrets outside git), in order
 	Version      string            // lockstep version, for the com.docker.compose.version label
 	Secrets      SecretOptions     // how to decrypt the release's *.age files and where decrypted configs/secrets go
+	// Strict refuses the keys Docker Compose ignores on a single host
+	// (Swarm-only deploy settings, build: beside image:, develop:, ...)
+	// instead of ignoring them with a Project.Warnings entry
+	// ([compose].strict).
+	Strict bool
+	// HostFileRoots are the absolute host directories an env_file outside
+	// the release may be read from ([policy].allowed_bind_roots: what a
+	// container may bind, it may also read as environment).
+	HostFileRoots []string
+	// HostPlatform is the engine's os/arch ("linux/amd64") that platform:
+	// is compared with; "" means the agent's own, the engine being local.
+	HostPlatform string
 }
 
 // Compose's discovery names, in its order of preference.
@@ -123,7 +135,7 @@ func loadProject(ctx context.Context, opts LoadOptions, k *keyring) (*Project, e
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("load %s: %w", opts.ReleaseDir, err)
 	}
-	if err := resolveEnvironments(cp, src, k); err != nil {
+	if err := resolveEnvironments(cp, src, k, opts.HostFileRoots); err != nil {
 		return nil, err
 	}
 	return convertProject(opts, files, src, cp, k)

@@ -87,6 +87,10 @@ type Project struct {
 	// WriteSecrets writes them. Pass them to PruneSecrets as in use.
 	SecretFiles []string
 
+	// Warnings are the keys of the compose files ignored as Docker Compose
+	// ignores them on a single host (none with LoadOptions.Strict).
+	Warnings []Warning `json:",omitempty"`
+
 	// secrets holds the plaintext of SecretFiles until WriteSecrets: never
 	// exported, serialized or logged (see secretWrites).
 	secrets *secretWrites

@@ -264,6 +264,11 @@ func (s *sources) checkRead(f *sourceFile, n *yaml.Node, key, service string) er
 		return err
 	}
 	p := n.Value
+	if key == "env_file" {
+		// Read by lockstep itself after loading, where a host path is
+		// judged once it is interpolated (see hostEnvFile).
+		return nil
+	}
 	if filepath.IsAbs(p) && !hasVariable(p) && !within(s.releaseDir, filepath.Clean(p)) {
 		return &LoadError{File: f.rel, Line: n.Line, Service: service, Key: key,
 			Msg: fmt.Sprintf("host path %q refused: lockstep reads only files of the repository while loading; reference the file by relative path, or put host-local values in the agent config's env_files", p)}
