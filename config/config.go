@@ -93,6 +93,17 @@ type Config struct {
 	Environments []Environment // in file order; names and projects unique
 	Policy       Policy
 	Secrets      Secrets
+	Compose      Compose
+}
+
+// Compose is the [compose] table: how strictly compose files are read.
+type Compose struct {
+	// Strict (strict) refuses the keys Docker Compose accepts and ignores
+	// on a single host (Swarm-only deploy settings, build: beside image:,
+	// develop:, ...) instead of ignoring them with a warning. Default
+	// false: a compose file shared with a Swarm stack or a developer's
+	// machine deploys, and validate and plan name what had no effect.
+	Strict bool
 }
 
 // Commit roles [repo.verify].commits can name. gitsource's trust-rule

@@ -408,6 +408,8 @@ allow_capabilities = ["NET_ADMIN"]
 allow_devices = true
 allow_docker_socket = true
 allowed_bind_roots = ["/srv/data"]
+[compose]
+strict = true
 [[environment]]
 name = "a"
 health_timeout = "3m"
@@ -643,5 +645,38 @@ func TestVerifyDefaults(t *testing.T) {
 	}
 	if (Verify{Commits: VerifyBoth}).Enabled() {
 		t.Fatal("verification without keys must be off")
+	}
+}
+
+// TestComposeStrict: [compose].strict is off unless set, and only a boolean.
+func TestComposeStrict(t *testing.T) {
+	base := "[repo]\nurl = \"https://h/x\"\n[[environment]]\nname = \"a\"\n"
+	tests := []struct {
+		name, doc, want string
+		strict          bool
+	}{
+		{"default", "", "", false},
+		{"empty table", "[compose]\n", "", false},
+		{"on", "[compose]\nstrict = true\n", "", true},
+		{"off", "[compose]\nstrict = false\n", "", false},
+		{"string", "[compose]\nstrict = \"yes\"\n", `x.toml:6: [compose].strict: must be true or false, got string "yes"`, false},
+		{"typo", "[compose]\nstrikt = true\n", "x.toml:6: [compose].strikt: unknown key `strikt`; did you mean `strict`?", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("x.toml", []byte(base+tc.doc))
+			if tc.want != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+					t.Fatalf("got  %v\nwant %s", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Compose.Strict != tc.strict {
+				t.Errorf("strict = %t, want %t", cfg.Compose.Strict, tc.strict)
+			}
+		})
 	}
 }

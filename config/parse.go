@@ -30,6 +30,11 @@ type file struct {
 	Environments []fileEnvironment `toml:"environment"`
 	Policy       filePolicy        `toml:"policy"`
 	Secrets      fileSecrets       `toml:"secrets"`
+	Compose      fileCompose       `toml:"compose"`
+}
+
+type fileCompose struct {
+	Strict any `toml:"strict"`
 }
 
 type fileSecrets struct {

@@ -65,6 +65,7 @@ func (c *checker) build(f *file) *Config {
 
 	cfg.Policy = c.policy(&f.Policy)
 	cfg.Secrets = c.secrets(&f.Secrets)
+	cfg.Compose.Strict = c.boolean(tableKey("compose", "strict"), f.Compose.Strict, false)
 
 	cfg.Environments = c.environments(f.Environments)
 	for i := range cfg.Environments {
