@@ -148,6 +148,10 @@ type Result struct {
 	Healthy bool `json:"healthy,omitempty"`
 	// Policy lists the release's deploy policy violations.
 	Policy []string `json:"policy,omitempty"`
+	// ComposeWarnings are the keys of the release's compose files ignored
+	// as Docker Compose ignores them on a single host (compose.Warning),
+	// each naming its file, line, service and key.
+	ComposeWarnings []string `json:"compose_warnings,omitempty"`
 	// Signatures says who signed the commits [repo.verify] checked.
 	Signatures []string `json:"signatures,omitempty"`
 	// Quarantined is set when the pinned commit is held back: nothing was

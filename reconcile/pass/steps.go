@@ -160,14 +160,20 @@ func (r *run) materialize(ctx context.Context) error {
 	return nil
 }
 
-// load reads the release's compose files into the desired project.
-// Reads the release dir and host env files; writes nothing.
+// load reads the release's compose files into the desired project, and
+// logs (warn) the keys it ignored. Reads the release dir and host env
+// files; changes only the result's ComposeWarnings.
 func (r *run) load(ctx context.Context) error {
 	p, err := r.p.Load(ctx, r.env, r.rel)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepLoad, Err: fmt.Errorf("load %s at %s: %w", r.env.Name, reconcile.Short(r.rel.Commit), err)}
 	}
 	r.project = p
+	for _, w := range p.Warnings {
+		r.res.ComposeWarnings = append(r.res.ComposeWarnings, w.String())
+		r.log.Warn().Str("file", w.File).Int("line", w.Line).Str("service", w.Service).Str("key", w.Key).
+			Msg("compose key ignored, as Docker Compose ignores it on a single host ([compose].strict = true refuses it): " + w.String())
+	}
 	return nil
 }
 

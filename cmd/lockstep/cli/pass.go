@@ -39,6 +39,11 @@ type envResult struct {
 	// Policy holds the deploy policy violations of the release (warnings
 	// in warn mode, why it was refused in enforce mode); absent when none.
 	Policy []string `json:"policy,omitempty"`
+	// ComposeWarnings are the compose keys ignored as Docker Compose
+	// ignores them on a single host, each with its file, line, service
+	// and key; absent when none (always with [compose].strict, which
+	// refuses them).
+	ComposeWarnings []string `json:"compose_warnings,omitempty"`
 	// Signatures says who signed the commits [repo.verify] checked.
 	Signatures []string `json:"signatures,omitempty"`
 	Error      string   `json:"error,omitempty"`
@@ -183,6 +188,7 @@ func (res *envResult) fill(pr *pass.Result) {
 	}
 	res.Head, res.Commit, res.Paused = pr.Head, pr.Commit, pr.Paused
 	res.Plan, res.Applied, res.Policy, res.Signatures = pr.Plan, pr.Applied, pr.Policy, pr.Signatures
+	res.ComposeWarnings = pr.ComposeWarnings
 	res.RolledBackTo, res.Unhealthy = pr.RolledBackTo, pr.Unhealthy
 	if pr.Quarantined != nil {
 		res.Quarantined = pr.Quarantined.Commit
@@ -216,6 +222,7 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 		} else if checked && len(res.Policy) > 0 {
 			fmt.Fprintf(w, "%s: refused by the deploy policy at %s\n", res.Environment, short(res.Commit))
 		}
+		c.writeComposeWarnings(res)
 		c.writePolicy(res, policyMode, false)
 		if res.Paused {
 			fmt.Fprintf(w, "  paused: the pin file says paused = true; apply changes nothing\n")
@@ -245,6 +252,7 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 		for _, sig := range res.Signatures {
 			fmt.Fprintf(w, "  signature: %s\n", sig)
 		}
+		c.writeComposeWarnings(res)
 		c.writePolicy(res, policyMode, true)
 	}
 }
@@ -262,6 +270,7 @@ func (c *cli) writeApply(res envResult, policyMode string, checked bool) {
 	} else if checked && len(res.Policy) > 0 {
 		fmt.Fprintf(w, "%s: refused by the deploy policy at %s, nothing touched\n", res.Environment, short(res.Commit))
 	}
+	c.writeComposeWarnings(res)
 	c.writePolicy(res, policyMode, false)
 	switch {
 	case res.Paused:
@@ -301,6 +310,25 @@ func (c *cli) writePolicy(res envResult, mode string, always bool) {
 	fmt.Fprintf(w, "  policy: %d %s (mode %s: %s)\n", len(res.Policy), plural(len(res.Policy), "violation", "violations"), mode, outcome)
 	for _, v := range res.Policy {
 		fmt.Fprintf(w, "    %s\n", v)
+	}
+}
+
+// writeComposeWarnings prints the compose keys the release sets that
+// lockstep ignored, as Docker Compose does on a single host; nothing when
+// there are none.
+//
+//	compose: 1 key ignored, as Docker Compose ignores it on a single host ([compose].strict = true refuses it)
+//	  compose.yaml:9: service "web": deploy.placement: ignored: placement is a Swarm setting ...
+func (c *cli) writeComposeWarnings(res envResult) {
+	n := len(res.ComposeWarnings)
+	if n == 0 {
+		return
+	}
+	w := c.stdout
+	fmt.Fprintf(w, "  compose: %d %s ignored, as Docker Compose ignores %s on a single host ([compose].strict = true refuses %s)\n",
+		n, plural(n, "key", "keys"), plural(n, "it", "them"), plural(n, "it", "them"))
+	for _, warn := range res.ComposeWarnings {
+		fmt.Fprintf(w, "    %s\n", warn)
 	}
 }
 

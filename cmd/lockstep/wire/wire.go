@@ -54,7 +54,7 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Parts, error) {
 	store := state.New(cfg.StateDir, 0, log)
 	p := &pass.Pipeline{
 		Source:  releases,
-		Load:    Loader(secrets),
+		Load:    Loader(secrets, LoadRules(cfg)),
 		Backend: &reconcile.Host{Engine: eng},
 		State:   store,
 		Policy:  Policy(cfg.Policy),
@@ -131,26 +131,39 @@ func Environments(cfg *config.Config) []pass.Environment {
 	return out
 }
 
+// Rules are the agent config's settings of how compose files are read.
+type Rules struct {
+	Strict        bool     // [compose].strict
+	HostFileRoots []string // [policy].allowed_bind_roots, where a host env_file may be read from
+}
+
+// LoadRules are cfg's Rules.
+func LoadRules(cfg *config.Config) Rules {
+	return Rules{Strict: cfg.Compose.Strict, HostFileRoots: slices.Clone(cfg.Policy.AllowedBindRoots)}
+}
+
 // Loader loads a release's compose files, decrypting its *.age files with
-// secrets. The environment's own compose_files (host config) win over the
-// pin's; neither means compose's default file discovery.
-func Loader(secrets compose.SecretOptions) pass.Loader {
+// secrets, under rules. The environment's own compose_files (host config)
+// win over the pin's; neither means compose's default file discovery.
+func Loader(secrets compose.SecretOptions, rules Rules) pass.Loader {
 	return func(ctx context.Context, env pass.Environment, rel gitsource.Release) (*compose.Project, error) {
 		files := env.ComposeFiles
 		if len(files) == 0 {
 			files = rel.ComposeFiles
 		}
 		return compose.Load(ctx, compose.LoadOptions{
-			ReleaseDir:   rel.Dir,
-			Project:      env.Project,
-			Environment:  env.Name,
-			Commit:       rel.Commit,
-			ComposeFiles: files,
-			PinVars:      rel.Vars,
-			HostEnvFiles: env.EnvFiles,
-			RepoEnvFiles: rel.EnvFiles,
-			Secrets:      secrets,
-			Version:      Version(),
+			ReleaseDir:    rel.Dir,
+			Project:       env.Project,
+			Environment:   env.Name,
+			Commit:        rel.Commit,
+			ComposeFiles:  files,
+			PinVars:       rel.Vars,
+			HostEnvFiles:  env.EnvFiles,
+			RepoEnvFiles:  rel.EnvFiles,
+			Secrets:       secrets,
+			Version:       Version(),
+			Strict:        rules.Strict,
+			HostFileRoots: rules.HostFileRoots,
 		})
 	}
 }
