@@ -59,6 +59,14 @@ func (c *converter) lenientKey(s types.ServiceConfig, key string) (string, bool)
 		return "develop configures `docker compose watch`, which `docker compose up` does not run either", true
 	case "cpu_count", "cpu_percent":
 		return key + " is Windows-only; the Linux engine discards it too", true
+	case "credential_spec":
+		return "credential_spec is Windows-only (gMSA); Docker Compose does not pass it to the engine either", true
+	case "isolation":
+		// Compose passes it; the Linux engine refuses any other value.
+		if s.Isolation != "default" {
+			return "", false
+		}
+		return "isolation: default is the only isolation the Linux engine has", true
 	case "links":
 		return c.plainLinks(s)
 	}

@@ -19,6 +19,8 @@ func TestComposeLeniency(t *testing.T) {
 		{"links by service name", "  web:\n    image: x:1\n    links: [db, \"db:db\"]\n  db:\n    image: y:1\n", "links", "share a network"},
 		{"cpu_count", "  web:\n    image: x:1\n    cpu_count: 2\n", "cpu_count", "Windows-only"},
 		{"cpu_percent", "  web:\n    image: x:1\n    cpu_percent: 50\n", "cpu_percent", "Windows-only"},
+		{"credential_spec", "  web:\n    image: x:1\n    credential_spec:\n      file: my.json\n", "credential_spec", "Windows-only"},
+		{"isolation default", "  web:\n    image: x:1\n    isolation: default\n", "isolation", "only isolation the Linux engine has"},
 		{"deploy labels", "  web:\n    image: x:1\n    deploy:\n      labels: [APP=VOTING]\n", "deploy.labels", "Swarm setting"},
 		{"placement", "  web:\n    image: x:1\n    deploy:\n      placement:\n        constraints: [node.role == manager]\n", "deploy.placement", "Swarm setting"},
 		{"placement max_replicas_per_node", "  web:\n    image: x:1\n    deploy:\n      placement:\n        max_replicas_per_node: 1\n", "deploy.placement", "Swarm setting"},
@@ -114,6 +116,7 @@ func TestComposeRefusalsWhateverStrict(t *testing.T) {
 		{"global with replicas", "  web:\n    image: x:1\n    deploy:\n      mode: global\n      replicas: 2\n", "deploy.replicas", "mode: global"},
 		{"job mode", "  web:\n    image: x:1\n    deploy:\n      mode: replicated-job\n", "deploy.mode", "jobs run to completion"},
 		{"foreign platform", "  web:\n    image: x:1\n    platform: linux/s390x\n", "platform", "not this host's platform (linux/amd64)"},
+		{"isolation hyperv", "  web:\n    image: x:1\n    isolation: hyperv\n", "isolation", "Windows-only"},
 		{"volumes_from", "  web:\n    image: x:1\n    volumes_from: [db]\n  db:\n    image: y:1\n", "volumes_from", "named volume"},
 	}
 	for _, tt := range tests {
