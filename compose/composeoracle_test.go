@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,35 +16,42 @@ import (
 // reproduces (composehash.go); .ci/compose.sh installs it.
 const composeVersion = "v5.6.0"
 
-// requireComposeCLI returns the docker binary when `docker compose
-// version` reports composeVersion. Otherwise the test is skipped loudly, or
-// fails under CI=true, where .ci/compose.sh has installed the plugin.
-func requireComposeCLI(t *testing.T) string {
+// requireComposeCLI returns the command that runs Docker Compose
+// composeVersion: `docker compose`, or the plugin binary on its own
+// (standalone mode) when there is no docker CLI. Otherwise the test is
+// skipped loudly, or fails under CI=true, where .ci/compose.sh has
+// installed the plugin.
+func requireComposeCLI(t *testing.T) []string {
 	t.Helper()
-	docker, err := exec.LookPath("docker")
-	msg := ""
-	if err != nil {
-		msg = "the docker CLI is not installed"
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, docker, "compose", "version", "--short").CombinedOutput()
-		switch got := "v" + strings.TrimPrefix(strings.TrimSpace(string(out)), "v"); {
-		case err != nil:
-			msg = "docker compose version failed: " + strings.TrimSpace(string(out))
-		case got != composeVersion:
-			msg = "docker compose is " + got + ", this oracle is for " + composeVersion
-		}
+	var candidates [][]string
+	if docker, err := exec.LookPath("docker"); err == nil {
+		candidates = append(candidates, []string{docker, "compose"})
 	}
-	if msg == "" {
-		return docker
+	dir := os.Getenv("DOCKER_CONFIG")
+	if dir == "" {
+		dir = filepath.Join(os.Getenv("HOME"), ".docker")
+	}
+	candidates = append(candidates, []string{filepath.Join(dir, "cli-plugins", "docker-compose")})
+	msg := "neither `docker compose` nor " + candidates[len(candidates)-1][0] + " runs"
+	for _, c := range candidates {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, c[0], append(c[1:], "version", "--short")...).CombinedOutput()
+		cancel()
+		if err != nil {
+			continue
+		}
+		if got := "v" + strings.TrimPrefix(strings.TrimSpace(string(out)), "v"); got != composeVersion {
+			msg = strings.Join(c, " ") + " is Docker Compose " + got + ", this oracle is for " + composeVersion
+			continue
+		}
+		return c
 	}
 	msg += " (install it with .ci/compose.sh)"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg + "; CI=true makes this a failure")
 	}
 	t.Skip("SKIPPED LOUDLY: " + msg)
-	return ""
+	return nil
 }
 
 // composeEnv is the environment an operator gives `docker compose` for a
@@ -68,23 +77,23 @@ func composeEnv(opts LoadOptions, dir string) []string {
 // --hash hashes the model `up` hashes, except that `up` resolves
 // network_mode/ipc/pid: service:x to the container id first (checked in
 // compose/engine's TestComposeUpRecreatesNothing).
-func composeHashes(t *testing.T, docker string, opts LoadOptions, files []string) map[string]string {
+func composeHashes(t *testing.T, composeCmd []string, opts LoadOptions, files []string) map[string]string {
 	t.Helper()
-	args := []string{"compose", "-p", opts.Project, "--project-directory", opts.ReleaseDir}
+	args := append(slices.Clone(composeCmd[1:]), "-p", opts.Project, "--project-directory", opts.ReleaseDir)
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
 	args = append(args, "config", "--hash", "*")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, docker, args...)
+	cmd := exec.CommandContext(ctx, composeCmd[0], args...)
 	cmd.Dir = opts.ReleaseDir
 	cmd.Env = composeEnv(opts, opts.ReleaseDir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		t.Fatalf("%s %s: %v\n%s", composeCmd[0], strings.Join(args, " "), err, stderr.String())
 	}
 	got := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -216,14 +225,14 @@ networks:
 // TestComposeConfigHashOracle: for the same files, variables and
 // directory, Service.ConfigHash is what Docker Compose v5.6.0 computes.
 func TestComposeConfigHashOracle(t *testing.T) {
-	docker := requireComposeCLI(t)
+	composeCmd := requireComposeCLI(t)
 	for name, files := range oracleProjects {
 		t.Run(name, func(t *testing.T) {
 			dir := writeRelease(t, files)
 			opts := testOptions(dir)
 			opts.PinVars = map[string]string{"PIN_VAR": "from-pin"}
 			p := load(t, opts)
-			want := composeHashes(t, docker, opts, p.ConfigFiles)
+			want := composeHashes(t, composeCmd, opts, p.ConfigFiles)
 			if len(want) != len(p.Services) {
 				t.Errorf("compose hashed %d services (%v), lockstep loaded %d", len(want), want, len(p.Services))
 			}
@@ -239,11 +248,11 @@ func TestComposeConfigHashOracle(t *testing.T) {
 // TestComposeConfigHashOracleDiscovery: without -f, Compose finds the
 // same files lockstep does (compose.yaml plus compose.override.yaml).
 func TestComposeConfigHashOracleDiscovery(t *testing.T) {
-	docker := requireComposeCLI(t)
+	composeCmd := requireComposeCLI(t)
 	dir := writeRelease(t, oracleProjects["override"])
 	opts := testOptions(dir)
 	p := load(t, opts)
-	want := composeHashes(t, docker, opts, nil)
+	want := composeHashes(t, composeCmd, opts, nil)
 	if got := p.Service("api").ConfigHash; got != want["api"] {
 		t.Errorf("api: lockstep's config-hash %s, Compose's %s", got, want["api"])
 	}

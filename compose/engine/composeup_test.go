@@ -23,35 +23,42 @@ import (
 // config-hash (compose/composehash.go); .ci/compose.sh installs it.
 const composeVersion = "v5.6.0"
 
-// requireComposeCLI returns the docker binary when `docker compose version`
-// reports composeVersion; otherwise the test is skipped loudly, or fails
-// under CI=true.
-func requireComposeCLI(t *testing.T) string {
+// requireComposeCLI returns the command that runs Docker Compose
+// composeVersion: `docker compose`, or the plugin binary on its own
+// (standalone mode) when there is no docker CLI. Otherwise the test is
+// skipped loudly, or fails under CI=true, where .ci/compose.sh has
+// installed the plugin.
+func requireComposeCLI(t *testing.T) []string {
 	t.Helper()
-	docker, err := exec.LookPath("docker")
-	msg := ""
-	if err != nil {
-		msg = "the docker CLI is not installed"
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, docker, "compose", "version", "--short").CombinedOutput()
-		switch got := "v" + strings.TrimPrefix(strings.TrimSpace(string(out)), "v"); {
-		case err != nil:
-			msg = "docker compose version failed: " + strings.TrimSpace(string(out))
-		case got != composeVersion:
-			msg = "docker compose is " + got + ", this oracle is for " + composeVersion
-		}
+	var candidates [][]string
+	if docker, err := exec.LookPath("docker"); err == nil {
+		candidates = append(candidates, []string{docker, "compose"})
 	}
-	if msg == "" {
-		return docker
+	dir := os.Getenv("DOCKER_CONFIG")
+	if dir == "" {
+		dir = filepath.Join(os.Getenv("HOME"), ".docker")
+	}
+	candidates = append(candidates, []string{filepath.Join(dir, "cli-plugins", "docker-compose")})
+	msg := "neither `docker compose` nor " + candidates[len(candidates)-1][0] + " runs"
+	for _, c := range candidates {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, c[0], append(c[1:], "version", "--short")...).CombinedOutput()
+		cancel()
+		if err != nil {
+			continue
+		}
+		if got := "v" + strings.TrimPrefix(strings.TrimSpace(string(out)), "v"); got != composeVersion {
+			msg = strings.Join(c, " ") + " is Docker Compose " + got + ", this oracle is for " + composeVersion
+			continue
+		}
+		return c
 	}
 	msg += " (install it with .ci/compose.sh)"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg + "; CI=true makes this a failure")
 	}
 	t.Skip("SKIPPED LOUDLY: " + msg)
-	return ""
+	return nil
 }
 
 // upCompose is a project using the keys whose hash Compose computes from
@@ -97,7 +104,7 @@ networks:
 // project name and variables, as an operator would: Compose must find every
 // container, network and volume up to date (issue 11).
 func TestComposeUpRecreatesNothing(t *testing.T) {
-	docker := requireComposeCLI(t)
+	composeCmd := requireComposeCLI(t)
 	f := newFixture(t, "hashup")
 	ctx := testContext(t)
 	ref := harness.PushTestApp(t, f.reg, "hashup", "v1", harness.ImageOptions{})
@@ -130,8 +137,8 @@ func TestComposeUpRecreatesNothing(t *testing.T) {
 	ids := deployLikeApply(t, ctx, f, p, ref)
 	checkComposeLabels(t, ctx, f, p)
 
-	args := []string{"compose", "-p", p.Name, "up", "-d", "--wait"}
-	cmd := exec.CommandContext(ctx, docker, args...)
+	args := append(slices.Clone(composeCmd[1:]), "-p", p.Name, "up", "-d", "--wait")
+	cmd := exec.CommandContext(ctx, composeCmd[0], args...)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "PWD=" + dir,
 		compose.VarCommit + "=" + opts.Commit, compose.VarCommitShort + "=" + opts.Commit[:12], compose.VarEnvironment + "=" + opts.Environment}
@@ -141,7 +148,7 @@ func TestComposeUpRecreatesNothing(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		t.Fatalf("%s %s: %v\n%s", composeCmd[0], strings.Join(args, " "), err, out.String())
 	}
 	t.Logf("docker compose up -d:\n%s", out.String())
 
