@@ -47,7 +47,15 @@ import (
 //   - service: references in network_mode, ipc and pid: Compose hashes them
 //     resolved to "container:<id>" of the service's first container at
 //     create time, so the label is computed by the engine adapter once it
-//     knows the id (ConfigHashWithRefs). volumes_from is refused by lockstep.
+//     knows the id (ConfigHashWithRefs). Compose takes the first container
+//     by name, lockstep replica 1: the same container unless replica 1 is
+//     gone. volumes_from is refused by lockstep.
+//   - COMPOSE_* variables: Compose reads COMPOSE_PROFILES, COMPOSE_FILE and
+//     COMPOSE_PROJECT_NAME from .env too; lockstep activates no profile and
+//     takes files and name from the pin file. Profiles are not hashed, and
+//     the README has the operator pass -p and -f, so no hash moves; Compose
+//     may start profiled services lockstep does not deploy. ${PWD}, which
+//     Compose always sets, is unset under lockstep (the load fails).
 //   - labels Compose adds (CustomLabels) and x-* extensions are not part of
 //     the JSON (`json:"-"`), neither are lockstep's labels, which live in
 //     the Engine create config only.
