@@ -142,6 +142,7 @@ func fromInspect(in container.InspectResponse) compose.Container {
 		c.Number = n
 	}
 	c.Hash = c.Labels[compose.LabelHash]
+	c.SpecHash = c.Labels[compose.LabelSpecHash]
 	c.ConfigHash = c.Labels[compose.LabelConfigHash]
 	c.Commit = c.Labels[compose.LabelCommit]
 	c.WorkingDir = c.Labels[compose.LabelWorkingDir]

@@ -202,7 +202,7 @@ func (f *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 	if f.World != nil {
 		c := &compose.Container{
 			ID: id, Name: name, Service: svc.Name, Number: number, State: "created",
-			Image: svc.Image, ImageID: ImageID(svc.Image), Hash: svc.Hash, ConfigHash: svc.ConfigHash,
+			Image: svc.Image, ImageID: ImageID(svc.Image), Hash: svc.Hash, ConfigHash: svc.ConfigHash, SpecHash: svc.SpecHash,
 			Commit: p.Commit, WorkingDir: p.ReleaseDir,
 		}
 		if svc.Networking != nil {

@@ -150,6 +150,7 @@ func RunningAs(p *compose.Project, service string, n int, commit string) compose
 		ImageID:    ids[s.Image],
 		Hash:       s.Hash,
 		ConfigHash: s.ConfigHash,
+		SpecHash:   s.SpecHash,
 		Commit:     commit,
 		WorkingDir: "/var/lib/lockstep/releases/prod/" + commit,
 	}
