@@ -35,6 +35,13 @@ import (
 // without a directory being pulled from under a mount (they are recorded
 // once, see acceptHollow). Directory digests (compose) leave them out, so
 // a service's hash is the same with or without them.
+//
+// Mount points come from the model, and the model also depends on the
+// pin (its vars and compose_files), which is not part of the release: a
+// pin change can ask a release already in use for a new mount point. It
+// is added then too, rather than materializing a second copy of the same
+// commit: an empty directory appears where a container binding its parent
+// may see it, which changes no file, no digest and nothing git says.
 
 // AddMountPoints creates the directories paths (slash-separated, relative
 // to rel.Dir; see compose.Project.MountPoints) that rel's release lacks,
