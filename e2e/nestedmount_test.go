@@ -14,8 +14,10 @@ import (
 )
 
 // nestedYAML is web bind-mounting ./src from the release with an
-// anonymous volume, a tmpfs and a named volume nested inside the bind, a
-// read-only bind with an anonymous volume nested inside, and db beside it.
+// anonymous volume, a tmpfs, a named volume and a file of the release
+// (over one that is there) nested inside the bind, a read-only bind with
+// an anonymous volume nested inside, a bind of a single file, and db
+// beside it.
 func nestedYAML(f *fixture, rev string) string {
 	return fmt.Sprintf(`services:
   web:
@@ -29,6 +31,7 @@ func nestedYAML(f *fixture, rev string) string {
       - ./conf:/srv/conf:ro
       - /srv/conf/run
       - ./conf/app.ini:/srv/app.ini:ro
+      - ./conf/app.ini:/srv/src/index.js:ro
   db:
     image: %[2]s
     environment:
@@ -112,7 +115,7 @@ func TestNestedMountsKeepReleaseImmutable(t *testing.T) {
 	if strings.Contains(r.stderr, "modified by hand") {
 		t.Errorf("the second pass found the release modified:\n%s", r.stderr)
 	}
-	nestedMounted(t, w1["web"], "/srv/src/node_modules", "/srv/src/cache", "/srv/src/lib/data", "/srv/conf/run")
+	nestedMounted(t, w1["web"], "/srv/src/node_modules", "/srv/src/cache", "/srv/src/lib/data", "/srv/conf/run", "/srv/src/index.js")
 	manifest := filepath.Join(f.stateDir, "release-manifests", sha+".json")
 	points := []string{"conf/run", "src/cache", "src/lib/data", "src/node_modules"}
 	if got := manifestMountPoints(t, manifest); strings.Join(got, ",") != strings.Join(points, ",") {
@@ -131,7 +134,7 @@ func TestNestedMountsKeepReleaseImmutable(t *testing.T) {
 	}
 	f.apply()
 	sameWorld(t, w1, world(t, cli, f.project))
-	nestedMounted(t, w1["web"], "/srv/src/node_modules", "/srv/src/cache", "/srv/src/lib/data", "/srv/conf/run")
+	nestedMounted(t, w1["web"], "/srv/src/node_modules", "/srv/src/cache", "/srv/src/lib/data", "/srv/conf/run", "/srv/src/index.js")
 	if got := manifestMountPoints(t, manifest); strings.Join(got, ",") != strings.Join(points, ",") {
 		t.Errorf("manifest mount points after verifying against git %q, want %q", got, points)
 	}
@@ -153,7 +156,7 @@ func TestNestedMountsKeepReleaseImmutable(t *testing.T) {
 	if got := recreated(w1, w2); strings.Join(got, ",") != "db" {
 		t.Fatalf("db rev 2 recreated %v, want only db", got)
 	}
-	nestedMounted(t, w2["web"], "/srv/src/node_modules", "/srv/src/cache", "/srv/src/lib/data", "/srv/conf/run")
+	nestedMounted(t, w2["web"], "/srv/src/node_modules", "/srv/src/cache", "/srv/src/lib/data", "/srv/conf/run", "/srv/src/index.js")
 	if p := f.plan(); !p.Empty() {
 		t.Fatalf("plan after db rev 2 is not empty: %+v", p.Actions)
 	}
