@@ -70,8 +70,15 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 			return nil, err
 		}
 		services = append(services, svc)
+		mps, err := c.mountPoints(cp.Services[name])
+		if err != nil {
+			return nil, err
+		}
+		p.MountPoints = append(p.MountPoints, mps...)
 	}
 	p.Warnings = c.warnings
+	slices.Sort(p.MountPoints)
+	p.MountPoints = slices.Compact(p.MountPoints)
 	if err := uniqueContainerNames(src, opts.Project, services); err != nil {
 		return nil, err
 	}

@@ -90,7 +90,8 @@ func hashJSON(v any) string {
 
 // digest returns "sha256:<hex>" of a file's content, or of a directory's
 // sorted entries: each entry's slash path, type, executable bit and
-// content (a symlink's target; symlinks are not followed). Only the
+// content (a symlink's target; symlinks are not followed), leaving out
+// directories that hold no file (mount points; git has no such thing). Only the
 // executable bit of the mode counts, as git tracks nothing else; the rest
 // depends on the umask of whoever materialized the release.
 func (c *converter) digest(p string) (string, error) {
@@ -116,9 +117,16 @@ func digestPath(p string) (string, error) {
 			return "", err
 		}
 	} else {
+		full, err := contentDirs(p)
+		if err != nil {
+			return "", err
+		}
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
+			}
+			if d.IsDir() && !full[path] {
+				return filepath.SkipDir // mount points only (see contentDirs)
 			}
 			rel, _ := filepath.Rel(p, path)
 			info, err := d.Info()

@@ -92,6 +92,13 @@ type Project struct {
 	// ignores them on a single host (none with LoadOptions.Strict).
 	Warnings []Warning `json:",omitempty"`
 
+	// MountPoints are the directories of the release (slash-separated,
+	// relative to it, sorted) that volumes, tmpfs and binds nested inside
+	// a bind from the release are mounted on. They are created empty in
+	// the release before it is used (see mountpoints.go), so the engine
+	// never creates one inside it.
+	MountPoints []string `json:",omitempty"` // omitted when none: outputs of projects without any stay as they were
+
 	// secrets holds the plaintext of SecretFiles until WriteSecrets: never
 	// exported, serialized or logged (see secretWrites).
 	secrets *secretWrites

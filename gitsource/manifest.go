@@ -52,6 +52,11 @@ type manifestEntry struct {
 	Size   int64  `json:"size,omitempty"`
 	Blob   string `json:"blob,omitempty"` // git blob id of files and symlinks
 	Target string `json:"target,omitempty"`
+	// MountPoint marks an empty directory that is not in git: the mount
+	// point of a volume nested in a bind from the release (see
+	// AddMountPoints). omitempty keeps the manifests of releases without
+	// one byte for byte as before.
+	MountPoint bool `json:"mount_point,omitempty"`
 	fileStat
 }
 
@@ -179,8 +184,9 @@ func (m mismatch) String() string { return m.Path + ": " + m.Problem }
 // with its kind, permissions and content, and nothing else. stale is true
 // when everything matched but some file's stat differs from the one
 // recorded (the manifest should be written again to keep the next check
-// cheap).
-func verifyTree(dir string, m *manifest) (bad []mismatch, stale bool, err error) {
+// cheap). Directories not in m that hold only directories are not
+// mismatches but mount points, returned in hollow (see acceptHollow).
+func verifyTree(dir string, m *manifest) (bad []mismatch, hollow []string, stale bool, err error) {
 	byPath := make(map[string]*manifestEntry, len(m.Entries))
 	for i := range m.Entries {
 		byPath[m.Entries[i].Path] = &m.Entries[i]
@@ -199,6 +205,16 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, stale bool, err error)
 		}
 		rel = filepath.ToSlash(rel)
 		e, ok := byPath[rel]
+		if !ok && d.IsDir() {
+			dirs, only, err := onlyDirs(p, rel)
+			if err != nil {
+				return err
+			}
+			if only {
+				hollow = append(hollow, dirs...)
+				return filepath.SkipDir
+			}
+		}
 		if !ok {
 			bad = append(bad, mismatch{Path: rel, Problem: "not in git (added by hand)"})
 			if d.IsDir() {
@@ -225,7 +241,7 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, stale bool, err error)
 		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("verify release %s: %w", dir, err)
+		return nil, nil, false, fmt.Errorf("verify release %s: %w", dir, err)
 	}
 	for _, e := range m.Entries {
 		if !seen[e.Path] {
@@ -233,7 +249,7 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, stale bool, err error)
 		}
 	}
 	slices.SortFunc(bad, func(a, b mismatch) int { return strings.Compare(a.Path, b.Path) })
-	return bad, stale, nil
+	return bad, hollow, stale, nil
 }
 
 func kindWord(kind string) string {

@@ -70,9 +70,15 @@ func (s *Source) checkRelease(ctx context.Context, sha, dir string) (*manifest, 
 		log.Info().Str("release", sha).Str("reason", err.Error()).Msg("verifying the release directory against git and writing its manifest")
 		m = manifestFrom(sha, entries)
 	}
-	bad, stale, err := verifyTree(dir, m)
+	bad, hollow, stale, err := verifyTree(dir, m)
 	if err != nil {
 		return nil, err
+	}
+	if len(hollow) > 0 {
+		if err := acceptHollow(log, sha, dir, m, hollow); err != nil {
+			return nil, err
+		}
+		stale = true
 	}
 	if len(bad) == 0 {
 		if stale || m.Digest == "" {
@@ -93,7 +99,7 @@ func (s *Source) checkRelease(ctx context.Context, sha, dir string) (*manifest, 
 		}
 		return nil, &ModifiedError{Commit: sha, Dir: dir, Problems: problems, Err: err}
 	}
-	if again, _, err := verifyTree(dir, m); err != nil || len(again) > 0 {
+	if again, _, _, err := verifyTree(dir, m); err != nil || len(again) > 0 {
 		return nil, fmt.Errorf("release directory %s still differs from git after restoring it (%s): %v", dir, describe(again), err)
 	}
 	if err := s.writeManifest(m, dir); err != nil {

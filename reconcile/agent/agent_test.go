@@ -107,6 +107,10 @@ func (g *agentGit) Resolve(ctx context.Context, want gitsource.Want) (gitsource.
 	return gitsource.Release{Head: head, Commit: c, PinFile: want.PinFile}, nil
 }
 
+func (g *agentGit) AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error {
+	return nil
+}
+
 func (g *agentGit) Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		return rel, errors.New("agentGit: Materialize called without a deadline")

@@ -19,9 +19,11 @@ import (
 
 // fakeSource stands in for gitsource behind the Source interface.
 type fakeSource struct {
-	rev    gitsource.Release
-	err    error
-	pruned []map[string]bool
+	rev         gitsource.Release
+	err         error
+	pruned      []map[string]bool
+	mountPoints [][]string // what each AddMountPoints was asked for
+	mountErr    error
 }
 
 func (s *fakeSource) Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error) {
@@ -32,6 +34,11 @@ func (s *fakeSource) Resolve(ctx context.Context, want gitsource.Want) (gitsourc
 		return gitsource.Release{}, s.err
 	}
 	return s.rev, nil
+}
+
+func (s *fakeSource) AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error {
+	s.mountPoints = append(s.mountPoints, paths)
+	return s.mountErr
 }
 
 func (s *fakeSource) Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error) {
@@ -258,5 +265,33 @@ func TestRunnerNamesTheFailingStep(t *testing.T) {
 				t.Fatalf("error %v (step %+v), want step %s and a message starting %q", err, se, tt.step, tt.contains)
 			}
 		})
+	}
+}
+
+// The load step hands the project's mount points to the source before
+// the engine is asked anything, in every mode; a release that cannot hold
+// them stops the pass at load.
+func TestRunnerAddsMountPointsBeforeTheEngine(t *testing.T) {
+	f := newRunnerFixture(t, nil, false)
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
+		p := fake.Project()
+		p.ReleaseDir = rel.Dir
+		p.MountPoints = []string{"src/node_modules"}
+		return p, nil
+	}
+	if _, err := f.r.Plan(context.Background(), prodEnv); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.src.mountPoints) != 1 || strings.Join(f.src.mountPoints[0], ",") != "src/node_modules" {
+		t.Fatalf("AddMountPoints calls: %q", f.src.mountPoints)
+	}
+	f.src.mountErr = errors.New("src is a file in the release")
+	_, err := f.r.Apply(context.Background(), prodEnv)
+	var se *reconcile.StepError
+	if !errors.As(err, &se) || se.Step != reconcile.StepLoad || !strings.Contains(err.Error(), "src is a file") {
+		t.Fatalf("apply with a refused mount point: %v", err)
+	}
+	if m := fake.Mutating(f.eng.Calls()); len(m) != 0 {
+		t.Fatalf("engine changed although the mount points were refused: %q", m)
 	}
 }

@@ -40,6 +40,10 @@ type Source interface {
 	Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error)
 	// Materialize writes rel's tree as its immutable release directory.
 	Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error)
+	// AddMountPoints creates, empty, the directories of rel's release that
+	// mounts nested in its binds are mounted on (compose.Project.MountPoints),
+	// so that the engine never creates one inside the release.
+	AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error
 	// CheckFloor refuses commit unless it is floor or descends from it.
 	CheckFloor(ctx context.Context, floor, commit string) error
 	// Prune removes release directories not in inUse, keeping a few.

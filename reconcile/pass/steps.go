@@ -160,12 +160,19 @@ func (r *run) materialize(ctx context.Context) error {
 	return nil
 }
 
-// load reads the release's compose files into the desired project, and
-// logs (warn) the keys it ignored. Reads the release dir and host env
-// files; changes only the result's ComposeWarnings.
+// load reads the release's compose files into the desired project, then
+// completes the release with the mount points of the mounts nested in its
+// binds, which only the loaded model knows (see compose/mountpoints.go):
+// before anything uses the release, in every mode, like materialize; and
+// logs (warn) the compose keys it ignored. Reads the release dir and host
+// env files; changes only the release's missing mount points (empty
+// directories), its manifest and the result's ComposeWarnings.
 func (r *run) load(ctx context.Context) error {
 	p, err := r.p.Load(ctx, r.env, r.rel)
 	if err != nil {
+		return &reconcile.StepError{Step: reconcile.StepLoad, Err: fmt.Errorf("load %s at %s: %w", r.env.Name, reconcile.Short(r.rel.Commit), err)}
+	}
+	if err := r.p.Source.AddMountPoints(ctx, r.rel, p.MountPoints); err != nil {
 		return &reconcile.StepError{Step: reconcile.StepLoad, Err: fmt.Errorf("load %s at %s: %w", r.env.Name, reconcile.Short(r.rel.Commit), err)}
 	}
 	r.project = p
