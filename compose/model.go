@@ -44,6 +44,7 @@ const (
 	LabelEnvironment = "lockstep.environment"
 	LabelCommit      = "lockstep.commit"
 	LabelHash        = "lockstep.hash"
+	LabelSpecHash    = "lockstep.spec-hash"
 )
 
 // Depends-on conditions, spelled as in the compose specification.
@@ -105,6 +106,7 @@ type Network struct {
 	IPAM       *network.IPAM     // nil when not configured
 	Labels     map[string]string // includes the compose labels (project, network, version)
 	Hash       string            // hash of the settings above except labels that vary per commit
+	ConfigHash string            // com.docker.compose.config-hash: Docker Compose's hash of this network
 }
 
 // Volume is a named volume the project declares.
@@ -115,6 +117,7 @@ type Volume struct {
 	Driver     string            // "" means "local"
 	DriverOpts map[string]string // driver_opts
 	Labels     map[string]string // includes the compose labels (project, volume, version)
+	ConfigHash string            // com.docker.compose.config-hash: Docker Compose's hash of this volume
 }
 
 // Dependency is one entry of a service's depends_on.
@@ -160,6 +163,7 @@ type Service struct {
 
 	Files      []File // repository files the service uses, sorted by Path
 	ConfigHash string // com.docker.compose.config-hash: the service configuration, release paths made relative
+	SpecHash   string // lockstep.spec-hash: lockstep's own hash of the create configs
 	Hash       string // lockstep.hash: ConfigHash plus the digests of Files; a change means "recreate"
 }
 
@@ -224,6 +228,7 @@ type Container struct {
 	ImageID      string // ID of the image it runs
 	Hash         string // lockstep.hash ("" when not created by lockstep)
 	ConfigHash   string // com.docker.compose.config-hash
+	SpecHash     string // lockstep.spec-hash ("" on containers made before it existed, or by Compose)
 	Commit       string // lockstep.commit
 	WorkingDir   string // com.docker.compose.project.working_dir: the release dir it came from
 	Labels       map[string]string
@@ -236,6 +241,11 @@ type Container struct {
 	// (NetworkSettings.Networks): a network removed and re-created by hand,
 	// or a `docker network disconnect`, shows here and nowhere else.
 	Networks map[string]Endpoint
+	// Spec is what the container was created with (mounts, environment
+	// digests, ports, command), read only for a container without a
+	// lockstep.hash, so a plan can say how one Docker Compose created
+	// differs; nil otherwise.
+	Spec *ContainerSpec
 }
 
 // Endpoint is one network a container is attached to.
@@ -252,13 +262,24 @@ type ObservedNetwork struct {
 	ID     string
 	Name   string
 	Labels map[string]string
+	// The settings the network was created with, so a network Docker
+	// Compose created without a config-hash label can be compared with the
+	// compose files.
+	Driver     string
+	Options    map[string]string
+	IPAM       *network.IPAM // nil when the engine reports none
+	Internal   bool
+	Attachable bool
+	EnableIPv6 bool
 }
 
 // ObservedVolume is a volume carrying the project label, or a named volume
 // the project needs that exists without it.
 type ObservedVolume struct {
-	Name   string
-	Labels map[string]string
+	Name    string
+	Labels  map[string]string
+	Driver  string
+	Options map[string]string
 }
 
 // ContainerCreate returns the create configs for replica n of svc: copies of
