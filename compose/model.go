@@ -106,7 +106,7 @@ type Network struct {
 	IPAM       *network.IPAM     // nil when not configured
 	Labels     map[string]string // includes the compose labels (project, network, version)
 	Hash       string            // hash of the settings above except labels that vary per commit
-	ConfigHash string            // com.docker.compose.config-hash: Docker Compose's hash of this network
+	ConfigHash string            `json:",omitempty"` // com.docker.compose.config-hash: Docker Compose's hash of this network (omitted when empty: Hash covers the struct)
 }
 
 // Volume is a named volume the project declares.
