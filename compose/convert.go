@@ -54,7 +54,11 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 	}
 	slices.SortFunc(p.Networks, func(a, b Network) int { return strings.Compare(a.Name, b.Name) })
 	for _, key := range sortedKeys(cp.Volumes) {
-		p.Volumes = append(p.Volumes, c.volume(key, cp.Volumes[key]))
+		v, err := c.volume(key, cp.Volumes[key])
+		if err != nil {
+			return nil, err
+		}
+		p.Volumes = append(p.Volumes, v)
 	}
 	slices.SortFunc(p.Volumes, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
 
@@ -110,7 +114,7 @@ func uniqueContainerNames(src *sources, project string, services []Service) erro
 	return errors.Join(errs...)
 }
 
-func (c *converter) volume(key string, v types.VolumeConfig) Volume {
+func (c *converter) volume(key string, v types.VolumeConfig) (Volume, error) {
 	out := Volume{
 		Key:        key,
 		Name:       v.Name,
@@ -126,8 +130,12 @@ func (c *converter) volume(key string, v types.VolumeConfig) Volume {
 		out.Labels[LabelProject] = c.opts.Project
 		out.Labels[LabelVolume] = key
 		out.Labels[LabelVersion] = c.opts.Version
+		var err error
+		if out.ConfigHash, err = composeVolumeHash(v); err != nil {
+			return Volume{}, err
+		}
 	}
-	return out
+	return out, nil
 }
 
 func cloneMap[M ~map[string]string](m M) map[string]string {

@@ -78,6 +78,13 @@ func (c *converter) network(key string, n types.NetworkConfig) (Network, error) 
 	h.Labels = withoutKeys(out.Labels, LabelVersion)
 	h.Hash = ""
 	out.Hash = hashJSON(h)
+	if !out.External {
+		// Set after Hash, which must not cover it (see Network.ConfigHash).
+		var err error
+		if out.ConfigHash, err = composeNetworkHash(n); err != nil {
+			return Network{}, err
+		}
+	}
 	return out, nil
 }
 

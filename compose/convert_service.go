@@ -82,9 +82,14 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 	cfg.Labels = labels
 
 	out.Config, out.Host, out.Networking = cfg, host, nets
-	out.ConfigHash = configHash(&out, c.opts.ReleaseDir)
-	out.Hash = serviceHash(out.ConfigHash, out.Image, out.Files)
+	if out.composeModel, err = composeModel(s); err != nil {
+		return Service{}, err
+	}
+	out.ConfigHash = sha256Hex(out.composeModel)
+	out.SpecHash = specHash(&out, c.opts.ReleaseDir)
+	out.Hash = serviceHash(out.SpecHash, out.Image, out.Files)
 	out.Config.Labels[LabelConfigHash] = out.ConfigHash
+	out.Config.Labels[LabelSpecHash] = out.SpecHash
 	out.Config.Labels[LabelHash] = out.Hash
 	return out, nil
 }

@@ -21,6 +21,16 @@ func TestKitchenSinkGolden(t *testing.T) {
 	opts := testOptions(dir)
 	opts.PinVars = map[string]string{"PIN_VAR": "from-pin"}
 	p := load(t, opts)
+	// Compose's config-hash covers the absolute release dir, a new temp
+	// dir every run: TestComposeConfigHashOracle checks its value.
+	for i := range p.Services {
+		s := &p.Services[i]
+		if s.ConfigHash == "" || s.Config.Labels[LabelConfigHash] != s.ConfigHash {
+			t.Fatalf("service %s: config-hash label %q, ConfigHash %q", s.Name, s.Config.Labels[LabelConfigHash], s.ConfigHash)
+		}
+		s.ConfigHash = "$COMPOSE_CONFIG_HASH"
+		s.Config.Labels[LabelConfigHash] = s.ConfigHash
+	}
 
 	got, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {

@@ -12,25 +12,28 @@ import (
 	"strings"
 )
 
-// Hash formats. The config-hash and lockstep.hash labels hold bare
-// lowercase hex sha256 (the form compose uses for config-hash, and short
-// enough for `docker ps` output); File.Digest holds "sha256:<hex>", the
-// form of a content digest.
+// Hash formats. The config-hash, spec-hash and lockstep.hash labels hold
+// bare lowercase hex sha256 (the form compose uses for config-hash, and
+// short enough for `docker ps` output); File.Digest holds "sha256:<hex>",
+// the form of a content digest.
 
 // perCommitLabels vary with the revision, the release directory or the
 // lockstep version without the service changing; they are left out of
-// ConfigHash so an unchanged service at a new commit keeps its hash.
+// SpecHash so an unchanged service at a new commit keeps its hash.
 var perCommitLabels = []string{
 	LabelCommit, LabelWorkingDir, LabelConfigFiles, LabelVersion,
-	LabelConfigHash, LabelHash, LabelContainerNumber,
+	LabelConfigHash, LabelSpecHash, LabelHash, LabelContainerNumber,
 }
 
-// configHash hashes the service's create configs as canonical JSON
+// specHash is lockstep's own hash of a service (SpecHash); it is what
+// lockstep wrote as com.docker.compose.config-hash before that label held
+// Compose's value, so it must keep its value for Service.Hash to stay the
+// same across the upgrade. It hashes the service's create configs as canonical JSON
 // (encoding/json sorts map keys), without the per-commit labels and with
 // every path under the release dir rewritten relative to it. The image
 // reference is left out too: it is compared on its own, so a release that
 // only bumps a tag is explained as "image a -> b" and nothing else.
-func configHash(svc *Service, releaseDir string) string {
+func specHash(svc *Service, releaseDir string) string {
 	cfg, host, nets := ContainerCreate(svc, 0)
 	cfg.Labels = withoutKeys(cfg.Labels, perCommitLabels...)
 	cfg.Image = ""
@@ -61,12 +64,12 @@ func releaseRelative(s, releaseDir string) string {
 	return s
 }
 
-// serviceHash combines the config hash, the image reference and the content
+// serviceHash combines the spec hash, the image reference and the content
 // digests of the repository files the service uses: a changed nginx.conf
 // changes nginx's hash and nothing else's.
-func serviceHash(configHash, image string, files []File) string {
+func serviceHash(specHash, image string, files []File) string {
 	h := sha256.New()
-	io.WriteString(h, configHash+"\n")
+	io.WriteString(h, specHash+"\n")
 	io.WriteString(h, "image="+image+"\n")
 	for _, f := range files {
 		fmt.Fprintf(h, "%s=%s\n", f.Path, f.Digest)

@@ -9,7 +9,7 @@ import (
 func hashes(p *Project) map[string][2]string {
 	out := map[string][2]string{}
 	for _, s := range p.Services {
-		out[s.Name] = [2]string{s.ConfigHash, s.Hash}
+		out[s.Name] = [2]string{s.SpecHash, s.Hash}
 	}
 	return out
 }
@@ -95,7 +95,7 @@ func TestHashFollowsRepositoryFiles(t *testing.T) {
 						t.Errorf("web's hash did not change")
 					}
 					if (got[name][0] != h[0]) != tt.configChange {
-						t.Errorf("web's config hash changed=%v, want %v", got[name][0] != h[0], tt.configChange)
+						t.Errorf("web's spec hash changed=%v, want %v", got[name][0] != h[0], tt.configChange)
 					}
 					continue
 				}
@@ -148,18 +148,19 @@ func TestPriorFilesMatchLoadDigests(t *testing.T) {
 	}
 }
 
-// TestImageBumpKeepsConfigHash: a release that only changes a tag changes
-// the service hash (it must be recreated) but not its config hash, so the
-// plan explains it as an image change and nothing more.
-func TestImageBumpKeepsConfigHash(t *testing.T) {
+// TestImageBumpKeepsSpecHash: a release that only changes a tag changes
+// the service hash (it must be recreated) but not its spec hash, so the
+// plan explains it as an image change and nothing more. (Compose's
+// config-hash covers the image and changes.)
+func TestImageBumpKeepsSpecHash(t *testing.T) {
 	a := load(t, kitchenOpts(t, testCommit))
 	b := load(t, kitchenOpts(t, testCommit2)) // web's tag is ${LOCKSTEP_COMMIT_SHORT}
 	wa, wb := a.Service("web"), b.Service("web")
 	if wa.Image == wb.Image {
 		t.Fatalf("test needs web's image to differ between the commits, both %s", wa.Image)
 	}
-	if wa.ConfigHash != wb.ConfigHash {
-		t.Errorf("config hash changed with only the image tag: %s -> %s", wa.ConfigHash, wb.ConfigHash)
+	if wa.SpecHash != wb.SpecHash {
+		t.Errorf("spec hash changed with only the image tag: %s -> %s", wa.SpecHash, wb.SpecHash)
 	}
 	if wa.Hash == wb.Hash {
 		t.Errorf("service hash did not change with the image tag")

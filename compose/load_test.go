@@ -398,6 +398,7 @@ networks:
 		"lockstep.environment":                    "production",
 		"lockstep.commit":                         testCommit,
 		"lockstep.hash":                           web.Hash,
+		"lockstep.spec-hash":                      web.SpecHash,
 	}
 	if !reflect.DeepEqual(web.Config.Labels, want) {
 		t.Errorf("labels =\n%v\nwant\n%v", web.Config.Labels, want)

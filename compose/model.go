@@ -106,7 +106,13 @@ type Network struct {
 	IPAM       *network.IPAM     // nil when not configured
 	Labels     map[string]string // includes the compose labels (project, network, version)
 	Hash       string            // hash of the settings above except labels that vary per commit
-	ConfigHash string            `json:",omitempty"` // com.docker.compose.config-hash: Docker Compose's hash of this network (omitted when empty: Hash covers the struct)
+	// ConfigHash is Docker Compose's config-hash of the network (see
+	// composehash.go), written as com.docker.compose.config-hash when
+	// lockstep creates it; "" for an external network. Compose recreates a
+	// network whose label differs from its own value and leaves one
+	// without the label alone, so it is exactly Compose's value or absent.
+	// Not part of Hash (omitempty keeps Hash's input as it was before it).
+	ConfigHash string `json:",omitempty"`
 }
 
 // Volume is a named volume the project declares.
@@ -117,7 +123,10 @@ type Volume struct {
 	Driver     string            // "" means "local"
 	DriverOpts map[string]string // driver_opts
 	Labels     map[string]string // includes the compose labels (project, volume, version)
-	ConfigHash string            // com.docker.compose.config-hash: Docker Compose's hash of this volume
+	// ConfigHash is Docker Compose's config-hash of the volume, written as
+	// com.docker.compose.config-hash when lockstep creates it; "" for an
+	// external volume.
+	ConfigHash string
 }
 
 // Dependency is one entry of a service's depends_on.
@@ -161,10 +170,24 @@ type Service struct {
 	Host       *container.HostConfig
 	Networking *network.NetworkingConfig // endpoints keyed by engine network name, with aliases
 
-	Files      []File // repository files the service uses, sorted by Path
-	ConfigHash string // com.docker.compose.config-hash: the service configuration, release paths made relative
-	SpecHash   string // lockstep.spec-hash: lockstep's own hash of the create configs
-	Hash       string // lockstep.hash: ConfigHash plus the digests of Files; a change means "recreate"
+	Files []File // repository files the service uses, sorted by Path
+	// SpecHash (label lockstep.spec-hash) is lockstep's hash of the create
+	// configs, release paths made relative and the image left out: it
+	// stays the same when only the release directory moves.
+	SpecHash string
+	// ConfigHash (label com.docker.compose.config-hash) is the value
+	// Docker Compose v5.6.0 computes for the service from the same files
+	// and variables in the same directory (composehash.go), so `docker
+	// compose up` finds lockstep's containers up to date. It holds
+	// absolute release paths, so it changes with every commit; lockstep
+	// decides nothing by it. For a service sharing another's namespace
+	// (network_mode: service:x) the label is ConfigHashWithRefs.
+	ConfigHash string
+	Hash       string // lockstep.hash: SpecHash, image and the digests of Files; a change means "recreate"
+
+	// composeModel is the JSON ConfigHash is the sha256 of, kept to
+	// re-hash with resolved service: references (ConfigHashWithRefs).
+	composeModel []byte
 }
 
 // ContainerNameFor returns the engine name of replica n (1-based), named the
@@ -227,8 +250,8 @@ type Container struct {
 	Image        string // image reference the container was created from (Config.Image)
 	ImageID      string // ID of the image it runs
 	Hash         string // lockstep.hash ("" when not created by lockstep)
-	ConfigHash   string // com.docker.compose.config-hash
-	SpecHash     string // lockstep.spec-hash ("" on containers made before it existed, or by Compose)
+	SpecHash     string // lockstep.spec-hash ("" when not created by lockstep, or by a lockstep before it)
+	ConfigHash   string // com.docker.compose.config-hash (lockstep before spec-hash wrote its spec hash here)
 	Commit       string // lockstep.commit
 	WorkingDir   string // com.docker.compose.project.working_dir: the release dir it came from
 	Labels       map[string]string

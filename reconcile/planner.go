@@ -368,6 +368,28 @@ func bestContainer(cs []compose.Container, svc *compose.Service, name string) co
 // ("<old id 12>_previous_<name>") until the new one has started.
 var tempName = regexp.MustCompile(`^[0-9a-f]{12}_`)
 
+// configReason says how c's configuration differs from svc's, or "".
+// lockstep's spec hash is compared when both sides have one: Compose's
+// config-hash holds absolute release paths, so it differs at every commit
+// that moves the release directory even when nothing else changed. A
+// container of a lockstep before the spec hash held it in config-hash.
+func configReason(svc *compose.Service, c compose.Container) string {
+	have := c.SpecHash
+	if have == "" && c.Hash != "" {
+		have = c.ConfigHash
+	}
+	if svc.SpecHash != "" && have != "" {
+		if have == svc.SpecHash {
+			return ""
+		}
+		return fmt.Sprintf("configuration changed (spec-hash %s -> %s)", short(have), short(svc.SpecHash))
+	}
+	if c.ConfigHash != svc.ConfigHash {
+		return fmt.Sprintf("configuration changed (config-hash %s -> %s)", short(c.ConfigHash), short(svc.ConfigHash))
+	}
+	return ""
+}
+
 // recreateReasons says why c must be replaced, or nothing when it is right.
 // drift is true when the difference was made outside lockstep.
 func recreateReasons(desired *compose.Project, observed compose.Observed, svc *compose.Service, c compose.Container, name string) (reasons []string, drift bool) {
@@ -381,8 +403,8 @@ func recreateReasons(desired *compose.Project, observed compose.Observed, svc *c
 		reasons = append(reasons, fmt.Sprintf("image %s updated (%s -> %s)", svc.Image, shortID(c.ImageID), shortID(want)))
 	}
 	if hashDiffers {
-		if c.ConfigHash != svc.ConfigHash {
-			reasons = append(reasons, fmt.Sprintf("configuration changed (config-hash %s -> %s)", short(c.ConfigHash), short(svc.ConfigHash)))
+		if r := configReason(svc, c); r != "" {
+			reasons = append(reasons, r)
 			explained = true
 		}
 		if fr := fileReasons(svc, c); len(fr) > 0 {

@@ -97,6 +97,52 @@ func TestBuildPlan(t *testing.T) {
 			want: []string{"recreate prod-web-1: file web/app.conf changed [stop-first]"},
 		},
 		{
+			// Compose's config-hash holds the absolute release dir; lockstep's
+			// spec hash does not, so only the file is named.
+			name: "moved release dir: config-hash differs, spec-hash equal, only the file is a reason",
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
+				s.SpecHash = "5bec0000aaaa"
+				s.ConfigHash = "c0c0beef0000"
+				s.Files[0].Digest = "sha256:conf2"
+			})),
+			observed: func() compose.Observed {
+				o := fake.Converged(base)
+				c := fake.ObservedContainer(&o, "web", 1)
+				c.SpecHash = "5bec0000aaaa"
+				c.PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
+				return o
+			},
+			want: []string{"recreate prod-web-1: file web/app.conf changed [stop-first]"},
+		},
+		{
+			name: "spec-hash change is the configuration reason",
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
+				s.SpecHash = "5bec0000bbbb"
+				s.ConfigHash = "c0c0beef1111" // moves Hash in the fake, as SpecHash does in compose
+			})),
+			observed: func() compose.Observed {
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).SpecHash = "5bec0000aaaa"
+				return o
+			},
+			want: []string{"recreate prod-web-1: configuration changed (spec-hash 5bec0000aaaa -> 5bec0000bbbb) [stop-first]"},
+		},
+		{
+			// Before lockstep.spec-hash, config-hash held lockstep's spec hash.
+			name: "container of an older lockstep: its config-hash is compared with the spec hash",
+			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) {
+				s.SpecHash = s.ConfigHash
+				s.ConfigHash = "c0c0beef0000"
+				s.Files[0].Digest = "sha256:conf2"
+			})),
+			observed: func() compose.Observed {
+				o := fake.Converged(base)
+				fake.ObservedContainer(&o, "web", 1).PriorFiles = map[string]string{"web/app.conf": "sha256:conf1"}
+				return o
+			},
+			want: []string{"recreate prod-web-1: file web/app.conf changed [stop-first]"},
+		},
+		{
 			name:    "encrypted file change shows keyed digests, never the value",
 			desired: fake.Project(atB, fake.ModService("web", func(s *compose.Service) { s.Files[0].Digest = "hmac-sha256:7a8b9c0d1e2f3a4b5c6d" })),
 			observed: func() compose.Observed {

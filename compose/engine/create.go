@@ -53,6 +53,11 @@ func (e *Engine) CreateNetwork(ctx context.Context, n compose.Network) error {
 	if n.Hash != "" {
 		labels[compose.LabelHash] = n.Hash
 	}
+	if n.ConfigHash != "" {
+		// As Compose labels the networks it creates; it recreates one whose
+		// label differs from its own value.
+		labels[compose.LabelConfigHash] = n.ConfigHash
+	}
 	opts := client.NetworkCreateOptions{
 		Driver:     n.Driver,
 		Options:    n.DriverOpts,
@@ -114,11 +119,20 @@ func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
 		}
 		return nil
 	}
+	labels := v.Labels
+	if v.ConfigHash != "" {
+		// As Compose labels the volumes it creates.
+		labels = maps.Clone(v.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[compose.LabelConfigHash] = v.ConfigHash
+	}
 	_, err = e.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
 		Name:       v.Name,
 		Driver:     v.Driver,
 		DriverOpts: v.DriverOpts,
-		Labels:     v.Labels,
+		Labels:     labels,
 	})
 	if err != nil {
 		return fmt.Errorf("create volume %s (volumes.%s): %w", v.Name, v.Key, err)
@@ -141,20 +155,27 @@ func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 	}
 	cfg, host, nets := compose.ContainerCreate(svc, number)
 
-	img, err := e.cli.ImageInspect(ctx, cfg.Image)
+	img, err := e.inspectImage(ctx, cfg.Image)
 	if cerrdefs.IsNotFound(err) {
 		return fail(fmt.Errorf("image %s is not present locally: pull it first: %w", cfg.Image, err))
 	}
 	if err != nil {
 		return fail(fmt.Errorf("inspect image %s: %w", cfg.Image, err))
 	}
-	// As compose does: the image ID the container was created from, so a
-	// re-tagged reference is visible in `docker inspect`.
-	cfg.Labels[compose.LabelImage] = img.ID
+	// As compose does: the identity of the image the container was created
+	// from, which `docker compose up` compares with the local image's.
+	cfg.Labels[compose.LabelImage] = composeImageDigest(img.InspectResponse)
 
-	if err := e.resolveServiceRefs(ctx, p.Name, svc.Name, host); err != nil {
+	refs, err := e.resolveServiceRefs(ctx, p.Name, svc.Name, host)
+	if err != nil {
 		return fail(err)
 	}
+	// Compose hashes network_mode/ipc/pid: service:x resolved to the
+	// container id, so the label is only known now.
+	cfg.Labels[compose.LabelConfigHash] = compose.ConfigHashWithRefs(svc, func(s string) (string, bool) {
+		id, ok := refs[s]
+		return id, ok
+	})
 	if host.NetworkMode.IsContainer() {
 		// Sharing another container's network stack: no endpoints of its own.
 		nets.EndpointsConfig = nil
@@ -207,29 +228,34 @@ func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 
 // resolveServiceRefs rewrites "service:x" in network_mode, ipc, pid and
 // volumes_from to "container:<id>" of replica 1 of x, as compose does: the
-// engine knows containers, not services.
-func (e *Engine) resolveServiceRefs(ctx context.Context, project, service string, host *container.HostConfig) error {
-	if s, ok := strings.CutPrefix(string(host.NetworkMode), "service:"); ok {
-		id, err := e.serviceContainer(ctx, project, s, "network_mode", service)
-		if err != nil {
-			return err
+// engine knows containers, not services. It returns the ids by service.
+func (e *Engine) resolveServiceRefs(ctx context.Context, project, service string, host *container.HostConfig) (map[string]string, error) {
+	refs := map[string]string{}
+	resolve := func(mode, key string) (string, error) {
+		s, ok := strings.CutPrefix(mode, "service:")
+		if !ok {
+			return mode, nil
 		}
-		host.NetworkMode = container.NetworkMode("container:" + id)
-	}
-	if s, ok := strings.CutPrefix(string(host.IpcMode), "service:"); ok {
-		id, err := e.serviceContainer(ctx, project, s, "ipc", service)
+		id, err := e.serviceContainer(ctx, project, s, key, service)
 		if err != nil {
-			return err
+			return "", err
 		}
-		host.IpcMode = container.IpcMode("container:" + id)
+		refs[s] = id
+		return "container:" + id, nil
 	}
-	if s, ok := strings.CutPrefix(string(host.PidMode), "service:"); ok {
-		id, err := e.serviceContainer(ctx, project, s, "pid", service)
-		if err != nil {
-			return err
-		}
-		host.PidMode = container.PidMode("container:" + id)
+	nm, err := resolve(string(host.NetworkMode), "network_mode")
+	if err != nil {
+		return nil, err
 	}
+	ipc, err := resolve(string(host.IpcMode), "ipc")
+	if err != nil {
+		return nil, err
+	}
+	pid, err := resolve(string(host.PidMode), "pid")
+	if err != nil {
+		return nil, err
+	}
+	host.NetworkMode, host.IpcMode, host.PidMode = container.NetworkMode(nm), container.IpcMode(ipc), container.PidMode(pid)
 	for i, vf := range host.VolumesFrom {
 		s, ok := strings.CutPrefix(vf, "service:")
 		if !ok {
@@ -238,7 +264,7 @@ func (e *Engine) resolveServiceRefs(ctx context.Context, project, service string
 		target, mode, _ := strings.Cut(s, ":")
 		id, err := e.serviceContainer(ctx, project, target, "volumes_from", service)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		host.VolumesFrom = slices.Clone(host.VolumesFrom)
 		host.VolumesFrom[i] = id
@@ -246,7 +272,7 @@ func (e *Engine) resolveServiceRefs(ctx context.Context, project, service string
 			host.VolumesFrom[i] += ":" + mode
 		}
 	}
-	return nil
+	return refs, nil
 }
 
 // serviceContainer returns the ID of replica 1 of service target.

@@ -255,19 +255,20 @@ func TestFromInspect(t *testing.T) {
 		Config: &container.Config{Image: "reg/web:1", Labels: map[string]string{
 			compose.LabelService: "web", compose.LabelContainerNumber: "2", compose.LabelHash: "h",
 			compose.LabelConfigHash: "ch", compose.LabelCommit: "c0ffee", compose.LabelWorkingDir: "/rel/c0ffee",
+			compose.LabelSpecHash: "sh",
 		}},
 	}
 	got := fromInspect(in)
 	want := compose.Container{
 		ID: "abc", Name: "p-web-2", Service: "web", Number: 2, State: "running", Health: "healthy",
 		RestartCount: 4, Image: "reg/web:1", ImageID: "sha256:img", Hash: "h", ConfigHash: "ch",
-		Commit: "c0ffee", WorkingDir: "/rel/c0ffee",
+		SpecHash: "sh", Commit: "c0ffee", WorkingDir: "/rel/c0ffee",
 	}
 	got.Labels = nil
 	if got.ID != want.ID || got.Name != want.Name || got.Service != want.Service || got.Number != want.Number ||
 		got.State != want.State || got.Health != want.Health || got.RestartCount != want.RestartCount ||
 		got.Image != want.Image || got.ImageID != want.ImageID || got.Hash != want.Hash ||
-		got.ConfigHash != want.ConfigHash || got.Commit != want.Commit || got.WorkingDir != want.WorkingDir {
+		got.ConfigHash != want.ConfigHash || got.SpecHash != want.SpecHash || got.Commit != want.Commit || got.WorkingDir != want.WorkingDir {
 		t.Fatalf("fromInspect = %+v\nwant %+v", got, want)
 	}
 
