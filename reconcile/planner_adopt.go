@@ -34,10 +34,13 @@ func adoptReasons(desired *compose.Project, observed compose.Observed, svc *comp
 	} else if want := observed.Images[svc.Image]; want != "" && c.ImageID != "" && want != c.ImageID {
 		reasons = append(reasons, fmt.Sprintf("adopt: image %s updated (%s -> %s)", svc.Image, shortID(c.ImageID), shortID(want)))
 	}
-	if c.ConfigHash == "" || c.ConfigHash != svc.ConfigHash {
+	// A service sharing another's namespace (network_mode: service:x) is
+	// hashed by Compose with x's container ID in place of the reference.
+	want := compose.ConfigHashWithRefs(svc, func(service string) (string, bool) { return firstContainer(observed, service) })
+	if c.ConfigHash == "" || c.ConfigHash != want {
 		diff := specReasons(desired, svc, c)
 		if len(diff) == 0 {
-			diff = []string{fmt.Sprintf("adopt: configuration differs from the compose files (config-hash %s -> %s)", short(c.ConfigHash), short(svc.ConfigHash))}
+			diff = []string{fmt.Sprintf("adopt: configuration differs from the compose files (config-hash %s -> %s)", short(c.ConfigHash), short(want))}
 		}
 		reasons = append(reasons, diff...)
 	}
@@ -48,6 +51,18 @@ func adoptReasons(desired *compose.Project, observed compose.Observed, svc *comp
 		reasons = append(reasons, "adopt: container is dead")
 	}
 	return reasons
+}
+
+// firstContainer is the ID of service's lowest-numbered container, the one
+// Compose resolves a service: reference to.
+func firstContainer(observed compose.Observed, service string) (string, bool) {
+	id, best := "", 0
+	for _, c := range observed.Containers {
+		if c.Service == service && c.Number > 0 && (id == "" || c.Number < best) {
+			id, best = c.ID, c.Number
+		}
+	}
+	return id, id != ""
 }
 
 // planAdoption plans replica n, whose container keep has no lockstep.hash:
