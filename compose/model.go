@@ -275,6 +275,11 @@ type Container struct {
 	// (NetworkSettings.Networks): a network removed and re-created by hand,
 	// or a `docker network disconnect`, shows here and nowhere else.
 	Networks map[string]Endpoint
+	// Spec is what the container was created with (mounts, environment
+	// digests, ports, command), read only for a container without a
+	// lockstep.hash, so a plan can say how one Docker Compose created
+	// differs; nil otherwise.
+	Spec *ContainerSpec
 }
 
 // Endpoint is one network a container is attached to.
@@ -291,13 +296,24 @@ type ObservedNetwork struct {
 	ID     string
 	Name   string
 	Labels map[string]string
+	// The settings the network was created with, so a network Docker
+	// Compose created without a config-hash label can be compared with the
+	// compose files.
+	Driver     string
+	Options    map[string]string
+	IPAM       *network.IPAM // nil when the engine reports none
+	Internal   bool
+	Attachable bool
+	EnableIPv6 bool
 }
 
 // ObservedVolume is a volume carrying the project label, or a named volume
 // the project needs that exists without it.
 type ObservedVolume struct {
-	Name   string
-	Labels map[string]string
+	Name    string
+	Labels  map[string]string
+	Driver  string
+	Options map[string]string
 }
 
 // ContainerCreate returns the create configs for replica n of svc: copies of

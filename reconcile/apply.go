@@ -186,6 +186,9 @@ func (a *applier) do(ctx context.Context, act Action) error {
 	if act.Drift {
 		ev = ev.Bool("drift", true)
 	}
+	if act.Adopt {
+		ev = ev.Bool("adopt", true)
+	}
 	ev.Msg("apply")
 
 	var err error
@@ -202,6 +205,8 @@ func (a *applier) do(ctx context.Context, act Action) error {
 		err = a.serviceAction(ctx, act)
 	case ActReconnect:
 		err = a.reconnect(ctx, act)
+	case ActAdopt:
+		// Nothing to change on the engine: the pass records the adoption.
 	default:
 		err = fmt.Errorf("unknown action kind %q (plan from a newer lockstep?)", act.Kind)
 	}
@@ -224,6 +229,8 @@ func (a *applier) do(ctx context.Context, act Action) error {
 		a.res.Removed++
 	case ActReconnect:
 		a.res.Reconnected++
+	case ActAdopt:
+		a.res.Adopted++
 	}
 	return nil
 }
@@ -237,6 +244,10 @@ func describe(act Action) string {
 		return "create network " + act.Network
 	case ActCreateVolume:
 		return "create volume " + act.Volume
+	case ActAdopt:
+		if act.Container == "" {
+			return "adopt " + act.Network + act.Volume
+		}
 	case ActRemove:
 		if act.Service != "" {
 			return fmt.Sprintf("remove %s (service %s)", act.Container, act.Service)

@@ -22,6 +22,8 @@ func brief(a Action) string {
 		target = a.Network
 	case ActCreateVolume:
 		target = a.Volume
+	case ActAdopt:
+		target += a.Network + a.Volume
 	}
 	s := fmt.Sprintf("%s %s: %s", a.Kind, target, strings.Join(a.Reasons, "; "))
 	if a.Order != "" {
@@ -29,6 +31,9 @@ func brief(a Action) string {
 	}
 	if a.Drift {
 		s += " [drift]"
+	}
+	if a.Adopt && a.Kind != ActAdopt {
+		s += " [adopt]"
 	}
 	return s
 }

@@ -33,6 +33,12 @@ const (
 	// networks in Disconnect, then connects it to those in Connect with the
 	// service's endpoint settings (aliases, addresses), without a restart.
 	ActReconnect ActionKind = "reconnect"
+	// ActAdopt takes over, without touching it, a container, network or
+	// volume of the project that Docker Compose created and whose
+	// configuration equals the compose files'. Apply changes nothing on the
+	// engine for it; the pass records the container (reconcile/state) so
+	// later passes treat it as one lockstep created.
+	ActAdopt ActionKind = "adopt"
 )
 
 // Action is one step of a plan. Reasons say why, in words an operator reads
@@ -54,6 +60,11 @@ type Action struct {
 	// (a container removed, stopped or replaced by hand) rather than a
 	// change of the revision.
 	Drift bool `json:"drift,omitempty"`
+	// Adopt is true when the action takes a project over from Docker
+	// Compose: the container (network, volume) has no lockstep.hash. It is
+	// an ActAdopt, or a recreate of a container whose configuration differs
+	// from the compose files, with the difference in Reasons. Never drift.
+	Adopt bool `json:"adopt,omitempty"`
 	// Disconnect and Connect are the networks a reconnect detaches the
 	// container from, then attaches it to; a network in both is
 	// re-attached with the right settings.
@@ -96,6 +107,9 @@ type ApplyResult struct {
 	Restarted int      `json:"restarted"` // restart: true dependents (ActRestart)
 	// Reconnected counts containers re-attached to their networks.
 	Reconnected int `json:"reconnected"`
+	// Adopted counts containers, networks and volumes taken over from
+	// Docker Compose without a change (ActAdopt).
+	Adopted int `json:"adopted,omitempty"`
 	// Restored names the containers whose replacement could not start and
 	// that were put back, running again under their names: a failed
 	// recreate that left the replica as it was.

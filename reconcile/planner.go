@@ -14,7 +14,6 @@ const (
 	reasonNewService       = "new service"
 	reasonNewReplica       = "new replica"
 	reasonContainerMissing = "container missing"
-	reasonNotLockstep      = "not created by lockstep (no lockstep.hash label)"
 	reasonEffective        = "effective configuration changed"
 	reasonNotPresent       = "not present locally"
 	reasonPullAlways       = "pull_policy is always"
@@ -43,15 +42,17 @@ func BuildPlanSince(desired *compose.Project, observed compose.Observed, last *D
 	}
 	p.Warnings = append(p.Warnings, preconditionProblems(desired, observed)...)
 
+	// Services are planned first: whether networks and volumes are
+	// reported as adopted depends on whether containers are.
+	sp := planServices(desired, observed, last)
 	p.Actions = append(p.Actions, planPulls(desired, observed)...)
-	nets, warns := planNetworks(desired, observed)
+	nets, warns := planNetworks(desired, observed, sp.adopting)
 	p.Actions = append(p.Actions, nets...)
 	p.Warnings = append(p.Warnings, warns...)
-	vols, warns := planVolumes(desired, observed)
+	vols, warns := planVolumes(desired, observed, sp.adopting)
 	p.Actions = append(p.Actions, vols...)
 	p.Warnings = append(p.Warnings, warns...)
 
-	sp := planServices(desired, observed, last)
 	p.Actions = append(p.Actions, sp.early...)
 	p.Actions = append(p.Actions, sp.services...)
 	p.Actions = append(p.Actions, sp.scaleDown...)
@@ -69,6 +70,7 @@ type servicePlan struct {
 	services  []Action // per service, in dependency order
 	scaleDown []Action
 	warnings  []string
+	adopting  bool // the plan takes containers over from Docker Compose
 }
 
 // planServices plans the containers: first the removals that free names and
@@ -96,6 +98,7 @@ func planServices(desired *compose.Project, observed compose.Observed, last *Dep
 			p.planService(svc)
 		}
 	}
+	p.sp.adopting = p.adopting
 	return p.sp
 }
 
@@ -111,6 +114,7 @@ type servicePlanner struct {
 	deployedHere  bool
 	completedDeps map[string]bool
 	replaced      map[string]bool // services with a created or recreated replica
+	adopting      bool            // a container without lockstep.hash is adopted or recreated
 	sp            servicePlan
 }
 
@@ -193,7 +197,14 @@ func (p *servicePlanner) planService(svc *compose.Service) {
 			continue
 		}
 		keep := p.keepOne(matches, svc, n, name)
-		if reasons, drift := recreateReasons(p.desired, p.observed, svc, keep, name); len(reasons) > 0 {
+		if keep.Hash == "" {
+			// Not created by lockstep: Docker Compose made it (a project
+			// lockstep takes over) or an older tool did.
+			if p.planAdoption(svc, keep, n, name) {
+				p.replaced[svc.Name] = true
+				continue
+			}
+		} else if reasons, drift := recreateReasons(p.desired, p.observed, svc, keep, name); len(reasons) > 0 {
 			a, why := recreateAction(svc, keep, n, name, reasons, drift)
 			if why != "" && !startFirstRefused {
 				startFirstRefused = true
@@ -384,10 +395,6 @@ func configReason(svc *compose.Service, c compose.Container) string {
 func recreateReasons(desired *compose.Project, observed compose.Observed, svc *compose.Service, c compose.Container, name string) (reasons []string, drift bool) {
 	hashDiffers := c.Hash != svc.Hash
 	explained := false
-	if c.Hash == "" {
-		reasons = append(reasons, reasonNotLockstep)
-		explained, drift = true, true
-	}
 	if c.Image != svc.Image {
 		reasons = append(reasons, fmt.Sprintf("image %s -> %s", c.Image, svc.Image))
 		explained = true

@@ -149,7 +149,13 @@ func findVolume(observed compose.Observed, name string) *compose.ObservedVolume 
 	return nil
 }
 
-func planNetworks(desired *compose.Project, observed compose.Observed) ([]Action, []string) {
+// planNetworks creates the missing project networks and warns about the
+// ones that differ from the compose files (a network containers use is
+// never recreated). A network Docker Compose created has no lockstep.hash:
+// it is compared by Compose's own config-hash, or its settings, and is
+// adopted silently when equal; adopting says to name it in the plan, on
+// the pass that takes the project's containers over.
+func planNetworks(desired *compose.Project, observed compose.Observed, adopting bool) ([]Action, []string) {
 	var acts []Action
 	var warns []string
 	for _, n := range desired.Networks {
@@ -165,16 +171,32 @@ func planNetworks(desired *compose.Project, observed compose.Observed) ([]Action
 			warns = append(warns, fmt.Sprintf(
 				"network %q (networks.%s) exists but was not created for project %q (label %s=%q); lockstep uses it as it is: mark it external: true, or remove it (docker network rm %s) once no container uses it and the next pass creates it",
 				n.Name, n.Key, desired.Name, compose.LabelProject, on.Labels[compose.LabelProject], n.Name))
+		case on.Labels[compose.LabelHash] == "":
+			diff := composeNetworkDiffers(n, *on)
+			if len(diff) > 0 {
+				warns = append(warns, networkDiffersWarning(desired, n, strings.Join(diff, ", ")))
+			} else if adopting {
+				acts = append(acts, Action{Kind: ActAdopt, Network: n.Name, Reasons: []string{reasonAdoptNetworkKept}, Adopt: true})
+			}
 		case on.Labels[compose.LabelHash] != n.Hash:
-			warns = append(warns, fmt.Sprintf(
-				"network %q (networks.%s) differs from the compose files (%s %s -> %s); lockstep does not recreate a network containers use: stop the project (docker compose -p %s down, volumes are kept) and the next pass recreates it",
-				n.Name, n.Key, compose.LabelHash, short(on.Labels[compose.LabelHash]), short(n.Hash), desired.Name))
+			warns = append(warns, networkDiffersWarning(desired, n,
+				fmt.Sprintf("%s %s -> %s", compose.LabelHash, short(on.Labels[compose.LabelHash]), short(n.Hash))))
 		}
 	}
 	return acts, warns
 }
 
-func planVolumes(desired *compose.Project, observed compose.Observed) ([]Action, []string) {
+func networkDiffersWarning(desired *compose.Project, n compose.Network, why string) string {
+	return fmt.Sprintf(
+		"network %q (networks.%s) differs from the compose files (%s); lockstep does not recreate a network containers use: stop the project (docker compose -p %s down, volumes are kept) and the next pass recreates it",
+		n.Name, n.Key, why, desired.Name)
+}
+
+// planVolumes creates the missing named volumes. One that exists is never
+// recreated (it holds data): one of another project, or whose settings
+// differ from the compose files, is warned about; one Docker Compose
+// created with equal settings is named adopted on the takeover pass.
+func planVolumes(desired *compose.Project, observed compose.Observed, adopting bool) ([]Action, []string) {
 	var acts []Action
 	var warns []string
 	for _, v := range desired.Volumes {
@@ -187,6 +209,14 @@ func planVolumes(desired *compose.Project, observed compose.Observed) ([]Action,
 			warns = append(warns, fmt.Sprintf(
 				"volume %q (volumes.%s) exists but was not created for project %q; lockstep uses it as it is (its data is never removed): mark it external: true to say so",
 				v.Name, v.Key, desired.Name))
+		default:
+			if diff := volumeDiffers(v, *ov); len(diff) > 0 {
+				warns = append(warns, fmt.Sprintf(
+					"volume %q (volumes.%s) differs from the compose files (%s); lockstep never recreates a volume (its data would be lost) and uses it as it is: to change it, back its data up, stop the project, remove it (docker volume rm %s) and the next pass creates it",
+					v.Name, v.Key, strings.Join(diff, ", "), v.Name))
+			} else if adopting {
+				acts = append(acts, Action{Kind: ActAdopt, Volume: v.Name, Reasons: []string{reasonAdoptVolumeKept}, Adopt: true})
+			}
 		}
 	}
 	return acts, warns

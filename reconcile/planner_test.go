@@ -182,8 +182,9 @@ func TestBuildPlan(t *testing.T) {
 				return o
 			},
 			want: []string{
-				"recreate prod-db-1: not created by lockstep (no lockstep.hash label); configuration changed (config-hash 0123456789ab -> " +
-					short(fake.SHA("config", "db", fake.ImgDB)) + ") [stop-first] [drift]",
+				"adopt prod_data: " + reasonAdoptVolumeKept,
+				"recreate prod-db-1: adopt: configuration differs from the compose files (config-hash 0123456789ab -> " +
+					short(fake.SHA("config", "db", fake.ImgDB)) + ") [stop-first] [adopt]",
 			},
 		},
 		{

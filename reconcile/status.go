@@ -56,6 +56,9 @@ type PassRecord struct {
 	Created     int           `json:"created,omitempty"`
 	Recreated   int           `json:"recreated,omitempty"`
 	Removed     int           `json:"removed,omitempty"`
+	// Adopted counts the containers, networks and volumes taken over from
+	// Docker Compose without a change.
+	Adopted int `json:"adopted,omitempty"`
 	// Service is the service that failed the health gate, Logs its
 	// container's last log lines.
 	Service string   `json:"service,omitempty"`

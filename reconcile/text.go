@@ -59,6 +59,9 @@ func writeAction(w io.Writer, a Action) {
 	if a.Drift {
 		flags = append(flags, "drift")
 	}
+	if a.Adopt && a.Kind != ActAdopt {
+		flags = append(flags, "adopt")
+	}
 	tail := ""
 	if len(flags) > 0 {
 		tail = " [" + strings.Join(flags, ", ") + "]"
@@ -80,6 +83,16 @@ func writeAction(w io.Writer, a Action) {
 	case ActCreateVolume:
 		fmt.Fprintf(w, "  + volume %s\n", a.Volume)
 		return
+	case ActAdopt:
+		switch {
+		case a.Network != "":
+			fmt.Fprintf(w, "  = adopt network %s%s\n", a.Network, inline())
+			return
+		case a.Volume != "":
+			fmt.Fprintf(w, "  = adopt volume %s%s\n", a.Volume, inline())
+			return
+		}
+		fmt.Fprintf(w, "  = adopt %s (%s)%s\n", a.Service, a.Container, tail)
 	case ActRemove:
 		fmt.Fprintf(w, "  - remove %s%s%s\n", a.Container, inline("its volumes are kept"), tail)
 		return
@@ -116,7 +129,7 @@ func (p *Plan) Summary() string {
 		counts[k]++
 	}
 	var parts []string
-	for _, k := range []ActionKind{ActPull, ActCreate, ActRecreate, ActStart, ActRestart, ActReconnect, ActRemove} {
+	for _, k := range []ActionKind{ActPull, ActAdopt, ActCreate, ActRecreate, ActStart, ActRestart, ActReconnect, ActRemove} {
 		if counts[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d to %s", counts[k], k))
 			delete(counts, k)

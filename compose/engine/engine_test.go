@@ -304,3 +304,42 @@ func TestRedactHost(t *testing.T) {
 		}
 	}
 }
+
+// A container without lockstep.hash carries what it was created with, for
+// the plan to explain a takeover; environment values only as digests. One
+// of lockstep's carries nothing more (a converged project costs nothing).
+func TestFromInspectSpecOfAComposeContainer(t *testing.T) {
+	in := container.InspectResponse{
+		ID: "abc", Name: "/p-web-1",
+		Config: &container.Config{Image: "web", Env: []string{"PASSWORD=hunter2", "PATH=/bin"}, Cmd: []string{"serve"},
+			Labels: map[string]string{compose.LabelService: "web", compose.LabelContainerNumber: "1"}},
+		HostConfig: &container.HostConfig{PortBindings: network.PortMap{
+			network.MustParsePort("80/tcp"): {{HostPort: "8080"}},
+		}},
+		Mounts: []container.MountPoint{
+			{Type: mount.TypeVolume, Name: "p_data", Source: "/var/lib/docker/volumes/p_data/_data", Destination: "/data"},
+			{Type: mount.TypeBind, Source: "/srv/app/nginx.conf", Destination: "/etc/nginx/nginx.conf"},
+		},
+	}
+	got := fromInspect(in)
+	if got.Spec == nil {
+		t.Fatal("no Spec for a container lockstep did not create")
+	}
+	wantMounts := []compose.SpecMount{
+		{Type: "volume", Source: "p_data", Target: "/data"},
+		{Type: "bind", Source: "/srv/app/nginx.conf", Target: "/etc/nginx/nginx.conf"},
+	}
+	if !reflect.DeepEqual(got.Spec.Mounts, wantMounts) || !slices.Equal(got.Spec.Ports, []string{"8080:80/tcp"}) ||
+		!slices.Equal(got.Spec.Cmd, []string{"serve"}) || got.Spec.Env["PASSWORD"] != compose.EnvDigest("hunter2") {
+		t.Fatalf("Spec = %+v", got.Spec)
+	}
+	for _, d := range got.Spec.Env {
+		if strings.Contains(d, "hunter2") {
+			t.Fatalf("an environment value is carried: %v", got.Spec.Env)
+		}
+	}
+	in.Config.Labels[compose.LabelHash] = "h"
+	if got := fromInspect(in); got.Spec != nil {
+		t.Fatalf("lockstep's own container got a Spec: %+v", got.Spec)
+	}
+}

@@ -12,6 +12,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/lockstep-gitops/lockstep/compose"
@@ -144,6 +146,11 @@ func fromInspect(in container.InspectResponse) compose.Container {
 	c.Hash = c.Labels[compose.LabelHash]
 	c.SpecHash = c.Labels[compose.LabelSpecHash]
 	c.ConfigHash = c.Labels[compose.LabelConfigHash]
+	if c.Hash == "" {
+		// A container lockstep did not create, which it may adopt: the plan
+		// says how it differs, from this.
+		c.Spec = specOf(in)
+	}
 	c.Commit = c.Labels[compose.LabelCommit]
 	c.WorkingDir = c.Labels[compose.LabelWorkingDir]
 	if ns := in.NetworkSettings; ns != nil && len(ns.Networks) > 0 {
@@ -165,6 +172,30 @@ func fromInspect(in container.InspectResponse) compose.Container {
 	return c
 }
 
+// specOf is what an inspected container was created with, as the planner
+// compares it: configured binds and volumes, environment digests, port
+// bindings as configured (not as running) and the command.
+func specOf(in container.InspectResponse) *compose.ContainerSpec {
+	spec := &compose.ContainerSpec{}
+	if in.Config != nil {
+		spec.Env = compose.EnvDigests(in.Config.Env)
+		spec.Cmd = slices.Clone([]string(in.Config.Cmd))
+		spec.Entrypoint = slices.Clone([]string(in.Config.Entrypoint))
+	}
+	if in.HostConfig != nil {
+		spec.Ports = compose.PortList(in.HostConfig.PortBindings)
+	}
+	for _, m := range in.Mounts {
+		sm := compose.SpecMount{Type: string(m.Type), Source: m.Source, Target: m.Destination}
+		if m.Type == mount.TypeVolume {
+			sm.Source = m.Name
+		}
+		spec.Mounts = append(spec.Mounts, sm)
+	}
+	spec.Mounts = compose.SortMounts(spec.Mounts)
+	return spec
+}
+
 // observeNetworks returns the networks labelled with the project, plus the
 // ones p names that exist without the label (external networks, or one a
 // human created by hand), so the planner can tell "missing" from "foreign".
@@ -175,7 +206,7 @@ func (e *Engine) observeNetworks(ctx context.Context, p *compose.Project) ([]com
 	}
 	byName := map[string]compose.ObservedNetwork{}
 	for _, n := range list.Items {
-		byName[n.Name] = compose.ObservedNetwork{ID: n.ID, Name: n.Name, Labels: maps.Clone(n.Labels)}
+		byName[n.Name] = observedNetwork(n.Network)
 	}
 	for _, want := range p.Networks {
 		if _, ok := byName[want.Name]; ok {
@@ -208,7 +239,24 @@ func (e *Engine) inspectNetwork(ctx context.Context, name string) (compose.Obser
 	if res.Network.Name != name {
 		return compose.ObservedNetwork{}, false, nil
 	}
-	return compose.ObservedNetwork{ID: res.Network.ID, Name: res.Network.Name, Labels: maps.Clone(res.Network.Labels)}, true, nil
+	return observedNetwork(res.Network.Network), true, nil
+}
+
+// observedNetwork is the engine's network in the observed model, with the
+// settings a network Docker Compose created is compared by.
+func observedNetwork(n network.Network) compose.ObservedNetwork {
+	on := compose.ObservedNetwork{
+		ID: n.ID, Name: n.Name, Labels: maps.Clone(n.Labels),
+		Driver: n.Driver, Options: maps.Clone(n.Options),
+		Internal: n.Internal, Attachable: n.Attachable, EnableIPv6: n.EnableIPv6,
+	}
+	if n.IPAM.Driver != "" || len(n.IPAM.Config) > 0 || len(n.IPAM.Options) > 0 {
+		ipam := n.IPAM
+		ipam.Config = slices.Clone(n.IPAM.Config)
+		ipam.Options = maps.Clone(n.IPAM.Options)
+		on.IPAM = &ipam
+	}
+	return on
 }
 
 func (e *Engine) observeVolumes(ctx context.Context, p *compose.Project) ([]compose.ObservedVolume, error) {
@@ -218,7 +266,7 @@ func (e *Engine) observeVolumes(ctx context.Context, p *compose.Project) ([]comp
 	}
 	byName := map[string]compose.ObservedVolume{}
 	for _, v := range list.Items {
-		byName[v.Name] = compose.ObservedVolume{Name: v.Name, Labels: maps.Clone(v.Labels)}
+		byName[v.Name] = compose.ObservedVolume{Name: v.Name, Labels: maps.Clone(v.Labels), Driver: v.Driver, Options: maps.Clone(v.Options)}
 	}
 	for _, want := range p.Volumes {
 		if _, ok := byName[want.Name]; ok {
@@ -231,7 +279,7 @@ func (e *Engine) observeVolumes(ctx context.Context, p *compose.Project) ([]comp
 		if err != nil {
 			return nil, fmt.Errorf("observe project %s: inspect volume %s (volumes.%s): %w", p.Name, want.Name, want.Key, err)
 		}
-		byName[res.Volume.Name] = compose.ObservedVolume{Name: res.Volume.Name, Labels: maps.Clone(res.Volume.Labels)}
+		byName[res.Volume.Name] = compose.ObservedVolume{Name: res.Volume.Name, Labels: maps.Clone(res.Volume.Labels), Driver: res.Volume.Driver, Options: maps.Clone(res.Volume.Options)}
 	}
 	return slices.SortedFunc(maps.Values(byName), func(a, b compose.ObservedVolume) int {
 		return cmp.Compare(a.Name, b.Name)

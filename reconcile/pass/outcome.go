@@ -81,7 +81,7 @@ func (r *run) record(start time.Time) reconcile.PassRecord {
 		rec.Plan = r.res.Plan.Summary()
 	}
 	if a := r.res.Applied; a != nil {
-		rec.Created, rec.Recreated, rec.Removed = a.Created, a.Recreated, a.Removed
+		rec.Created, rec.Recreated, rec.Removed, rec.Adopted = a.Created, a.Recreated, a.Removed, a.Adopted
 	}
 	return rec
 }

@@ -25,6 +25,7 @@ type run struct {
 	project  *compose.Project
 	observed compose.Observed
 	last     *reconcile.Deployed // what the previous apply left running
+	adopted  []reconcile.Adopted // containers taken over from Docker Compose, as recorded
 	res      *Result
 	gateErr  *reconcile.GateError // set by the gate step (or apply) when the release is unhealthy
 	stepErr  error                // the error the gate failure came with
@@ -208,12 +209,15 @@ func (r *run) policy(ctx context.Context) error {
 
 // observe reads what the engine has for the project, the digests of the
 // files its containers were made from (so a plan can name the file that
-// changed) and the record of the last deployment. Writes nothing.
+// changed) and the record of the last deployment. The containers adopted
+// from Docker Compose get the hashes recorded for them, so the plan treats
+// them as lockstep's. Writes nothing.
 func (r *run) observe(ctx context.Context) error {
 	observed, err := r.p.Backend.Observe(ctx, r.project)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("observe project %s: %w", r.project.Name, err)}
 	}
+	r.overlayAdopted(&observed)
 	r.fillPriorFiles(&observed)
 	r.observed = observed
 	last, err := r.p.State.Deployed(r.env.Name, r.project.Name)
@@ -226,6 +230,43 @@ func (r *run) observe(ctx context.Context) error {
 		r.res.Previous = last.Commit
 	}
 	return nil
+}
+
+// overlayAdopted reads the record of adopted containers (once a pass) and
+// lays it over o. Unreadable, it is ignored with a warning: the containers
+// are then planned as Docker Compose's again, adopted or recreated by
+// their configuration, which costs restarts at worst, never a wrong
+// keep.
+func (r *run) overlayAdopted(o *compose.Observed) {
+	if r.adopted == nil {
+		list, err := r.p.State.Adopted(r.env.Name, r.project.Name)
+		if err != nil {
+			r.log.Warn().Err(err).Msg("ignoring the unreadable record of containers adopted from Docker Compose")
+		}
+		r.adopted = append([]reconcile.Adopted{}, list...)
+	}
+	reconcile.OverlayAdopted(o, r.adopted)
+}
+
+// recordAdopted notes the containers the apply adopted, and forgets the
+// ones it replaced or removed. A failure is logged: the next pass then
+// adopts them again (they are still equal), with nothing restarted.
+func (r *run) recordAdopted(applied *reconcile.ApplyResult) {
+	if applied == nil {
+		return
+	}
+	for _, a := range applied.Done {
+		if a.Kind == reconcile.ActAdopt && a.Container != "" {
+			r.log.Info().Str("service", a.Service).Str("container", a.Container).
+				Msg("adopted from Docker Compose without a restart: configuration equal")
+		}
+	}
+	list := reconcile.AdoptionsAfter(r.project, r.observed, r.adopted, applied.Done, r.p.now())
+	if err := r.p.State.SaveAdopted(r.env.Name, r.project.Name, list); err != nil {
+		r.log.Warn().Err(err).Msg("cannot record the containers adopted from Docker Compose")
+	}
+	r.adopted = list // what the prune after the gate overlays
+
 }
 
 // fillPriorFiles records, for each container, the digests that the files
@@ -286,6 +327,8 @@ func (r *run) writeSecrets(ctx context.Context) error {
 func (r *run) apply(ctx context.Context) error {
 	applied, err := r.p.Backend.Apply(ctx, r.project, r.observed, r.res.Plan, r.p.gateOptions(r.env))
 	r.res.Applied = applied
+	// Whatever else failed, what was adopted is adopted.
+	r.recordAdopted(applied)
 	var ge *reconcile.GateError
 	if errors.As(err, &ge) {
 		r.recordDeployed()
@@ -351,6 +394,7 @@ func (r *run) prune(ctx context.Context) {
 		r.log.Warn().Err(err).Msg("not pruning old releases: cannot observe the project")
 		return
 	}
+	r.overlayAdopted(&after)
 	inUse := map[string]bool{r.project.ReleaseDir: true}
 	healthy, _ := r.p.State.Healthy(r.env.Name)
 	for _, hr := range healthy {

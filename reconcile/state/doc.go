@@ -1,7 +1,9 @@
 // Package state owns what lockstep records per environment under
 // <state_dir>/environments/<env>/: the last deployment (deployed.json), the
 // healthy revisions a rollback goes back to (healthy.json), the commits held
-// back (quarantine.json), the bounded history of passes (history.json), and
+// back (quarantine.json), the containers taken over from Docker Compose
+// without a restart (adopted.json, standing in for the lockstep.hash label
+// they lack), the bounded history of passes (history.json), and
 // the apply lock (apply.lock) that lets one pass at a time change the host
 // and those records, whichever process runs it.
 //

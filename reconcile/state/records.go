@@ -201,3 +201,51 @@ func Commits(list []Quarantine) []string {
 	}
 	return out
 }
+
+// adoptions is the record of adopted containers of an environment, for one
+// project (a record of another project says nothing about this one).
+type adoptions struct {
+	Project    string              `json:"project"`
+	Containers []reconcile.Adopted `json:"containers"`
+}
+
+// Adopted returns the containers lockstep took over from Docker Compose in
+// env, as last recorded; nil when none, or when recorded for another
+// project.
+func (s *Store) Adopted(env, project string) ([]reconcile.Adopted, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rec adoptions
+	if err := s.readJSON(path(env, "adopted.json"), &rec); err != nil {
+		return nil, err
+	}
+	if rec.Project != project {
+		return nil, nil
+	}
+	return rec.Containers, nil
+}
+
+// SaveAdopted records list as the adopted containers of env's project.
+// Nothing is written when the record is the same (ignoring when each was
+// adopted), nor when there is none and never was: a pass of a project
+// lockstep created writes nothing.
+func (s *Store) SaveAdopted(env, project string, list []reconcile.Adopted) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old adoptions
+	err := s.readJSON(path(env, "adopted.json"), &old)
+	if err == nil && old.Project == project && sameAdopted(old.Containers, list) {
+		return nil
+	}
+	if err == nil && old.Project == "" && len(list) == 0 {
+		return nil
+	}
+	return s.writeJSON(path(env, "adopted.json"), adoptions{Project: project, Containers: list})
+}
+
+func sameAdopted(a, b []reconcile.Adopted) bool {
+	return slices.EqualFunc(a, b, func(x, y reconcile.Adopted) bool {
+		x.At, y.At = time.Time{}, time.Time{}
+		return x == y
+	})
+}

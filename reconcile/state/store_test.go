@@ -459,3 +459,36 @@ func TestCheckEnvironment(t *testing.T) {
 		}
 	}
 }
+
+func TestAdoptedRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := New(dir, 0, zerolog.Nop())
+	file := filepath.Join(dir, "environments", "prod", "adopted.json")
+	if err := s.SaveAdopted("prod", "app", []reconcile.Adopted{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Fatalf("an empty record was written for a project that never adopted")
+	}
+	at := time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+	list := []reconcile.Adopted{{ContainerID: "c1", Service: "db", Number: 1, Hash: "h", Commit: "abc", At: at}}
+	if err := s.SaveAdopted("prod", "app", list); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Adopted("prod", "app")
+	if err != nil || len(got) != 1 || got[0] != list[0] {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	if other, _ := s.Adopted("prod", "other"); other != nil {
+		t.Fatalf("the record of another project was returned: %+v", other)
+	}
+	st, _ := os.Stat(file)
+	later := []reconcile.Adopted{list[0]}
+	later[0].At = at.Add(time.Hour)
+	if err := s.SaveAdopted("prod", "app", later); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(file); !st.ModTime().Equal(st2.ModTime()) {
+		t.Errorf("an unchanged record was written again")
+	}
+}
