@@ -19,16 +19,7 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 	name := s.Name
 	fail := func(key, msg string) error { return located(c.src, name, key, msg) }
 
-	for _, r := range refusedKeys(s) {
-		why, lenient := c.lenientKey(s, r[0])
-		if !lenient {
-			return Service{}, fail(r[0], r[1])
-		}
-		if err := c.ignore(name, r[0], why); err != nil {
-			return Service{}, err
-		}
-	}
-	if err := c.platformCheck(s); err != nil {
+	if err := c.refusedOrIgnored(s); err != nil {
 		return Service{}, err
 	}
 	if s.Image == "" {
@@ -91,16 +82,44 @@ func (c *converter) service(s types.ServiceConfig) (Service, error) {
 	cfg.Labels = labels
 
 	out.Config, out.Host, out.Networking = cfg, host, nets
-	if out.composeModel, err = composeModel(s); err != nil {
+	if err := c.hashes(s, &out); err != nil {
 		return Service{}, err
 	}
+	return out, nil
+}
+
+// refusedOrIgnored refuses the keys of s lockstep cannot honour, and
+// records a warning for those Docker Compose ignores on a single host
+// (refused too with LoadOptions.Strict).
+func (c *converter) refusedOrIgnored(s types.ServiceConfig) error {
+	for _, r := range refusedKeys(s) {
+		why, lenient := c.lenientKey(s, r[0])
+		if !lenient {
+			return located(c.src, s.Name, r[0], r[1])
+		}
+		if err := c.ignore(s.Name, r[0], why); err != nil {
+			return err
+		}
+	}
+	return c.platformCheck(s)
+}
+
+// hashes sets out's three hashes and their labels: Compose's config-hash
+// (from the compose-go model, as Docker Compose computes it), lockstep's
+// spec hash (its create configs, release paths relative) and lockstep.hash
+// (the spec hash, the image and the content of the files it uses).
+func (c *converter) hashes(s types.ServiceConfig, out *Service) error {
+	var err error
+	if out.composeModel, err = composeModel(s); err != nil {
+		return err
+	}
 	out.ConfigHash = sha256Hex(out.composeModel)
-	out.SpecHash = specHash(&out, c.opts.ReleaseDir)
+	out.SpecHash = specHash(out, c.opts.ReleaseDir)
 	out.Hash = serviceHash(out.SpecHash, out.Image, out.Files)
 	out.Config.Labels[LabelConfigHash] = out.ConfigHash
 	out.Config.Labels[LabelSpecHash] = out.SpecHash
 	out.Config.Labels[LabelHash] = out.Hash
-	return out, nil
+	return nil
 }
 
 // pullPolicy normalizes pull_policy to PullMissing, PullAlways or

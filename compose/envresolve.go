@@ -76,52 +76,9 @@ func serviceEnvironment(service string, environment types.MappingWithEquals, env
 		return "", false
 	}
 	for _, ef := range envFiles {
-		rel := src.rel(ef.Path)
-		switch ef.Format {
-		case "", dotenv.DotEnv:
-		default:
-			return nil, located(src, service, "env_file", fmt.Sprintf("%s: format %q is not supported by lockstep; remove format: to use the dotenv format", rel, ef.Format))
+		if err := readServiceEnvFile(service, ef, vars, lookup, src, k, roots); err != nil {
+			return nil, err
 		}
-		if !within(src.releaseDir, ef.Path) {
-			skip, err := hostEnvFile(src, service, ef, roots)
-			if err != nil || skip {
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if err := parseHostEnvFile(service, ef, vars, lookup, k); err != nil {
-				return nil, forService(err, service, "env_file")
-			}
-			continue
-		}
-		if _, err := os.Stat(ef.Path); err != nil {
-			if errors.Is(err, os.ErrNotExist) && !bool(ef.Required) {
-				continue
-			}
-			return nil, located(src, service, "env_file", rel+" is not in the release at this commit; add it to the repository, fix env_file, or mark it required: false")
-		}
-		if !isEncrypted(ef.Path) {
-			if err := parseEnvFile(service, rel, ef, vars, lookup); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		plain, err := k.decrypt(ef.Path, rel)
-		if err != nil {
-			return nil, forService(err, service, "env_file")
-		}
-		before := maps.Clone(vars)
-		if err := dotenv.ParseWithFormat(bytes.NewReader(plain), rel, vars, lookup, ef.Format); err != nil {
-			return nil, forService(secretSyntaxError(rel, err), service, "env_file")
-		}
-		set := map[string]string{}
-		for name, v := range vars {
-			if old, ok := before[name]; !ok || old != v {
-				set[name] = v
-			}
-		}
-		k.remember(rel, set)
 	}
 
 	out := types.MappingWithEquals{}
@@ -132,6 +89,51 @@ func serviceEnvironment(service string, environment types.MappingWithEquals, env
 		out[name] = v
 	}
 	return out, nil
+}
+
+// readServiceEnvFile reads one env_file of service into vars: a host file (under
+// roots), a plain file of the release, or an age-encrypted one whose
+// values the keyring remembers so errors and logs never show them.
+func readServiceEnvFile(service string, ef types.EnvFile, vars map[string]string, lookup func(string) (string, bool),
+	src *sources, k *keyring, roots []string) error {
+	rel := src.rel(ef.Path)
+	switch ef.Format {
+	case "", dotenv.DotEnv:
+	default:
+		return located(src, service, "env_file", fmt.Sprintf("%s: format %q is not supported by lockstep; remove format: to use the dotenv format", rel, ef.Format))
+	}
+	if !within(src.releaseDir, ef.Path) {
+		skip, err := hostEnvFile(src, service, ef, roots)
+		if err != nil || skip {
+			return err
+		}
+		return forService(parseHostEnvFile(service, ef, vars, lookup, k), service, "env_file")
+	}
+	if _, err := os.Stat(ef.Path); err != nil {
+		if errors.Is(err, os.ErrNotExist) && !bool(ef.Required) {
+			return nil
+		}
+		return located(src, service, "env_file", rel+" is not in the release at this commit; add it to the repository, fix env_file, or mark it required: false")
+	}
+	if !isEncrypted(ef.Path) {
+		return parseEnvFile(service, rel, ef, vars, lookup)
+	}
+	plain, err := k.decrypt(ef.Path, rel)
+	if err != nil {
+		return forService(err, service, "env_file")
+	}
+	before := maps.Clone(vars)
+	if err := dotenv.ParseWithFormat(bytes.NewReader(plain), rel, vars, lookup, ef.Format); err != nil {
+		return forService(secretSyntaxError(rel, err), service, "env_file")
+	}
+	set := map[string]string{}
+	for name, v := range vars {
+		if old, ok := before[name]; !ok || old != v {
+			set[name] = v
+		}
+	}
+	k.remember(rel, set)
+	return nil
 }
 
 // parseEnvFile reads one plain env_file of service into vars, refusing it
