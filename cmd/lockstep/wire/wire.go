@@ -12,6 +12,7 @@ package wire
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 
@@ -50,6 +51,9 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Parts, error) {
 		VerifyHead: cfg.Repo.Verify.Head(), VerifyPinned: cfg.Repo.Verify.Pinned(), Kept: ReleasesKept,
 	})
 	eng := engine.NewOnDemand(cfg.Engine.Host, log)
+	// A converged project is observed without inspecting its containers
+	// again, also by the next CLI process.
+	eng.FactDir = filepath.Join(cfg.StateDir, "engine-facts")
 	secrets := SecretOptions(cfg)
 	store := state.New(cfg.StateDir, 0, log)
 	p := &pass.Pipeline{
