@@ -44,6 +44,9 @@ const (
 	LabelEnvironment = "lockstep.environment"
 	LabelCommit      = "lockstep.commit"
 	LabelHash        = "lockstep.hash"
+	// labelHealthGate is reconcile.LabelHealthGate, which a service may
+	// set in its compose labels: it is not reserved.
+	labelHealthGate = "lockstep.health-gate"
 )
 
 // Depends-on conditions, spelled as in the compose specification.
