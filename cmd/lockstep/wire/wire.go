@@ -139,6 +139,7 @@ func Environments(cfg *config.Config) []pass.Environment {
 // secrets. The environment's own compose_files (host config) win over the
 // pin's; neither means compose's default file discovery.
 func Loader(secrets compose.SecretOptions) pass.Loader {
+	compose.Warm()
 	return func(ctx context.Context, env pass.Environment, rel gitsource.Release) (*compose.Project, error) {
 		files := env.ComposeFiles
 		if len(files) == 0 {
