@@ -460,7 +460,10 @@ func (c *converter) dependencies(s types.ServiceConfig) ([]Dependency, error) {
 func (c *converter) labels(s types.ServiceConfig, deps []Dependency) (map[string]string, error) {
 	labels := map[string]string{}
 	for _, k := range sortedKeys(s.Labels) {
-		if strings.HasPrefix(k, "com.docker.compose.") || strings.HasPrefix(k, "lockstep.") {
+		// lockstep.health-gate is the one lockstep label a compose file
+		// sets (README, reconcile.LabelHealthGate): the opt-out of the gate.
+		reserved := strings.HasPrefix(k, "com.docker.compose.") || strings.HasPrefix(k, "lockstep.")
+		if reserved && k != labelHealthGate {
 			return nil, located(c.src, s.Name, "labels", fmt.Sprintf("label %q is reserved for compose and lockstep; rename it", k))
 		}
 		labels[k] = s.Labels[k]

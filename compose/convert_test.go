@@ -72,3 +72,15 @@ func firstDiff(want, got string) string {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// The gate's opt-out label is the one lockstep label a compose file may
+// set; every other lockstep.* and com.docker.compose.* label is refused.
+func TestHealthGateLabelAllowed(t *testing.T) {
+	dir := writeRelease(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: nginx\n    labels:\n      lockstep.health-gate: \"false\"\n"})
+	p := load(t, testOptions(dir))
+	if got := p.Service("web").Config.Labels["lockstep.health-gate"]; got != "false" {
+		t.Errorf("lockstep.health-gate = %q, want the compose file's false", got)
+	}
+	dir = writeRelease(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: nginx\n    labels:\n      lockstep.hash: x\n"})
+	assertContains(t, loadErr(t, testOptions(dir)).Error(), `label "lockstep.hash" is reserved`)
+}

@@ -9,8 +9,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -303,4 +305,17 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+var warmOnce sync.Once
+
+// Warm compiles the compose specification's JSON schema in the
+// background. compose-go compiles it at its first validation, once per
+// process, which costs a short-lived `lockstep apply` more than loading a
+// 50-service project does; started when the pass is wired, it overlaps
+// with the git fetch and the engine connect instead of following them.
+func Warm() {
+	warmOnce.Do(func() {
+		go schema.Validate(map[string]any{"services": map[string]any{}})
+	})
 }

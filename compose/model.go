@@ -45,6 +45,9 @@ const (
 	LabelCommit      = "lockstep.commit"
 	LabelHash        = "lockstep.hash"
 	LabelSpecHash    = "lockstep.spec-hash"
+	// labelHealthGate is reconcile.LabelHealthGate, which a service may
+	// set in its compose labels: it is not reserved.
+	labelHealthGate = "lockstep.health-gate"
 )
 
 // Depends-on conditions, spelled as in the compose specification.

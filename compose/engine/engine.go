@@ -39,13 +39,21 @@ type Engine struct {
 	// probe tries host ports Observe finds no container publishing; nil
 	// for a remote engine, whose ports are not this host's.
 	probe portProbe
+	// facts remembers what Observe learnt by inspecting running containers.
+	facts *factCache
 }
+
+// RememberFactsIn keeps what Observe learns by inspecting running
+// containers in dir (one file per project) as well as in memory, so that
+// the next process observing the project (the next `lockstep apply`) need
+// not inspect them again. Call it before the first Observe.
+func (e *Engine) RememberFactsIn(dir string) { e.facts.dir = dir }
 
 // New returns an Engine on cli. Registry credentials come from the Docker
 // config keychain (~/.docker/config.json, DOCKER_CONFIG, credential
 // helpers), read at each pull so a `docker login` needs no restart.
 func New(cli *client.Client, log zerolog.Logger) *Engine {
-	e := &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain}
+	e := &Engine{cli: cli, log: log, keychain: authn.DefaultKeychain, facts: newFactCache()}
 	if cli != nil {
 		e.probe = localProbe(cli.DaemonHost())
 	}

@@ -644,8 +644,9 @@ func TestConnect(t *testing.T) {
 	}
 }
 
-// BenchmarkObserve50 measures Observe on a project of 50 containers, each
-// inspected (the list endpoint lacks exit codes and restart counts).
+// BenchmarkObserve50 measures Observe on a project of 50 containers that
+// were created, not started: the worst case, each one is inspected (the
+// list lacks the exit code of a container that is not running).
 //
 //	go test ./compose/engine -run '^$' -bench Observe50 -benchtime 20x
 func BenchmarkObserve50(b *testing.B) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -24,9 +23,9 @@ import (
 // to queue up behind a busy daemon.
 const inspectParallelism = 8
 
-// Observe reads back what the engine has for p. Every container is
-// inspected: the list endpoint carries neither the exit code nor the
-// restart count, and the health gate depends on both.
+// Observe reads back what the engine has for p: one labelled container
+// list, and an inspect only of the containers the list cannot decide (see
+// observe_list.go).
 func (e *Engine) Observe(ctx context.Context, p *compose.Project) (compose.Observed, error) {
 	obs := compose.Observed{Project: p.Name, Images: map[string]string{}}
 	var err error
@@ -75,16 +74,46 @@ func (e *Engine) observeContainers(ctx context.Context, project string) ([]compo
 	if err != nil {
 		return nil, fmt.Errorf("observe project %s: list containers: %w", project, err)
 	}
-	var ids []string
-	for _, c := range list.Items {
+	known := e.facts.load(project)
+	remember := map[string]inspectFacts{}
+	var ctrs []compose.Container
+	var inspect []string // IDs the list cannot decide
+	keys := map[string]string{}
+	for _, s := range list.Items {
 		// One-off containers (`docker compose run`) are not part of the
 		// project's desired state; touching them would kill someone's job.
-		if c.Labels[compose.LabelOneoff] == "True" {
+		if s.Labels[compose.LabelOneoff] == "True" {
 			continue
 		}
-		ids = append(ids, c.ID)
+		c, facts := fromSummary(s)
+		if needsInspect(c, facts, known[s.ID]) {
+			inspect = append(inspect, s.ID)
+			keys[s.ID] = facts.key
+			continue
+		}
+		remember[s.ID] = known[s.ID]
+		ctrs = append(ctrs, withFacts(c, known[s.ID]))
 	}
+	inspected, err := e.inspectAll(ctx, project, inspect)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range inspected {
+		if key := keys[c.ID]; key != "" {
+			remember[c.ID] = factsOf(key, c)
+		}
+		ctrs = append(ctrs, c)
+	}
+	e.facts.store(project, remember)
+	slices.SortFunc(ctrs, func(a, b compose.Container) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Number, b.Number), cmp.Compare(a.Name, b.Name))
+	})
+	return ctrs, nil
+}
 
+// inspectAll inspects ids, a few at a time; one removed since the list is
+// left out.
+func (e *Engine) inspectAll(ctx context.Context, project string, ids []string) ([]compose.Container, error) {
 	out := make([]*compose.Container, len(ids))
 	errs := make([]error, len(ids))
 	sem := make(chan struct{}, inspectParallelism)
@@ -108,7 +137,6 @@ func (e *Engine) observeContainers(ctx context.Context, project string) ([]compo
 		}()
 	}
 	wg.Wait()
-
 	var ctrs []compose.Container
 	for i := range ids {
 		if errs[i] != nil {
@@ -118,9 +146,6 @@ func (e *Engine) observeContainers(ctx context.Context, project string) ([]compo
 			ctrs = append(ctrs, *out[i])
 		}
 	}
-	slices.SortFunc(ctrs, func(a, b compose.Container) int {
-		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Number, b.Number), cmp.Compare(a.Name, b.Name))
-	})
 	return ctrs, nil
 }
 
@@ -139,20 +164,12 @@ func fromInspect(in container.InspectResponse) compose.Container {
 	if c.Labels == nil {
 		c.Labels = map[string]string{}
 	}
-	c.Service = c.Labels[compose.LabelService]
-	if n, err := strconv.Atoi(c.Labels[compose.LabelContainerNumber]); err == nil {
-		c.Number = n
-	}
-	c.Hash = c.Labels[compose.LabelHash]
-	c.SpecHash = c.Labels[compose.LabelSpecHash]
-	c.ConfigHash = c.Labels[compose.LabelConfigHash]
+	setFromLabels(&c)
 	if c.Hash == "" {
 		// A container lockstep did not create, which it may adopt: the plan
 		// says how it differs, from this.
 		c.Spec = specOf(in)
 	}
-	c.Commit = c.Labels[compose.LabelCommit]
-	c.WorkingDir = c.Labels[compose.LabelWorkingDir]
 	if ns := in.NetworkSettings; ns != nil && len(ns.Networks) > 0 {
 		c.Networks = make(map[string]compose.Endpoint, len(ns.Networks))
 		for name, ep := range ns.Networks {

@@ -28,6 +28,9 @@ var errClosed = errors.New("docker engine client is closed")
 type OnDemand struct {
 	host string // as for Connect
 	log  zerolog.Logger
+	// FactDir, when set before the first call, is where the engine keeps
+	// the inspect facts Observe remembers (see Engine.RememberFactsIn).
+	FactDir string
 
 	mu     sync.Mutex // held across a connect, so concurrent calls make one
 	cli    *client.Client
@@ -56,6 +59,9 @@ func (o *OnDemand) engine(ctx context.Context) (*Engine, error) {
 		return nil, err
 	}
 	o.cli, o.eng = cli, New(cli, o.log)
+	if o.FactDir != "" {
+		o.eng.RememberFactsIn(o.FactDir)
+	}
 	o.eng.logger(ctx).Debug().Str("engine_host", redactHost(cli.DaemonHost())).Msg("connected to the docker engine")
 	return o.eng, nil
 }

@@ -12,6 +12,7 @@ package wire
 import (
 	"context"
 	"io"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 
@@ -50,6 +51,9 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Parts, error) {
 		VerifyHead: cfg.Repo.Verify.Head(), VerifyPinned: cfg.Repo.Verify.Pinned(), Kept: ReleasesKept,
 	})
 	eng := engine.NewOnDemand(cfg.Engine.Host, log)
+	// A converged project is observed without inspecting its containers
+	// again, also by the next CLI process.
+	eng.FactDir = filepath.Join(cfg.StateDir, "engine-facts")
 	secrets := SecretOptions(cfg)
 	store := state.New(cfg.StateDir, 0, log)
 	p := &pass.Pipeline{
@@ -146,6 +150,7 @@ func LoadRules(cfg *config.Config) Rules {
 // secrets, under rules. The environment's own compose_files (host config)
 // win over the pin's; neither means compose's default file discovery.
 func Loader(secrets compose.SecretOptions, rules Rules) pass.Loader {
+	compose.Warm()
 	return func(ctx context.Context, env pass.Environment, rel gitsource.Release) (*compose.Project, error) {
 		files := env.ComposeFiles
 		if len(files) == 0 {
