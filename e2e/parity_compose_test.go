@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -67,4 +68,43 @@ func runCompose(dir, project string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("docker compose -p %s %s (in %s): %w\n%s", project, strings.Join(args, " "), dir, err, out)
 	}
 	return string(out), nil
+}
+
+// composeSubnets returns the names of the networks whose subnet the
+// stack sets, as Compose resolves the files (`docker compose config`):
+// only those subnets are compared, the others are the engine's choice.
+func composeSubnets(dir, project string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "compose", "-p", project, "config", "--format", "json")
+	cmd.Dir = dir
+	cmd.Env = composeEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("docker compose config (in %s): %w\n%s", dir, err, stderr.Bytes())
+	}
+	var model struct {
+		Networks map[string]struct {
+			Name string `json:"name"`
+			Ipam struct {
+				Config []struct {
+					Subnet string `json:"subnet"`
+				} `json:"config"`
+			} `json:"ipam"`
+		} `json:"networks"`
+	}
+	if err := json.Unmarshal(out, &model); err != nil {
+		return nil, fmt.Errorf("docker compose config: %w", err)
+	}
+	set := map[string]bool{}
+	for _, n := range model.Networks {
+		for _, c := range n.Ipam.Config {
+			if c.Subnet != "" {
+				set[n.Name] = true
+			}
+		}
+	}
+	return set, nil
 }

@@ -21,14 +21,14 @@ import (
 type inspectFlat map[string]string
 
 // paritySnapshot is what one tool deployed for a project: containers by
-// service, networks and volumes by engine name, and the container IDs
+// name, networks and volumes by engine name, and the container IDs
 // (takeover counts compare them).
 type paritySnapshot struct {
 	containers map[string]inspectFlat
 	networks   map[string]inspectFlat
 	volumes    map[string]inspectFlat
 	ids        map[string]string
-	// mounts lists each service's bind sources, raw: takeover (b) expects
+	// mounts lists each container's bind sources, raw: takeover (b) expects
 	// a recreate where one lies in the project directory.
 	mounts map[string][]string
 }
@@ -47,24 +47,24 @@ func takeParitySnapshot(cli *client.Client, project, dir string) (paritySnapshot
 		return s, fmt.Errorf("list containers: %w", err)
 	}
 	var raws []map[string]any
+	var names []string
 	pairs := dirPairs(dir)
 	for _, c := range list.Items {
 		in, err := cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
 		if err != nil {
 			return s, fmt.Errorf("inspect container %s: %w", c.ID, err)
 		}
-		svc := in.Container.Config.Labels["com.docker.compose.service"]
-		if _, dup := s.ids[svc]; dup {
-			return s, fmt.Errorf("service %s has two containers", svc)
-		}
-		s.ids[svc] = c.ID
-		pairs = append(pairs, c.ID, "<container "+svc+">", c.ID[:12], "<container "+svc+">")
+		// Keyed by container name (<project>-<service>-<n>, or the
+		// container_name): a scaled service has several.
+		name := strings.TrimPrefix(in.Container.Name, "/")
+		s.ids[name] = c.ID
+		pairs = append(pairs, c.ID, "<container "+name+">", c.ID[:12], "<container "+name+">")
 		for _, m := range in.Container.Mounts {
 			if m.Type == "volume" && anonVolumeName.MatchString(m.Name) {
 				pairs = append(pairs, m.Name, "<anonymous volume "+m.Destination+">")
 			}
 			if m.Type == "bind" {
-				s.mounts[svc] = append(s.mounts[svc], m.Source)
+				s.mounts[name] = append(s.mounts[name], m.Source)
 			}
 		}
 		raw, err := toGeneric(in.Container)
@@ -72,13 +72,13 @@ func takeParitySnapshot(cli *client.Client, project, dir string) (paritySnapshot
 			return s, err
 		}
 		raws = append(raws, raw)
+		names = append(names, name)
 	}
 	// Full IDs come before their 12-character prefixes: a Replacer tries
 	// its pairs in argument order at each position.
 	norm := strings.NewReplacer(pairs...)
 	for i, raw := range raws {
-		svc := list.Items[i].Labels["com.docker.compose.service"]
-		s.containers[svc] = flattenInspect(sortUnordered(raw), norm)
+		s.containers[names[i]] = flattenInspect(sortUnordered(raw), norm)
 	}
 	if err := parityNetworks(ctx, cli, filter, norm, s.networks); err != nil {
 		return s, err
@@ -147,11 +147,11 @@ func toGeneric(v any) (map[string]any, error) {
 }
 
 // unorderedLists are the container lists of objects whose order the
-// engine does not act on (mounts); they are sorted by target so that an
+// engine does not act on (mounts, ulimits); they are sorted by target or name so that an
 // order that differs only by map iteration in either tool is not
 // reported. Lists whose order matters (Cmd, Entrypoint, Dns) keep it;
 // lists of strings that are sets are flattened member by member.
-var unorderedLists = []string{"HostConfig.Mounts", "Mounts"}
+var unorderedLists = []string{"HostConfig.Mounts", "HostConfig.Ulimits", "Mounts"}
 
 func sortUnordered(raw map[string]any) map[string]any {
 	for _, p := range unorderedLists {
@@ -169,7 +169,7 @@ func sortUnordered(raw map[string]any) map[string]any {
 // unorderedKey orders strings by value and mounts by where they are mounted.
 func unorderedKey(v any) string {
 	if m, ok := v.(map[string]any); ok {
-		for _, k := range []string{"Destination", "Target"} {
+		for _, k := range []string{"Destination", "Target", "Name"} {
 			if s, ok := m[k].(string); ok {
 				return s
 			}
@@ -187,6 +187,18 @@ var plainFieldKey = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 var stringSets = regexp.MustCompile(`^(Config\.Env|HostConfig\.(Binds|CapAdd|CapDrop|ExtraHosts)|NetworkSettings\.Networks(\.[^.\[]+|\[[^\]]+\])\.Aliases)$`)
 
 func isStringSet(path string) bool { return stringSets.MatchString(path) }
+
+// dependsOnLabel lists a service's dependencies. Compose v5.6 writes them
+// in Go map iteration order (create.go ranges over service.DependsOn), so
+// its own value changes from one create to the next: the list is compared
+// as a set.
+const dependsOnLabel = "Config.Labels[com.docker.compose.depends_on]"
+
+func sortedCommaList(s string) string {
+	parts := strings.Split(s, ",")
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
 
 // keepsEmpty says whether an empty list at path means something other
 // than an absent one. To the engine, an empty map, an empty list and null
@@ -232,6 +244,9 @@ func flattenInspect(raw map[string]any, norm *strings.Replacer) inspectFlat {
 			}
 		case nil:
 		case string:
+			if path == dependsOnLabel {
+				x = sortedCommaList(x)
+			}
 			out[path] = norm.Replace(x)
 		default:
 			b, _ := json.Marshal(x)

@@ -23,7 +23,7 @@ func (r *parityResult) check(t *testing.T) {
 		want, ok := parityRefusals[r.stack.name]
 		switch {
 		case !ok:
-			t.Errorf("lockstep refused the stack, and no refusal is documented for it: %s", r.refused)
+			t.Errorf("lockstep refused the stack, and no refusal is documented for it: %s\n%s", r.refused, r.output)
 		case !strings.Contains(r.refused, want.says):
 			t.Errorf("lockstep refused the stack, but not with the documented %q (%s): %s", want.says, want.reason, r.refused)
 		default:
@@ -77,7 +77,7 @@ func logParitySummary(t *testing.T, version string, results []*parityResult, ela
 	sort.Slice(results, func(i, j int) bool { return results[i].stack.name < results[j].stack.name })
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "stack\tservices\tlockstep\tdiffs (unexpected/documented)\t(a) compose recreated\t(b) lockstep recreated (expected)\treplan\twarnings\terrors\ttime")
+	fmt.Fprintln(w, "stack\tcontainers\tlockstep\tdiffs (unexpected/documented)\t(a) compose recreated\t(b) lockstep recreated (expected)\treplan\twarnings\terrors\ttime")
 	var accepted, identical, svcs, recA, recB, expB, unexpB, replan, warns, failed int
 	for _, r := range results {
 		if r.refused != "" {

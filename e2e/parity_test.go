@@ -65,6 +65,7 @@ func TestComposeParity(t *testing.T) {
 type parityResult struct {
 	stack            parityStack
 	refused          string // lockstep's refusal, when it refused the stack
+	output           string // the whole output of that apply
 	errs             []string
 	services         int
 	diffs            []parityDiff
@@ -106,7 +107,7 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 	sha := f.release("parity stack "+st.name, files)
 	res := f.lockstep("apply", "e2e")
 	if res.code != 0 {
-		r.refused = firstLines(res.stdout+res.stderr, 6)
+		r.refused, r.output = refusal(res.stdout+"\n"+res.stderr), res.String()
 		return r
 	}
 	release := filepath.Join(f.stateDir, "releases", sha)
@@ -142,7 +143,11 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 		r.fail("inspect Compose's deploy: %v", err)
 		return r
 	}
-	r.diffs = compareParity(st, comp, lock)
+	subnets, err := composeSubnets(host, f.project)
+	if err != nil {
+		r.fail("%v", err)
+	}
+	r.diffs = compareParity(st, comp, lock, subnets)
 	for svc, sources := range comp.mounts {
 		for _, s := range sources {
 			if within(host, s) {
@@ -173,17 +178,39 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 
 // compareParity diffs the two deploys and explains the expected
 // differences.
-func compareParity(st parityStack, comp, lock paritySnapshot) []parityDiff {
-	autoSubnet := !strings.Contains(st.files["compose.yaml"], "subnet:")
+func compareParity(st parityStack, comp, lock paritySnapshot, subnets map[string]bool) []parityDiff {
 	var diffs []parityDiff
 	diffs = append(diffs, diffObjects("container", comp.containers, lock.containers, containerIgnored)...)
-	diffs = append(diffs, diffObjects("network", comp.networks, lock.networks, func(p string) string { return networkIgnored(p, autoSubnet) })...)
+	for name := range keysOf2(comp.networks, lock.networks) {
+		auto := !subnets[name]
+		diffs = append(diffs, diffObjects("network", pick(comp.networks, name), pick(lock.networks, name),
+			func(p string) string { return networkIgnored(p, auto) })...)
+	}
 	diffs = append(diffs, diffObjects("volume", comp.volumes, lock.volumes, volumeIgnored)...)
 	explain(st.name, diffs)
 	return diffs
 }
 
-// changedIDs lists the services whose container is not the same one.
+func keysOf2(a, b map[string]inspectFlat) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// pick is the one-object map diffObjects compares, empty when absent.
+func pick(m map[string]inspectFlat, name string) map[string]inspectFlat {
+	if f, ok := m[name]; ok {
+		return map[string]inspectFlat{name: f}
+	}
+	return map[string]inspectFlat{}
+}
+
+// changedIDs lists the containers (by name) that are not the same ones.
 func changedIDs(before, after map[string]string) []string {
 	var out []string
 	for _, svc := range paritySorted(keysOf(before, after)) {
@@ -209,12 +236,26 @@ func within(dir, p string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-func firstLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[:n]
+// refusal picks the error lines of a failed apply ("lockstep: ..."),
+// leaving out the JSON log lines and the plan; without one it keeps the
+// last three lines.
+func refusal(out string) string {
+	var errs, rest []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "lockstep:") || strings.HasPrefix(l, "error") || strings.Contains(l, "failed"):
+			errs = append(errs, l)
+		case l != "" && !strings.HasPrefix(l, "{"):
+			rest = append(rest, l)
+		}
 	}
-	return strings.Join(lines, " | ")
+	if len(errs) == 0 && len(rest) > 3 {
+		errs = rest[len(rest)-3:]
+	} else if len(errs) == 0 {
+		errs = rest
+	}
+	return strings.Join(errs, " | ")
 }
 
 // removeParityProject removes what the first phase left (compose down
