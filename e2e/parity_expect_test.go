@@ -111,3 +111,10 @@ var parityRefusals = map[string]struct{ says, reason string }{
 			"on API 1.41 (Docker 20.10) it refuses rather than drop it, where Compose v5.6 sets the container-level MacAddress instead " +
 			"(a gap, not a decision: the engine helper's \"newer API features without losing 1.41\")"},
 }
+
+// releaseBind is the one recreate takeover (b) expects: a container that
+// binds a file or directory of Compose's project dir (a bind, a config or
+// secret file:) must move to lockstep's release directory, because a
+// release is immutable and a file under a running container never changes
+// (design §4); the host project dir is the operator's working copy.
+const releaseBind = "binds %s from the project dir; lockstep binds it from the immutable release"

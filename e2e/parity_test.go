@@ -103,18 +103,30 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 	}
 	files[".env"] = stackEnv(t, st, reg, f.project, t.TempDir())
 
-	// Phase 1: lockstep deploys first; Compose takes over (a).
+	lock, ok := r.lockstepFirst(t, cli, f, files)
+	if !ok {
+		return r
+	}
+	r.composeFirst(t, cli, f, files, lock)
+	return r
+}
+
+// lockstepFirst is phase 1: lockstep deploys the stack on an empty host,
+// then `docker compose up -d` in the release dir takes over (a). It leaves
+// the host empty again and returns lockstep's deploy.
+func (r *parityResult) lockstepFirst(t *testing.T, cli *client.Client, f *fixture, files map[string]string) (paritySnapshot, bool) {
+	st := r.stack
 	sha := f.release("parity stack "+st.name, files)
 	res := f.lockstep("apply", "e2e")
 	if res.code != 0 {
 		r.refused, r.output = refusal(res.stdout+"\n"+res.stderr), res.String()
-		return r
+		return paritySnapshot{}, false
 	}
 	release := filepath.Join(f.stateDir, "releases", sha)
 	lock, err := takeParitySnapshot(cli, f.project, release)
 	if err != nil {
 		r.fail("inspect lockstep's deploy: %v", err)
-		return r
+		return lock, false
 	}
 	r.services = len(lock.ids)
 	if _, err := runCompose(release, f.project, "up", "-d"); err != nil {
@@ -128,20 +140,24 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 		r.fail("compose down of lockstep's project: %v\n%s", err, out)
 	}
 	removeParityProject(t, cli, f.project)
+	return lock, true
+}
 
-	// Phase 2: Compose deploys first from a host project dir; lockstep's
-	// first pass (a fresh state dir: a host lockstep never ran on) takes
-	// over (b).
+// composeFirst is phase 2: Compose deploys the stack from a host project
+// dir, its deploy is compared with lockstep's, then lockstep's first pass
+// (a fresh state dir: a host lockstep never ran on) takes over (b).
+func (r *parityResult) composeFirst(t *testing.T, cli *client.Client, f *fixture, files map[string]string, lock paritySnapshot) {
+	st := r.stack
 	host := filepath.Join(t.TempDir(), st.name)
 	writeStack(t, host, files)
 	if _, err := runCompose(host, f.project, "up", "-d"); err != nil {
 		r.fail("compose up: %v", err)
-		return r
+		return
 	}
 	comp, err := takeParitySnapshot(cli, f.project, host)
 	if err != nil {
 		r.fail("inspect Compose's deploy: %v", err)
-		return r
+		return
 	}
 	subnets, err := composeSubnets(host, f.project)
 	if err != nil {
@@ -151,7 +167,7 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 	for svc, sources := range comp.mounts {
 		for _, s := range sources {
 			if within(host, s) {
-				r.expectedB[svc] = "binds " + strings.TrimPrefix(s, host+"/") + " from the project dir; lockstep binds it from the immutable release"
+				r.expectedB[svc] = fmt.Sprintf(releaseBind, strings.TrimPrefix(s, host+"/"))
 			}
 		}
 	}
@@ -159,12 +175,12 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 	f.writeConfig("")
 	if res := f.lockstep("apply", "e2e"); res.code != 0 {
 		r.fail("takeover (b): lockstep apply on Compose's project: %s", res)
-		return r
+		return
 	}
 	after, err := takeParitySnapshot(cli, f.project, host)
 	if err != nil {
 		r.fail("inspect after takeover (b): %v", err)
-		return r
+		return
 	}
 	r.takeoverB, r.checkB = changedIDs(comp.ids, after.ids), true
 	p := f.plan()
@@ -173,7 +189,6 @@ func runParityStack(t *testing.T, cli *client.Client, reg string, st parityStack
 		r.replan = append(r.replan, fmt.Sprintf("%s %s (%s)", a.Kind, a.Service, strings.Join(a.Reasons, "; ")))
 	}
 	r.warnings = p.Warnings
-	return r
 }
 
 // compareParity diffs the two deploys and explains the expected
