@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -52,6 +53,14 @@ func (r *parityResult) check(t *testing.T) {
 			t.Errorf("takeover (b): lockstep's first pass recreated %s, which Compose deployed from the same files", svc)
 		}
 	}
+	for _, name := range paritySortedKeys(r.expectedB) {
+		if r.checkB && !slices.Contains(r.takeoverB, name) {
+			t.Errorf("takeover (b): lockstep kept %s, which %s: a running container must never see a file change under it, so it must move into the release", name, strings.TrimSuffix(r.expectedB[name], "; lockstep binds it from the immutable release"))
+		}
+	}
+	if unexpectedB := len(r.takeoverB) - countExpected(r); unexpectedB > 0 {
+		t.Logf("takeover (b) plan: %s", strings.Join(r.whyB, " | "))
+	}
 	if len(r.replan) > 0 {
 		t.Errorf("after takeover (b), lockstep's plan still wants: %s", strings.Join(r.replan, "; "))
 	}
@@ -78,7 +87,7 @@ func logParitySummary(t *testing.T, version string, results []*parityResult, ela
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "stack\tcontainers\tlockstep\tdiffs (unexpected/documented)\t(a) compose recreated\t(b) lockstep recreated (expected)\treplan\twarnings\terrors\ttime")
-	var accepted, identical, svcs, recA, recB, expB, unexpB, replan, warns, failed int
+	var accepted, identical, svcs, recA, recB, expB, unexpB, keptBind, replan, warns, failed int
 	for _, r := range results {
 		if r.refused != "" {
 			fmt.Fprintf(w, "%s\t-\trefused\t-\t-\t-\t-\t-\t-\t%s\n", r.stack.name, r.elapsed.Round(time.Second))
@@ -98,6 +107,11 @@ func logParitySummary(t *testing.T, version string, results []*parityResult, ela
 				unexpB++
 			}
 		}
+		for name := range r.expectedB {
+			if r.checkB && !slices.Contains(r.takeoverB, name) {
+				keptBind++
+			}
+		}
 		recA += len(r.takeoverA)
 		recB += len(r.takeoverB)
 		expB += nExp
@@ -114,9 +128,9 @@ func logParitySummary(t *testing.T, version string, results []*parityResult, ela
 	t.Logf("Docker Compose v%s (oracle wanted: v%s) against lockstep, %d stacks in %s\n%s", version, composeVersionWanted,
 		len(results), elapsed.Round(time.Second), b.String())
 	t.Logf("totals: accepted %d/%d; identical (no undocumented difference) %d/%d; "+
-		"takeover (a) compose recreated %d/%d containers; takeover (b) lockstep recreated %d/%d (%d expected, %d not); "+
+		"takeover (a) compose recreated %d/%d containers; takeover (b) lockstep recreated %d/%d (%d expected, %d not; %d binding the project dir kept); "+
 		"replan actions after (b) %d; plan warnings after (b) %d; stacks with errors %d",
-		accepted, len(results), identical, accepted, recA, svcs, recB, svcs, expB, unexpB, replan, warns, failed)
+		accepted, len(results), identical, accepted, recA, svcs, recB, svcs, expB, unexpB, keptBind, replan, warns, failed)
 }
 
 func count(ran bool, n, of int) string {
@@ -124,4 +138,23 @@ func count(ran bool, n, of int) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%d/%d", n, of)
+}
+
+func countExpected(r *parityResult) int {
+	n := 0
+	for _, s := range r.takeoverB {
+		if _, ok := r.expectedB[s]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+func paritySortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -72,6 +72,7 @@ type parityResult struct {
 	takeoverA        []string // services Compose recreated on lockstep's project
 	takeoverB        []string // services lockstep recreated on Compose's project
 	expectedB        map[string]string
+	whyB             []string // the plan of takeover (b): action, service, reasons
 	replan           []string // what lockstep's plan still wants after takeover (b)
 	warnings         []string // the warnings of that plan
 	elapsed          time.Duration
@@ -173,6 +174,12 @@ func (r *parityResult) composeFirst(t *testing.T, cli *client.Client, f *fixture
 	}
 	f.stateDir = t.TempDir()
 	f.writeConfig("")
+	// The plan of the takeover says why each container would be
+	// recreated; the report names it for every unexpected one.
+	before, _ := changes(f.plan())
+	for _, a := range before {
+		r.whyB = append(r.whyB, fmt.Sprintf("%s %s: %s", a.Kind, a.Service, strings.Join(a.Reasons, "; ")))
+	}
 	if res := f.lockstep("apply", "e2e"); res.code != 0 {
 		r.fail("takeover (b): lockstep apply on Compose's project: %s", res)
 		return
