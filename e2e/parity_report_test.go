@@ -35,6 +35,9 @@ func (r *parityResult) check(t *testing.T) {
 	for _, e := range r.errs {
 		t.Error(e)
 	}
+	if len(r.releaseExtra) > 0 {
+		t.Errorf("the release dir changed under lockstep's containers: %s appeared (the engine creates the mount point of a volume nested in a release bind there)", strings.Join(r.releaseExtra, ", "))
+	}
 	for _, d := range r.diffs {
 		if d.Reason == "" {
 			t.Errorf("differs: %s", d)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -73,6 +74,7 @@ type parityResult struct {
 	takeoverB        []string // services lockstep recreated on Compose's project
 	expectedB        map[string]string
 	whyB             []string // the plan of takeover (b): action, service, reasons
+	releaseExtra     []string // what appeared in the release dir that the commit does not hold
 	replan           []string // what lockstep's plan still wants after takeover (b)
 	warnings         []string // the warnings of that plan
 	elapsed          time.Duration
@@ -130,6 +132,7 @@ func (r *parityResult) lockstepFirst(t *testing.T, cli *client.Client, f *fixtur
 		return lock, false
 	}
 	r.services = len(lock.ids)
+	r.releaseExtra = releaseExtras(release, files)
 	if _, err := runCompose(release, f.project, "up", "-d"); err != nil {
 		r.fail("takeover (a): %v", err)
 	} else if after, err := takeParitySnapshot(cli, f.project, release); err != nil {
@@ -278,6 +281,32 @@ func refusal(out string) string {
 		errs = rest
 	}
 	return strings.Join(errs, " | ")
+}
+
+// releaseExtras lists the paths of the release dir that are neither a
+// file of the commit nor a directory holding one: what the engine created
+// there (a mount point of an anonymous volume nested in a release bind,
+// issue 11 §3). A release must stay as the commit has it.
+func releaseExtras(release string, files map[string]string) []string {
+	want := map[string]bool{}
+	for p := range files {
+		for d := p; d != "." && d != "/"; d = filepath.Dir(d) {
+			want[filepath.ToSlash(d)] = true
+		}
+	}
+	var extra []string
+	_ = filepath.WalkDir(release, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(release, p)
+		rel = filepath.ToSlash(rel)
+		if err != nil || rel == "." {
+			return nil
+		}
+		if !want[rel] && !strings.HasPrefix(rel, "environments/") && rel != "environments" {
+			extra = append(extra, rel)
+		}
+		return nil
+	})
+	return extra
 }
 
 // removeParityProject removes what the first phase left (compose down
