@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,25 +18,55 @@ import (
 // and the summary says which one answered.
 const composeVersionWanted = "5.6.0"
 
-// requireComposeCLI returns the version of the Docker Compose CLI plugin
-// (`docker compose`). Without it the parity suite is skipped loudly, unless
-// CI=true, where it fails: CI must never go green by not asking the oracle.
+// composeArgv is how the suite runs Docker Compose: `docker compose`, or
+// the plugin binary on its own (it runs standalone) on a machine with no
+// docker CLI, where .ci/compose.sh installed only the plugin. Set by
+// requireComposeCLI.
+var composeArgv []string
+
+// requireComposeCLI finds Docker Compose and returns its version. Without
+// it the parity suite is skipped loudly, unless CI=true, where it fails:
+// CI must never go green by not asking the oracle.
 func requireComposeCLI(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "compose", "version", "--short")
-	cmd.Env = composeEnv()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("NO DOCKER COMPOSE CLI: `docker compose version` failed: %v %s. The parity suite deploys every stack with the real Docker Compose v%s (plugin at ~/.docker/cli-plugins/docker-compose)",
-			err, bytes.TrimSpace(out), composeVersionWanted)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; CI=true makes this a failure")
-		}
-		t.Skip("SKIPPED LOUDLY: " + msg + "; set CI=true to make this a failure")
+	var candidates [][]string
+	if docker, err := exec.LookPath("docker"); err == nil {
+		candidates = append(candidates, []string{docker, "compose"})
 	}
-	return strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+	dir := os.Getenv("DOCKER_CONFIG")
+	if dir == "" {
+		dir = filepath.Join(os.Getenv("HOME"), ".docker")
+	}
+	candidates = append(candidates, []string{filepath.Join(dir, "cli-plugins", "docker-compose")})
+	var errs []string
+	for _, c := range candidates {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, c[0], append(c[1:], "version", "--short")...)
+		cmd.Env = composeEnv()
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v %s", strings.Join(c, " "), err, bytes.TrimSpace(out)))
+			continue
+		}
+		composeArgv = c
+		return strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+	}
+	msg := fmt.Sprintf("NO DOCKER COMPOSE CLI (%s). The parity suite deploys every stack with the real Docker Compose v%s (.ci/compose.sh installs the plugin)",
+		strings.Join(errs, "; "), composeVersionWanted)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; CI=true makes this a failure")
+	}
+	t.Skip("SKIPPED LOUDLY: " + msg + "; set CI=true to make this a failure")
+	return ""
+}
+
+// composeCmd is an exec.Cmd running Compose with args in dir.
+func composeCmd(ctx context.Context, dir string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, composeArgv[0], append(append([]string(nil), composeArgv[1:]...), args...)...)
+	cmd.Dir = dir
+	cmd.Env = composeEnv()
+	return cmd
 }
 
 // composeEnv is the whole environment of a `docker compose` run. Compose
@@ -60,10 +91,7 @@ func composeEnv() []string {
 func runCompose(dir, project string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose", "-p", project}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = composeEnv()
-	out, err := cmd.CombinedOutput()
+	out, err := composeCmd(ctx, dir, append([]string{"-p", project}, args...)...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("docker compose -p %s %s (in %s): %w\n%s", project, strings.Join(args, " "), dir, err, out)
 	}
@@ -76,9 +104,7 @@ func runCompose(dir, project string, args ...string) (string, error) {
 func composeSubnets(dir, project string) (map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "compose", "-p", project, "config", "--format", "json")
-	cmd.Dir = dir
-	cmd.Env = composeEnv()
+	cmd := composeCmd(ctx, dir, "-p", project, "config", "--format", "json")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
