@@ -36,7 +36,7 @@ func (r *parityResult) check(t *testing.T) {
 		t.Error(e)
 	}
 	if len(r.releaseExtra) > 0 {
-		t.Errorf("the release dir changed under lockstep's containers: %s appeared (the engine creates the mount point of a volume nested in a release bind there)", strings.Join(r.releaseExtra, ", "))
+		t.Errorf("the release dir changed under lockstep's containers: %s appeared, neither in the commit nor recorded by lockstep as a mount point of the release (the engine creates the mount point of a volume nested in a release bind there)", strings.Join(r.releaseExtra, ", "))
 	}
 	for _, d := range r.diffs {
 		if d.Reason == "" {

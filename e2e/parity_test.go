@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -132,7 +134,7 @@ func (r *parityResult) lockstepFirst(t *testing.T, cli *client.Client, f *fixtur
 		return lock, false
 	}
 	r.services = len(lock.ids)
-	r.releaseExtra = releaseExtras(release, files)
+	r.releaseExtra = releaseExtras(release, files, releaseMountPoints(f.stateDir, sha))
 	if _, err := runCompose(release, f.project, "up", "-d"); err != nil {
 		r.fail("takeover (a): %v", err)
 	} else if after, err := takeParitySnapshot(cli, f.project, release); err != nil {
@@ -284,11 +286,17 @@ func refusal(out string) string {
 }
 
 // releaseExtras lists the paths of the release dir that are neither a
-// file of the commit nor a directory holding one: what the engine created
-// there (a mount point of an anonymous volume nested in a release bind,
-// issue 11 §3). A release must stay as the commit has it.
-func releaseExtras(release string, files map[string]string) []string {
+// file of the commit, a directory holding one, nor a mount point lockstep
+// made part of the release: what the engine created there (the mount
+// point of an anonymous volume nested in a release bind, issue 11 §3). A
+// release must stay as lockstep wrote it.
+func releaseExtras(release string, files map[string]string, mountPoints map[string]bool) []string {
 	want := map[string]bool{}
+	for p := range mountPoints {
+		for d := p; d != "." && d != "/"; d = filepath.Dir(d) {
+			want[d] = true
+		}
+	}
 	for p := range files {
 		for d := p; d != "." && d != "/"; d = filepath.Dir(d) {
 			want[filepath.ToSlash(d)] = true
@@ -307,6 +315,37 @@ func releaseExtras(release string, files map[string]string) []string {
 		return nil
 	})
 	return extra
+}
+
+// releaseMountPoints reads the mount points lockstep records as part of
+// the release in the release's manifest (<sha>.json under the state dir,
+// entries marked mount_point), where lockstep has one; none otherwise.
+func releaseMountPoints(stateDir, sha string) map[string]bool {
+	out := map[string]bool{}
+	_ = filepath.WalkDir(stateDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != sha+".json" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		var m struct {
+			Entries []struct {
+				Path       string `json:"path"`
+				MountPoint bool   `json:"mount_point"`
+			} `json:"entries"`
+		}
+		if json.Unmarshal(b, &m) == nil {
+			for _, e := range m.Entries {
+				if e.MountPoint {
+					out[filepath.ToSlash(filepath.Clean(e.Path))] = true
+				}
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // removeParityProject removes what the first phase left (compose down
