@@ -154,6 +154,7 @@ func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 		return "", fmt.Errorf("create container %s for service %s: %w", name, svc.Name, err)
 	}
 	cfg, host, nets := compose.ContainerCreate(svc, number)
+	withNameAlias(nets, svc.ContainerNameFor(p.Name, number))
 
 	img, err := e.inspectImage(ctx, cfg.Image)
 	if cerrdefs.IsNotFound(err) {
@@ -381,4 +382,22 @@ func inheritAnonymousVolumes(cfg *container.Config, host *container.HostConfig, 
 		}
 	}
 	return inherited
+}
+
+// withNameAlias puts the container's own name first among the aliases of
+// each of its endpoints, as Docker Compose does (getAliases): the name the
+// container keeps after a recreate renames it, not a temporary one. The
+// embedded DNS resolves a container's name anyway, so the planner's alias
+// comparison leaves it out (fileAliases) and containers created before it
+// was added are not reconnected; it is added here, not in the service's
+// model, so lockstep.hash stays what it was.
+func withNameAlias(nets *network.NetworkingConfig, name string) {
+	if nets == nil {
+		return
+	}
+	for _, ep := range nets.EndpointsConfig {
+		if ep != nil && !slices.Contains(ep.Aliases, name) {
+			ep.Aliases = append([]string{name}, ep.Aliases...)
+		}
+	}
 }
