@@ -196,6 +196,16 @@ func ConfigHashWithRefs(svc *Service, containerID func(service string) (string, 
 		// composeModel is what orderedObject wrote.
 		panic(fmt.Sprintf("compose: config-hash model of %s: %v", svc.Name, err))
 	}
+	if !resolveRefs(root, containerID) {
+		return svc.ConfigHash
+	}
+	return sha256Hex(orderedObject(root))
+}
+
+// resolveRefs replaces the "service:<name>" references of root's
+// network_mode, ipc and pid by "container:<id>", saying whether it
+// replaced any.
+func resolveRefs(root map[string]json.RawMessage, containerID func(service string) (string, bool)) bool {
 	changed := false
 	for _, key := range sharedNamespaceKeys {
 		var v string
@@ -211,10 +221,7 @@ func ConfigHashWithRefs(svc *Service, containerID func(service string) (string, 
 			changed = true
 		}
 	}
-	if !changed {
-		return svc.ConfigHash
-	}
-	return sha256Hex(orderedObject(root))
+	return changed
 }
 
 // hasServiceRef is the cheap test that spares most services the decode.
@@ -228,4 +235,38 @@ func hasServiceRef(svc *Service) bool {
 		}
 	}
 	return false
+}
+
+// ConfigHashIn is the config-hash Compose computes for svc when it loads
+// the same files from dir instead of the release dir releaseDir: label_file
+// paths are resolved against the project directory and hashed as written
+// (Compose keeps the list beside the labels it read from them), so a
+// project Compose ran from /srv/app hashes /srv/app/labels.env where
+// lockstep hashes the release's copy. The labels themselves, read from the
+// files, are in both. It is what adoption compares a Compose-made
+// container with: the labels it runs with are the same, only the path in
+// the hash moved. Service references are resolved as by ConfigHashWithRefs.
+// Bind sources are not rebased: a container binding a file of dir is not
+// running the release and must be recreated.
+func ConfigHashIn(svc *Service, releaseDir, dir string, containerID func(service string) (string, bool)) string {
+	want := ConfigHashWithRefs(svc, containerID)
+	if len(svc.composeModel) == 0 || dir == "" || dir == releaseDir || releaseDir == "" {
+		return want
+	}
+	var root map[string]json.RawMessage
+	if err := json.Unmarshal(svc.composeModel, &root); err != nil {
+		panic(fmt.Sprintf("compose: config-hash model of %s: %v", svc.Name, err))
+	}
+	var files []string
+	if raw, ok := root["label_file"]; !ok || json.Unmarshal(raw, &files) != nil || len(files) == 0 {
+		return want
+	}
+	for i, f := range files {
+		if rel, ok := strings.CutPrefix(f, releaseDir+"/"); ok {
+			files[i] = dir + "/" + rel
+		}
+	}
+	root["label_file"], _ = json.Marshal(files)
+	resolveRefs(root, containerID)
+	return sha256Hex(orderedObject(root))
 }

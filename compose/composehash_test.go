@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -206,5 +207,44 @@ func TestExternalNetworkHasNoConfigHash(t *testing.T) {
 	}
 	if len(p.Networks) == 0 {
 		t.Fatal("no network loaded")
+	}
+}
+
+// TestConfigHashIn: a label_file of the release hashes as Compose hashes it
+// when it loads the same files from another directory, and nothing else
+// of the hash moves.
+func TestConfigHashIn(t *testing.T) {
+	p := load(t, testOptions(writeRelease(t, map[string]string{
+		"labels.env": "team=core\n",
+		"compose.yaml": `
+services:
+  web:
+    image: web:1
+    label_file: ./labels.env
+  db:
+    image: db:1
+`})))
+	web, db := p.Service("web"), p.Service("db")
+	none := func(string) (string, bool) { return "", false }
+	if got := ConfigHashIn(web, p.ReleaseDir, p.ReleaseDir, none); got != web.ConfigHash {
+		t.Errorf("same dir: %s, want %s", got, web.ConfigHash)
+	}
+	moved := ConfigHashIn(web, p.ReleaseDir, "/srv/app", none)
+	if moved == web.ConfigHash {
+		t.Fatal("label_file moved to /srv/app: hash unchanged")
+	}
+	if !strings.Contains(string(web.composeModel), p.ReleaseDir+"/labels.env") {
+		t.Fatalf("model holds no absolute label_file path: %s", web.composeModel)
+	}
+	root := map[string]json.RawMessage{}
+	if err := json.Unmarshal(web.composeModel, &root); err != nil {
+		t.Fatal(err)
+	}
+	root["label_file"], _ = json.Marshal([]string{"/srv/app/labels.env"})
+	if want := sha256Hex(orderedObject(root)); moved != want {
+		t.Errorf("moved: %s, want %s", moved, want)
+	}
+	if got := ConfigHashIn(db, p.ReleaseDir, "/srv/app", none); got != db.ConfigHash {
+		t.Errorf("service without label_file: %s, want %s", got, db.ConfigHash)
 	}
 }

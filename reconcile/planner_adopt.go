@@ -36,13 +36,19 @@ func adoptReasons(desired *compose.Project, observed compose.Observed, svc *comp
 	}
 	// A service sharing another's namespace (network_mode: service:x) is
 	// hashed by Compose with x's container ID in place of the reference.
-	want := compose.ConfigHashWithRefs(svc, func(service string) (string, bool) { return firstContainer(observed, service) })
+	want := compose.ConfigHashIn(svc, desired.ReleaseDir, c.WorkingDir, func(service string) (string, bool) { return firstContainer(observed, service) })
 	if c.ConfigHash == "" || c.ConfigHash != want {
 		diff := specReasons(desired, svc, c)
 		if len(diff) == 0 {
 			diff = []string{fmt.Sprintf("adopt: configuration differs from the compose files (config-hash %s -> %s)", short(c.ConfigHash), short(want))}
 		}
 		reasons = append(reasons, diff...)
+	} else if c.Spec != nil {
+		// Compose's config-hash names a config or secret by its key, not by
+		// the file it binds: a container binding the operator's working
+		// copy hashes the same as one binding the release. What runs must
+		// be the immutable release, so the mounts are compared too.
+		reasons = append(reasons, mountReasons(desired, compose.SpecOf(svc).Mounts, c.Spec.Mounts)...)
 	}
 	if c.Name != name {
 		reasons = append(reasons, fmt.Sprintf("adopt: container name %s, want %s", c.Name, name))

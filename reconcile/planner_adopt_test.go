@@ -98,6 +98,24 @@ func TestBuildPlanAdoption(t *testing.T) {
 			},
 		},
 		{
+			// Compose's config-hash names a config by its key, not its file:
+			// the container hashes equal while binding the operator's copy.
+			name:    "a config file bound from the host dir with an equal config-hash is still recreated into the release",
+			desired: adoptProject(withBind),
+			observed: func(p *compose.Project) compose.Observed {
+				o := composeMade(p)
+				fake.ObservedContainer(&o, "web", 1).ConfigHash = p.Service("web").ConfigHash
+				return o
+			},
+			want: []string{
+				"adopt prod_default: " + reasonAdoptNetworkKept,
+				"adopt prod_data: " + reasonAdoptVolumeKept,
+				"adopt prod-db-1: " + reasonAdoptKept,
+				"adopt prod-migrate-1: " + reasonAdoptKept,
+				"recreate prod-web-1: adopt: bind source moves from /srv/app/web/app.conf to the immutable release [stop-first] [adopt]",
+			},
+		},
+		{
 			name: "environment, ports and command differences are named, never the values",
 			desired: adoptProject(fake.ModService("db", func(s *compose.Service) {
 				s.ConfigHash = "other"
