@@ -411,8 +411,15 @@ var anonymousVolume = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func isAnonymousName(name string) bool { return anonymousVolume.MatchString(name) }
 
+// LabelAnonymousVolume is the label modern engines (Docker 23 and later)
+// put on every volume they create for a mount without a source, empty
+// value; `docker volume prune` removes only volumes that carry it. It is
+// the engine's own mark, not anybody's claim to the volume.
+const LabelAnonymousVolume = "com.docker.volume.anonymous"
+
 // removeVolumeIfUnlabelled removes an anonymous volume unless it carries
-// labels: a labelled volume belongs to somebody, and is not ours to judge.
+// labels other than the engine's own anonymous mark: a labelled volume
+// belongs to somebody, and is not ours to judge.
 func removeVolumeIfUnlabelled(ctx context.Context, cli *client.Client, name string) error {
 	v, err := cli.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
@@ -421,8 +428,10 @@ func removeVolumeIfUnlabelled(ctx context.Context, cli *client.Client, name stri
 	if err != nil {
 		return fmt.Errorf("inspect anonymous volume %s: %w", name, err)
 	}
-	if len(v.Volume.Labels) > 0 {
-		return nil
+	for k := range v.Volume.Labels {
+		if k != LabelAnonymousVolume {
+			return nil
+		}
 	}
 	if _, err := cli.VolumeRemove(ctx, name, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove anonymous volume %s: %w", name, err)
