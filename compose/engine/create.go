@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
 
 	"github.com/lockstep-gitops/lockstep/compose"
 )
@@ -144,10 +145,11 @@ func (e *Engine) CreateVolume(ctx context.Context, v compose.Volume) error {
 // CreateContainer creates (does not start) replica number of svc as name.
 // Before the create it labels the container with the local image ID,
 // resolves "service:x" namespace references to replica 1 of x, and, when
-// inheritFrom is set, reuses that container's anonymous volumes. The
-// engine speaks API 1.41, where a create takes one network: the others are
-// connected before returning, and a failed connect removes the new
-// container (not its volumes) so no half-wired container is left behind.
+// inheritFrom is set, reuses that container's anonymous volumes. An engine
+// at API 1.44 or later takes every network in the create itself; before
+// 1.44 a create takes one network: the others are connected before
+// returning, and a failed connect removes the new container (not its
+// volumes) so no half-wired container is left behind.
 func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *compose.Service, number int, name, inheritFrom string) (string, error) {
 	e.call(ctx, "create-container", name)
 	fail := func(err error) (string, error) {
@@ -196,15 +198,14 @@ func (e *Engine) CreateContainer(ctx context.Context, p *compose.Project, svc *c
 		}
 	}
 
-	primary, rest := splitNetworks(host.NetworkMode, nets.EndpointsConfig)
+	// The API version is negotiated by now: the image inspect above was a call.
+	primary, atCreate, rest := networksAtCreate(e.cli.ClientVersion(), host.NetworkMode, nets.EndpointsConfig)
 	create := client.ContainerCreateOptions{Name: name, Config: cfg, HostConfig: host}
 	if primary != "" {
 		if host.NetworkMode == "" || host.NetworkMode.IsDefault() {
 			host.NetworkMode = container.NetworkMode(primary)
 		}
-		create.NetworkingConfig = &network.NetworkingConfig{
-			EndpointsConfig: map[string]*network.EndpointSettings{primary: nets.EndpointsConfig[primary]},
-		}
+		create.NetworkingConfig = &network.NetworkingConfig{EndpointsConfig: atCreate}
 	}
 	res, err := e.cli.ContainerCreate(ctx, create)
 	if err != nil {
@@ -290,6 +291,25 @@ func (e *Engine) serviceContainer(ctx context.Context, project, target, key, ser
 		return "", fmt.Errorf("%s: service:%s of service %s: service %s has no container 1 in project %s yet: it must be created first (add it to depends_on)", key, target, service, target, project)
 	}
 	return list.Items[0].ID, nil
+}
+
+// multiNetworkCreateAPI is the first API version whose container create
+// takes more than one network endpoint; earlier engines refuse a second.
+const multiNetworkCreateAPI = "1.44"
+
+// networksAtCreate splits a container's endpoints into those its create
+// carries and the networks connected after it, for an engine at API
+// version api. From 1.44 on, the create carries them all: one call wires
+// the container, and there is no connect left to fail half-way.
+func networksAtCreate(api string, mode container.NetworkMode, eps map[string]*network.EndpointSettings) (string, map[string]*network.EndpointSettings, []string) {
+	primary, rest := splitNetworks(mode, eps)
+	if primary == "" {
+		return "", nil, nil
+	}
+	if versions.GreaterThanOrEqualTo(api, multiNetworkCreateAPI) {
+		return primary, maps.Clone(eps), nil
+	}
+	return primary, map[string]*network.EndpointSettings{primary: eps[primary]}, rest
 }
 
 // splitNetworks picks the network a container is created on and the ones

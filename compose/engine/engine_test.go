@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -46,6 +47,35 @@ func TestSplitNetworks(t *testing.T) {
 				t.Fatalf("splitNetworks = %q %v, want %q %v", primary, rest, tc.wantPrimary, tc.wantRest)
 			}
 		})
+	}
+}
+
+// TestNetworksAtCreate: from API 1.44 the create carries every endpoint;
+// before, only the primary one, and the rest are connected afterwards.
+func TestNetworksAtCreate(t *testing.T) {
+	front, back := &network.EndpointSettings{Aliases: []string{"web"}}, &network.EndpointSettings{}
+	eps := map[string]*network.EndpointSettings{"p_front": front, "p_back": back}
+	tests := []struct {
+		api       string
+		wantNames []string
+		wantLater []string
+	}{
+		{"1.41", []string{"p_front"}, []string{"p_back"}},
+		{"1.43", []string{"p_front"}, []string{"p_back"}},
+		{"1.44", []string{"p_back", "p_front"}, nil},
+		{"1.56", []string{"p_back", "p_front"}, nil},
+	}
+	for _, tc := range tests {
+		primary, atCreate, later := networksAtCreate(tc.api, "p_front", eps)
+		if primary != "p_front" || !slices.Equal(slices.Sorted(maps.Keys(atCreate)), tc.wantNames) || !slices.Equal(later, tc.wantLater) {
+			t.Errorf("API %s: primary %q, at create %v, later %v; want p_front, %v, %v", tc.api, primary, slices.Sorted(maps.Keys(atCreate)), later, tc.wantNames, tc.wantLater)
+		}
+		if atCreate["p_front"] != front {
+			t.Errorf("API %s: the primary endpoint is not the service's", tc.api)
+		}
+	}
+	if primary, atCreate, later := networksAtCreate("1.44", "container:abc", nil); primary != "" || atCreate != nil || later != nil {
+		t.Errorf("no endpoints: %q %v %v, want nothing", primary, atCreate, later)
 	}
 }
 

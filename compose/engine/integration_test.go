@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,7 +14,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -209,7 +206,7 @@ func TestPullStreamError(t *testing.T) {
 	ctx := testContext(t)
 	var broken atomic.Value // the blob path that fails, once set
 	broken.Store("")
-	regHandler := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	regHandler := harness.Registry()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := broken.Load().(string); p != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p) {
 			http.Error(w, "disk on fire", http.StatusInternalServerError)

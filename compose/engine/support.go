@@ -24,9 +24,13 @@ func (e *UnsupportedError) Error() string {
 // Permanent: retrying against the same engine cannot help.
 func (e *UnsupportedError) Permanent() bool { return true }
 
+// ifnameOption is the endpoint driver option compose's interface_name
+// becomes.
+const ifnameOption = "com.docker.network.endpoint.ifname"
+
 // checkAPISupport refuses settings the engine at API version api would
-// ignore: a per-network MAC address (1.44), a gateway priority (1.48), a
-// volume subpath (1.45).
+// ignore: a per-network MAC address (1.44), a gateway priority (1.48), an
+// interface name (1.49), a volume subpath (1.45).
 func checkAPISupport(api string, p *compose.Project) error {
 	for i := range p.Services {
 		svc := &p.Services[i]
@@ -43,6 +47,12 @@ func checkAPISupport(api string, p *compose.Project) error {
 				}
 				if len(ep.MacAddress) > 0 {
 					if err := unsupported("mac_address (network "+strings.TrimPrefix(name, p.Name+"_")+")", "1.44"); err != nil {
+						return err
+					}
+				}
+				// Engines before 28.1 take the driver option and ignore it.
+				if ep.DriverOpts[ifnameOption] != "" {
+					if err := unsupported("interface_name (network "+strings.TrimPrefix(name, p.Name+"_")+")", "1.49"); err != nil {
 						return err
 					}
 				}

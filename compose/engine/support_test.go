@@ -38,6 +38,8 @@ func TestCheckAPISupport(t *testing.T) {
 		{"mac address on 1.44", "1.44", withEndpoint(network.EndpointSettings{MacAddress: network.HardwareAddr(mac)}), ""},
 		{"gateway priority on 1.47", "1.47", withEndpoint(network.EndpointSettings{GwPriority: 10}), "gw_priority (network front) needs Docker Engine API 1.48"},
 		{"gateway priority on 1.48", "1.48", withEndpoint(network.EndpointSettings{GwPriority: 10}), ""},
+		{"interface name on 1.48", "1.48", withEndpoint(network.EndpointSettings{DriverOpts: map[string]string{ifnameOption: "eth7"}}), "interface_name (network front) needs Docker Engine API 1.49"},
+		{"interface name on 1.49", "1.49", withEndpoint(network.EndpointSettings{DriverOpts: map[string]string{ifnameOption: "eth7"}}), ""},
 		{"volume subpath on 1.41", "1.41", subpath, `service "db": volumes subpath (/data) needs Docker Engine API 1.45`},
 		{"volume subpath on 1.45", "1.45", subpath, ""},
 	}

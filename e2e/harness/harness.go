@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -107,9 +108,34 @@ func RequireTool(t testing.TB, name, pkg string) string {
 // on its retries.
 func StartRegistry(t testing.TB) string {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(Registry())
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// Registry is go-containerregistry's in-memory registry, its error
+// responses typed as the distribution spec has them. Its errors carry the
+// spec's JSON body ({"errors":[{"code":"MANIFEST_UNKNOWN",...}]}) without a
+// Content-Type, and the engines that pull through docker/distribution's
+// client (Docker 26, Docker 29 on overlay2) parse that body only when the
+// response says it is JSON: otherwise a missing tag comes back as
+// `unknown: {"errors":...`, not as not found.
+func Registry() http.Handler {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reg.ServeHTTP(jsonErrors{w}, r)
+	})
+}
+
+// jsonErrors marks an error response as JSON unless its writer already
+// said what it is.
+type jsonErrors struct{ http.ResponseWriter }
+
+func (w jsonErrors) WriteHeader(code int) {
+	if code >= 400 && w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // testapp is built once per test process; every image packs the same layer.
@@ -385,8 +411,15 @@ var anonymousVolume = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func isAnonymousName(name string) bool { return anonymousVolume.MatchString(name) }
 
+// LabelAnonymousVolume is the label modern engines (Docker 23 and later)
+// put on every volume they create for a mount without a source, empty
+// value; `docker volume prune` removes only volumes that carry it. It is
+// the engine's own mark, not anybody's claim to the volume.
+const LabelAnonymousVolume = "com.docker.volume.anonymous"
+
 // removeVolumeIfUnlabelled removes an anonymous volume unless it carries
-// labels: a labelled volume belongs to somebody, and is not ours to judge.
+// labels other than the engine's own anonymous mark: a labelled volume
+// belongs to somebody, and is not ours to judge.
 func removeVolumeIfUnlabelled(ctx context.Context, cli *client.Client, name string) error {
 	v, err := cli.VolumeInspect(ctx, name, client.VolumeInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
@@ -395,8 +428,10 @@ func removeVolumeIfUnlabelled(ctx context.Context, cli *client.Client, name stri
 	if err != nil {
 		return fmt.Errorf("inspect anonymous volume %s: %w", name, err)
 	}
-	if len(v.Volume.Labels) > 0 {
-		return nil
+	for k := range v.Volume.Labels {
+		if k != LabelAnonymousVolume {
+			return nil
+		}
 	}
 	if _, err := cli.VolumeRemove(ctx, name, client.VolumeRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove anonymous volume %s: %w", name, err)

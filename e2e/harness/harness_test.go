@@ -2,7 +2,10 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +130,27 @@ func TestDaemonPullsAndCleanupRemoves(t *testing.T) {
 		}
 	case err := <-wait.Error:
 		t.Fatal(err)
+	}
+}
+
+// TestRegistryErrorsAreJSON checks the registry speaks the distribution
+// protocol the way an engine's pull client reads it: an unknown manifest is
+// a 404 whose body is the spec's JSON error, typed as JSON.
+func TestRegistryErrorsAreJSON(t *testing.T) {
+	reg := StartRegistry(t)
+	for _, path := range []string{"/v2/nothing/manifests/v1", "/v2/nothing/blobs/sha256:" + strings.Repeat("0", 64)} {
+		resp, err := http.Get("http://" + reg + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Errors []struct{ Code string } `json:"errors"`
+		}
+		decodeErr := json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		ct := resp.Header.Get("Content-Type")
+		if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(ct, "application/json") || decodeErr != nil || len(body.Errors) != 1 || !strings.HasSuffix(body.Errors[0].Code, "_UNKNOWN") {
+			t.Errorf("GET %s: %d, Content-Type %q, body %+v (%v); want 404, application/json, one *_UNKNOWN error", path, resp.StatusCode, ct, body, decodeErr)
+		}
 	}
 }
