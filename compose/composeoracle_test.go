@@ -5,53 +5,17 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/e2e/composecli"
 )
 
-// composeVersion is the Docker Compose release whose config-hash lockstep
-// reproduces (composehash.go); .ci/compose.sh installs it.
-const composeVersion = "v5.6.0"
-
-// requireComposeCLI returns the command that runs Docker Compose
-// composeVersion: `docker compose`, or the plugin binary on its own
-// (standalone mode) when there is no docker CLI. Otherwise the test is
-// skipped loudly, or fails under CI=true, where .ci/compose.sh has
-// installed the plugin.
+// requireComposeCLI is the argv of Docker Compose composecli.Version.
 func requireComposeCLI(t *testing.T) []string {
-	t.Helper()
-	var candidates [][]string
-	if docker, err := exec.LookPath("docker"); err == nil {
-		candidates = append(candidates, []string{docker, "compose"})
-	}
-	dir := os.Getenv("DOCKER_CONFIG")
-	if dir == "" {
-		dir = filepath.Join(os.Getenv("HOME"), ".docker")
-	}
-	candidates = append(candidates, []string{filepath.Join(dir, "cli-plugins", "docker-compose")})
-	msg := "neither `docker compose` nor " + candidates[len(candidates)-1][0] + " runs"
-	for _, c := range candidates {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		out, err := exec.CommandContext(ctx, c[0], append(c[1:], "version", "--short")...).CombinedOutput()
-		cancel()
-		if err != nil {
-			continue
-		}
-		if got := "v" + strings.TrimPrefix(strings.TrimSpace(string(out)), "v"); got != composeVersion {
-			msg = strings.Join(c, " ") + " is Docker Compose " + got + ", this oracle is for " + composeVersion
-			continue
-		}
-		return c
-	}
-	msg += " (install it with .ci/compose.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; CI=true makes this a failure")
-	}
-	t.Skip("SKIPPED LOUDLY: " + msg)
-	return nil
+	return composecli.Require(t, nil, "the config-hash oracle asks it for its hashes")
 }
 
 // composeEnv is the environment an operator gives `docker compose` for a

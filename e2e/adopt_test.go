@@ -11,43 +11,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockstep-gitops/lockstep/e2e/composecli"
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
-// composeCLI returns the Docker Compose CLI plugin the takeover tests run
-// for real (v5.6.0, installed by .ci/compose.sh). Missing, the test is
-// skipped loudly, unless CI=true, where it fails.
-func composeCLI(t *testing.T) string {
+// composeCLI returns the argv of the Docker Compose CLI the takeover tests
+// run for real (composecli.Version, installed by .ci/compose.sh).
+func composeCLI(t *testing.T) []string {
 	t.Helper()
-	candidates := []string{os.Getenv("LOCKSTEP_COMPOSE_CLI"), "/root/.docker/cli-plugins/docker-compose"}
-	if home, err := os.UserHomeDir(); err == nil {
-		candidates = append(candidates, filepath.Join(home, ".docker", "cli-plugins", "docker-compose"))
-	}
-	for _, c := range candidates {
-		if fi, err := os.Stat(c); c != "" && err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return c
-		}
-	}
-	msg := "the Docker Compose CLI plugin is not installed (/root/.docker/cli-plugins/docker-compose; .ci/compose.sh installs v5.6.0); this test deploys with the real Compose first"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; CI=true makes this a failure")
-	}
-	t.Skip("SKIPPED LOUDLY: " + msg + "; set CI=true to make this a failure")
-	return ""
+	return composecli.Require(t, nil, "this test deploys with the real Compose first")
 }
 
 // composeUp runs `docker compose -p project up -d --wait` in dir, the way a
 // `git pull && docker compose up -d` cron job deploys.
-func composeUp(t *testing.T, bin, dir, project string) {
+func composeUp(t *testing.T, argv []string, dir, project string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-p", project, "up", "-d", "--wait")
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:len(argv):len(argv)], "-p", project, "up", "-d", "--wait")...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	if h := os.Getenv("DOCKER_HOST"); h != "" {
-		cmd.Env = append(cmd.Env, "DOCKER_HOST="+h)
+	// Only what finds the engine and the plugin: Compose interpolates from
+	// its environment, and the cron job it stands for has none of the
+	// test's.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, k := range []string{"DOCKER_HOST", "DOCKER_CONFIG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

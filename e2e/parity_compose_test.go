@@ -7,58 +7,29 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/e2e/composecli"
 )
 
 // composeVersionWanted is the Docker Compose release the parity suite is
 // the oracle of (issue 11 §4; .ci installs it). Another version still runs,
 // and the summary says which one answered.
-const composeVersionWanted = "5.6.0"
+var composeVersionWanted = strings.TrimPrefix(composecli.Version, "v")
 
-// composeArgv is how the suite runs Docker Compose: `docker compose`, or
-// the plugin binary on its own (it runs standalone) on a machine with no
-// docker CLI, where .ci/compose.sh installed only the plugin. Set by
-// requireComposeCLI.
+// composeArgv is how the suite runs Docker Compose (composecli.Find). Set
+// by requireComposeCLI.
 var composeArgv []string
 
 // requireComposeCLI finds Docker Compose and returns its version. Without
-// it the parity suite is skipped loudly, unless CI=true, where it fails:
-// CI must never go green by not asking the oracle.
+// it the parity suite is skipped loudly, unless CI=true, where it fails.
 func requireComposeCLI(t *testing.T) string {
 	t.Helper()
-	var candidates [][]string
-	if docker, err := exec.LookPath("docker"); err == nil {
-		candidates = append(candidates, []string{docker, "compose"})
-	}
-	dir := os.Getenv("DOCKER_CONFIG")
-	if dir == "" {
-		dir = filepath.Join(os.Getenv("HOME"), ".docker")
-	}
-	candidates = append(candidates, []string{filepath.Join(dir, "cli-plugins", "docker-compose")})
-	var errs []string
-	for _, c := range candidates {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		cmd := exec.CommandContext(ctx, c[0], append(c[1:], "version", "--short")...)
-		cmd.Env = composeEnv()
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v %s", strings.Join(c, " "), err, bytes.TrimSpace(out)))
-			continue
-		}
-		composeArgv = c
-		return strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
-	}
-	msg := fmt.Sprintf("NO DOCKER COMPOSE CLI (%s). The parity suite deploys every stack with the real Docker Compose v%s (.ci/compose.sh installs the plugin)",
-		strings.Join(errs, "; "), composeVersionWanted)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; CI=true makes this a failure")
-	}
-	t.Skip("SKIPPED LOUDLY: " + msg + "; set CI=true to make this a failure")
-	return ""
+	argv, version := composecli.RequireAny(t, composeEnv(), "the parity suite deploys every stack with the real Docker Compose")
+	composeArgv = argv
+	return strings.TrimPrefix(version, "v")
 }
 
 // composeCmd is an exec.Cmd running Compose with args in dir.
