@@ -21,8 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
+	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/e2e/gitserver"
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
+	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
 
 // buildLockstep builds the CLI under test into a temp dir.
@@ -171,5 +177,42 @@ func writeFile(b *testing.B, path, content string) {
 	b.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkPassNoop50 is the pass the agent runs when nothing changed (a
+// drift pass over a converged 50-service project), in one process as the
+// agent runs it: the schema compiled, the engine connected and the git
+// cache warm from the pass before. Resolve, hold, load, observe (one
+// container list), plan; nothing applied. BenchmarkApplyNoop50 is the same
+// pass as `lockstep apply`, a new process each time: the difference is the
+// process start and a process's first-use costs.
+func BenchmarkPassNoop50(b *testing.B) {
+	w := newWorld(b, 50)
+	cfg, err := config.Load(w.config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	parts, err := wire.Build(cfg, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer parts.Close()
+	env := wire.Environment(cfg.Environments[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	opts := pass.Options{Mode: pass.ModeApply, Trigger: reconcile.TriggerDrift}
+	if _, err := parts.Pipeline.Run(ctx, env, opts); err != nil {
+		b.Fatal(err) // the pass that warms what the agent keeps between passes
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := parts.Pipeline.Run(ctx, env, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Plan != nil && !res.Plan.Empty() {
+			b.Fatalf("converged project planned changes: %+v", res.Plan)
+		}
 	}
 }
