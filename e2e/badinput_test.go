@@ -67,8 +67,8 @@ func TestBadInputTouchesNothing(t *testing.T) {
 			f.release("unset var", map[string]string{"compose.yaml": unsetVar.yaml()})
 		}, []string{"WEB_TAG", "compose.yaml"}},
 		{"unsupported compose key", func() {
-			f.release("build", map[string]string{"compose.yaml": withWeb("    build: .\n")})
-		}, []string{"web", "build"}},
+			f.release("gpus", map[string]string{"compose.yaml": withWeb("    gpus: all\n")})
+		}, []string{"web", "gpus"}},
 		{"bind mount escaping the release", func() {
 			f.release("escape", map[string]string{"compose.yaml": withWeb("    volumes: [\"../../../etc:/host-etc:ro\"]\n")})
 		}, []string{"web", "../../../etc", "escapes the release"}},

@@ -52,6 +52,8 @@ func networkIgnored(path string, autoSubnet bool) string {
 		return "the time of create"
 	case path == "Containers" || strings.HasPrefix(path, "Containers["):
 		return "the containers attached and their addresses: runtime"
+	case path == "Status" || strings.HasPrefix(path, "Status."):
+		return "runtime: the addresses in use and left per subnet (engines from API 1.52 report it), keyed by the subnet the engine allocated"
 	case strings.HasPrefix(path, "Labels[lockstep."):
 		return lockstepLabels
 	case autoSubnet && strings.HasPrefix(path, "IPAM.Config"):

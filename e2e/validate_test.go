@@ -28,11 +28,11 @@ func TestValidateTouchesNothing(t *testing.T) {
 	}
 
 	broken := good
-	broken.Extra = "    build: .\n"
+	broken.Extra = "    gpus: all\n" // refused whatever [compose].strict says
 	f.release("broken", map[string]string{"compose.yaml": broken.yaml()})
 	r := f.lockstep("validate", "e2e")
-	if r.code != 1 || !strings.Contains(r.stderr, `service "web": build`) {
-		t.Fatalf("validate of a broken pin: want exit 1 naming web's build key, got %s", r)
+	if r.code != 1 || !strings.Contains(r.stderr, `service "web": gpus`) {
+		t.Fatalf("validate of a broken pin: want exit 1 naming web's gpus key, got %s", r)
 	}
 	if r := f.lockstep("validate", "--commit", shaGood, "e2e"); r.code != 0 {
 		t.Fatalf("validate --commit of the good revision: %s", r)
