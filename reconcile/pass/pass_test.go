@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -22,6 +23,7 @@ type fakeSource struct {
 	rev         gitsource.Release
 	err         error
 	pruned      []map[string]bool
+	mu          sync.Mutex // AddMountPoints runs in concurrent passes (the lock tests)
 	mountPoints [][]string // what each AddMountPoints was asked for
 	mountErr    error
 }
@@ -37,6 +39,8 @@ func (s *fakeSource) Resolve(ctx context.Context, want gitsource.Want) (gitsourc
 }
 
 func (s *fakeSource) AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.mountPoints = append(s.mountPoints, paths)
 	return s.mountErr
 }
