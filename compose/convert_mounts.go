@@ -127,6 +127,9 @@ func (c *converter) bindSource(service, key, source string) ([]File, error) {
 func (c *converter) releaseFile(service, key, source string) (rel, real string, err error) {
 	r, _ := filepath.Rel(c.opts.ReleaseDir, source)
 	rel = filepath.ToSlash(r)
+	if err := c.opts.needs.need(source); err != nil {
+		return "", "", forService(err, service, key)
+	}
 	if _, err := os.Lstat(source); err != nil {
 		return "", "", located(c.src, service, key, fmt.Sprintf("%s does not exist in the release at this commit; add it to the repository, or use an absolute host path", rel))
 	}
@@ -144,6 +147,9 @@ func (c *converter) releaseFile(service, key, source string) (rel, real string, 
 // changes on every re-encryption.
 func (c *converter) repoFile(service, key, p string, optional bool) ([]File, error) {
 	if optional {
+		if err := c.opts.needs.need(p); err != nil {
+			return nil, forService(err, service, key)
+		}
 		if _, err := os.Stat(p); err != nil {
 			return nil, nil
 		}

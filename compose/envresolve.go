@@ -109,6 +109,9 @@ func readServiceEnvFile(service string, ef types.EnvFile, vars map[string]string
 		}
 		return forService(parseHostEnvFile(service, ef, vars, lookup, k), service, "env_file")
 	}
+	if err := src.needs.need(ef.Path); err != nil {
+		return forService(err, service, "env_file")
+	}
 	if _, err := os.Stat(ef.Path); err != nil {
 		if errors.Is(err, os.ErrNotExist) && !bool(ef.Required) {
 			return nil

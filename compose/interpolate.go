@@ -43,6 +43,9 @@ func interpolationEnv(opts LoadOptions, k *keyring) (map[string]string, error) {
 
 	for _, name := range []string{".env", ".env.age"} {
 		abs := filepath.Join(opts.ReleaseDir, name)
+		if err := opts.needs.need(abs); err != nil {
+			return nil, err
+		}
 		if _, err := os.Lstat(abs); err != nil {
 			continue
 		}
@@ -64,6 +67,9 @@ func interpolationEnv(opts LoadOptions, k *keyring) (map[string]string, error) {
 			return nil, err
 		}
 		abs := filepath.Join(opts.ReleaseDir, filepath.FromSlash(rel))
+		if err := opts.needs.need(abs); err != nil {
+			return nil, err
+		}
 		if st, err := os.Stat(abs); err != nil || st.IsDir() {
 			return nil, &LoadError{File: filepath.ToSlash(rel), Key: "env_files", Msg: "env file named by the pin file's env_files is not in the release at this commit; add it to the repository or fix env_files in the pin file", Err: err}
 		}

@@ -42,6 +42,13 @@ type LoadOptions struct {
 	// HostPlatform is the engine's os/arch ("linux/amd64") that platform:
 	// is compared with; "" means the agent's own, the engine being local.
 	HostPlatform string
+	// Need, when set, is called with every path of the release (clean,
+	// slash-separated, relative to ReleaseDir) the load is about to read
+	// or reference, before it looks at it: a partial release adds it then
+	// from git (gitsource Releases.AddPaths). nil: the release is complete.
+	Need func(path string) error
+
+	needs *needs // Need, with what was asked for; set by Load
 }
 
 // Compose's discovery names, in its order of preference.
@@ -82,6 +89,7 @@ func loadProject(ctx context.Context, opts LoadOptions, k *keyring) (*Project, e
 	if err := validateOptions(opts); err != nil {
 		return nil, err
 	}
+	opts.needs = newNeeds(opts)
 	files, err := composeFiles(opts)
 	if err != nil {
 		return nil, err
@@ -90,7 +98,8 @@ func loadProject(ctx context.Context, opts LoadOptions, k *keyring) (*Project, e
 	if err != nil {
 		return nil, err
 	}
-	src, err := scanSources(opts.ReleaseDir, files)
+	opts.needs.env = env
+	src, err := scanSources(opts.ReleaseDir, files, opts.needs)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +149,11 @@ func loadProject(ctx context.Context, opts LoadOptions, k *keyring) (*Project, e
 	if err := resolveEnvironments(cp, src, k, opts.HostFileRoots); err != nil {
 		return nil, err
 	}
-	return convertProject(opts, files, src, cp, k)
+	p, err := convertProject(opts, files, src, cp, k)
+	if err != nil {
+		return nil, err
+	}
+	return p, opts.needs.checkCovered(p)
 }
 
 func validateOptions(opts LoadOptions) error {
@@ -173,6 +186,9 @@ func composeFiles(opts LoadOptions) ([]string, error) {
 				return nil, &LoadError{File: f, Key: "compose_files", Msg: "compose files must be relative paths inside the repository; fix compose_files in the pin file"}
 			}
 			abs := filepath.Join(opts.ReleaseDir, f)
+			if err := opts.needs.need(abs); err != nil {
+				return nil, err
+			}
 			if st, err := os.Stat(abs); err != nil || st.IsDir() {
 				return nil, &LoadError{File: filepath.ToSlash(f), Key: "compose_files", Msg: "compose file not found in the release at this commit; fix compose_files in the pin file or add the file", Err: err}
 			}
@@ -180,9 +196,14 @@ func composeFiles(opts LoadOptions) ([]string, error) {
 		}
 		return out, nil
 	}
+	var needErr error
 	first := func(names []string) string {
 		for _, n := range names {
 			p := filepath.Join(opts.ReleaseDir, n)
+			if err := opts.needs.need(p); err != nil {
+				needErr = err
+				return ""
+			}
 			if st, err := os.Stat(p); err == nil && !st.IsDir() {
 				return p
 			}
@@ -190,12 +211,18 @@ func composeFiles(opts LoadOptions) ([]string, error) {
 		return ""
 	}
 	main := first(defaultFileNames)
+	if needErr != nil {
+		return nil, needErr
+	}
 	if main == "" {
 		return nil, &LoadError{Msg: fmt.Sprintf("no compose file at the repository root (looked for %s); add one or set compose_files in the pin file", strings.Join(defaultFileNames, ", "))}
 	}
 	files := []string{main}
 	if o := first(defaultOverrideNames); o != "" {
 		files = append(files, o)
+	}
+	if needErr != nil {
+		return nil, needErr
 	}
 	return files, nil
 }

@@ -53,6 +53,8 @@ func (c *converter) mountRefs(s types.ServiceConfig) []mountRef {
 		r := mountRef{key: "volumes", target: v.Target}
 		if v.Type == types.VolumeTypeBind {
 			r.source = v.Source
+			// Already asked for (LoadOptions.Need) by c.service, which
+			// converts the service before its mount points are listed.
 			if fi, err := os.Stat(v.Source); err == nil && !fi.IsDir() {
 				r.file = true
 			}

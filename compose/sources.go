@@ -26,6 +26,7 @@ import (
 // climb out of the release with "..".
 type sources struct {
 	releaseDir string
+	needs      *needs        // asks for each file before it is read
 	files      []*sourceFile // main files first, in order; then includes/extends as met
 }
 
@@ -39,8 +40,8 @@ type sourceFile struct {
 
 // scanSources parses files (absolute, inside the release) and, recursively,
 // the local files they include or extend.
-func scanSources(releaseDir string, files []string) (*sources, error) {
-	s := &sources{releaseDir: releaseDir}
+func scanSources(releaseDir string, files []string, n *needs) (*sources, error) {
+	s := &sources{releaseDir: releaseDir, needs: n}
 	for _, f := range files {
 		// The main files' relative paths resolve against the project
 		// directory (the release root), as compose does.
@@ -56,6 +57,9 @@ func (s *sources) scan(abs, base string) error {
 		if f.abs == abs {
 			return nil // diamond includes, or an extends file met twice
 		}
+	}
+	if err := s.needs.need(abs); err != nil {
+		return err
 	}
 	if st, err := os.Stat(abs); err == nil && st.Size() > gitsource.MaxComposeFileBytes {
 		le := &gitsource.LimitError{Path: s.rel(abs), What: "compose file", Size: st.Size(), Limit: gitsource.MaxComposeFileBytes, Unit: "bytes"}
@@ -127,13 +131,16 @@ func (s *sources) scanIncludes(f *sourceFile, inc *yaml.Node) error {
 				if err := s.checkRead(f, pd, "include.project_directory", ""); err != nil {
 					return err
 				}
-				if !hasVariable(pd.Value) && !filepath.IsAbs(pd.Value) {
-					projectDir = filepath.Join(f.base, pd.Value)
+				if v, ok := s.needs.expand(pd.Value); ok && !filepath.IsAbs(v) {
+					projectDir = filepath.Join(f.base, v)
 				}
 			}
 			if ef := mapValue(item, "env_file"); ef != nil {
 				for _, n := range scalarOrList(ef) {
 					if err := s.checkRead(f, n, "include.env_file", ""); err != nil {
+						return err
+					}
+					if err := s.needRelative(f, n.Value); err != nil {
 						return err
 					}
 				}
@@ -146,19 +153,24 @@ func (s *sources) scanIncludes(f *sourceFile, inc *yaml.Node) error {
 			if err := s.checkRead(f, p, "include", ""); err != nil {
 				return err
 			}
-			if hasVariable(p.Value) {
+			abs, ok := s.needs.expand(p.Value)
+			if !ok {
 				continue
 			}
-			abs := p.Value
 			if !filepath.IsAbs(abs) {
 				abs = filepath.Join(f.base, abs)
 			}
 			base := projectDir
 			if base == "" {
 				base = filepath.Dir(abs)
-				if i > 0 {
-					base = filepath.Dir(filepath.Join(f.base, paths[0].Value))
+				if first, ok := s.needs.expand(paths[0].Value); ok && i > 0 {
+					base = filepath.Dir(filepath.Join(f.base, first))
 				}
+			}
+			// compose-go reads the included project's .env when no
+			// env_file is given.
+			if err := s.needs.need(filepath.Join(base, ".env")); err != nil {
+				return err
 			}
 			if err := s.scan(abs, base); err != nil {
 				return err
@@ -185,8 +197,7 @@ func (s *sources) scanServices(f *sourceFile, services *yaml.Node) error {
 				if err := s.checkRead(f, file, "extends.file", name); err != nil {
 					return err
 				}
-				if !hasVariable(file.Value) {
-					abs := file.Value
+				if abs, ok := s.needs.expand(file.Value); ok {
 					if !filepath.IsAbs(abs) {
 						abs = filepath.Join(f.base, abs)
 					}
@@ -228,6 +239,13 @@ func (s *sources) scanServices(f *sourceFile, services *yaml.Node) error {
 					if n != nil {
 						if err := s.checkRead(f, n, key, name); err != nil {
 							return err
+						}
+						// compose-go reads a label_file while loading;
+						// an env_file is asked for where lockstep reads it.
+						if key == "label_file" {
+							if err := s.needRelative(f, n.Value); err != nil {
+								return err
+							}
 						}
 					}
 				}
@@ -274,6 +292,19 @@ func (s *sources) checkRead(f *sourceFile, n *yaml.Node, key, service string) er
 			Msg: fmt.Sprintf("host path %q refused: lockstep reads only files of the repository while loading; reference the file by relative path, or put host-local values in the agent config's env_files", p)}
 	}
 	return nil
+}
+
+// needRelative asks for a path the loader reads, written in f (relative
+// to f's base), once it can be expanded.
+func (s *sources) needRelative(f *sourceFile, value string) error {
+	v, ok := s.needs.expand(value)
+	if !ok || v == "" {
+		return nil
+	}
+	if !filepath.IsAbs(v) {
+		v = filepath.Join(f.base, v)
+	}
+	return s.needs.need(v)
 }
 
 func (s *sources) rel(abs string) string {

@@ -33,7 +33,13 @@ type manifest struct {
 	Version int             `json:"version"`
 	Commit  string          `json:"commit"`
 	Entries []manifestEntry `json:"entries"`
-	Digest  string          `json:"digest"` // sha256 of the manifest with Digest empty
+	// Partial says the release holds only the paths the compose loader
+	// asked for (see partial.go); Absent lists those git does not have.
+	// Both are omitted for a release of the whole tree, whose manifest
+	// reads as before partial releases.
+	Partial bool     `json:"partial,omitempty"`
+	Absent  []string `json:"absent,omitempty"`
+	Digest  string   `json:"digest"` // sha256 of the manifest with Digest empty
 }
 
 const manifestVersion = 1
@@ -57,6 +63,9 @@ type manifestEntry struct {
 	// AddMountPoints). omitempty keeps the manifests of releases without
 	// one byte for byte as before.
 	MountPoint bool `json:"mount_point,omitempty"`
+	// Partial marks a directory of a partial release that holds only some
+	// of what git has in it.
+	Partial bool `json:"partial,omitempty"`
 	fileStat
 }
 
@@ -205,7 +214,9 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, hollow []string, stale
 		}
 		rel = filepath.ToSlash(rel)
 		e, ok := byPath[rel]
-		if !ok && d.IsDir() {
+		// A staging name is what an interrupted AddPaths left: never a
+		// mount point, whatever it holds.
+		if !ok && d.IsDir() && !strings.HasPrefix(d.Name(), stagingPrefix) {
 			dirs, only, err := onlyDirs(p, rel)
 			if err != nil {
 				return err

@@ -44,12 +44,13 @@ type treeEntry struct {
 // are refused with an error naming the path; nothing is left behind on
 // error.
 func (s *Source) Materialize(ctx context.Context, sha string) (string, error) {
-	return s.materialize(ctx, sha, readFiles{})
+	return s.materialize(ctx, sha, readFiles{}, false)
 }
 
 // materialize is Materialize, also refusing the files of rf that are over
-// their limits (see checkLimits).
-func (s *Source) materialize(ctx context.Context, sha string, rf readFiles) (string, error) {
+// their limits (see checkLimits). A partial release starts empty: its
+// paths are added as the compose loader asks for them (see AddPaths).
+func (s *Source) materialize(ctx context.Context, sha string, rf readFiles, partial bool) (string, error) {
 	if len(sha) != 40 || !hexOnly.MatchString(sha) {
 		return "", fmt.Errorf("materialize: %q is not a full 40-hex commit SHA", sha)
 	}
@@ -80,11 +81,16 @@ func (s *Source) materialize(ctx context.Context, sha string, rf readFiles) (str
 		return final, nil
 	}
 
-	entries, err := s.flattenTree(ctx, sha)
-	if err != nil {
-		return "", fmt.Errorf("materialize %s: %w", sha, err)
+	var entries []treeEntry
+	if !partial {
+		if entries, err = s.flattenTree(ctx, sha); err != nil {
+			return "", fmt.Errorf("materialize %s: %w", sha, err)
+		}
+	} else if !s.hasCommit(plumbing.NewHash(sha)) {
+		return "", fmt.Errorf("materialize %s: commit is not in the cache (resolve it first)", sha)
 	}
 	m := manifestFrom(sha, entries)
+	m.Partial = partial
 	if err := checkLimits(m.Entries, rf); err != nil {
 		return "", fmt.Errorf("materialize %s: %w", sha, err)
 	}
@@ -162,12 +168,11 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 					return err
 				}
 			case filemode.Regular, filemode.Deprecated, filemode.Executable:
-				size, err := s.blobSize(e.Hash)
-				if err != nil {
-					return fmt.Errorf("read %s: %w", p, err)
-				}
-				out = append(out, treeEntry{path: p, mode: e.Mode, hash: e.Hash, size: size})
+				out = append(out, treeEntry{path: p, mode: e.Mode, hash: e.Hash})
 			case filemode.Symlink:
+				if err := s.ensureBlobs(ctx, []plumbing.Hash{e.Hash}); err != nil {
+					return fmt.Errorf("read symlink %s: %w", p, err)
+				}
 				blob, err := s.repo.BlobObject(e.Hash)
 				if err != nil {
 					return fmt.Errorf("read symlink %s: %w", p, err)
@@ -191,7 +196,33 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 	if err := checkSymlinks(out); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return out, s.fileSizes(ctx, out)
+}
+
+// fileSizes fills in the sizes of the regular files of entries, fetching
+// their blobs first where the cache lacks them (a partial clone).
+func (s *Source) fileSizes(ctx context.Context, entries []treeEntry) error {
+	var hashes []plumbing.Hash
+	for _, e := range entries {
+		if e.mode != filemode.Dir && e.mode != filemode.Symlink {
+			hashes = append(hashes, e.hash)
+		}
+	}
+	if err := s.ensureBlobs(ctx, hashes); err != nil {
+		return err
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.mode == filemode.Dir || e.mode == filemode.Symlink {
+			continue
+		}
+		size, err := s.blobSize(e.hash)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", e.path, err)
+		}
+		e.size = size
+	}
+	return nil
 }
 
 // blobSize is a blob's size from its object header, without inflating

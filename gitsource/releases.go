@@ -131,7 +131,7 @@ func (r *Releases) Resolve(ctx context.Context, w Want) (Release, error) {
 // anything. An existing release that is as git wrote it needs no git: the
 // rollback of a release still on disk works while git is unreachable.
 func (r *Releases) Materialize(ctx context.Context, rel Release) (Release, error) {
-	dir, err := r.src.materialize(ctx, rel.Commit, readFiles{compose: rel.ComposeFiles, env: rel.EnvFiles})
+	dir, err := r.src.materialize(ctx, rel.Commit, readFiles{compose: rel.ComposeFiles, env: rel.EnvFiles}, true)
 	if err != nil {
 		return rel, err
 	}

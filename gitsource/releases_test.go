@@ -49,8 +49,15 @@ func TestReleasesResolveWritesNothingMaterializeDoes(t *testing.T) {
 	if rel.Dir != filepath.Join(state, "releases", app) {
 		t.Errorf("Dir = %q, want the release of %s", rel.Dir, app)
 	}
+	// A release holds what the loader asks for, nothing before.
+	if _, err := os.Stat(filepath.Join(rel.Dir, "compose.yaml")); !os.IsNotExist(err) {
+		t.Errorf("a new release holds compose.yaml before the loader asked for it (%v)", err)
+	}
+	if err := rs.AddPaths(ctx(t), rel, []string{"compose.yaml"}); err != nil {
+		t.Fatalf("AddPaths: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(rel.Dir, "compose.yaml")); err != nil {
-		t.Errorf("release lacks the tree: %v", err)
+		t.Errorf("release lacks compose.yaml after AddPaths: %v", err)
 	}
 	if err := rs.Prune(map[string]bool{rel.Dir: true}); err != nil {
 		t.Errorf("Prune: %v", err)

@@ -194,20 +194,21 @@ func TestMaterializeVerifiesAReleaseWithoutManifest(t *testing.T) {
 }
 
 // TestReleasesMaterializeRefusesFilesOverTheLimits: a compose file or env
-// file over its limit is refused before anything is written, naming the
-// file and the limit.
+// file over its limit is refused when the loader asks for it, before it is
+// written, naming the file and the limit.
 func TestReleasesMaterializeRefusesFilesOverTheLimits(t *testing.T) {
 	big := strings.Repeat("# padding\n", gitsource.MaxComposeFileBytes/10+1)
 	for _, tc := range []struct {
 		name  string
 		files map[string]string
 		pin   []string
+		path  string // what the loader asks for
 		want  string
 	}{
-		{"default compose file", map[string]string{"compose.yaml": big}, nil, "compose.yaml: compose file of"},
-		{"named compose file", map[string]string{"deploy/app.yaml": big}, []string{`compose_files = ["deploy/app.yaml"]`}, "deploy/app.yaml: compose file of"},
-		{".env", map[string]string{"compose.yaml": "services: {}\n", ".env": big}, nil, ".env: env file of"},
-		{"env_files", map[string]string{"compose.yaml": "services: {}\n", "prod.env": big}, []string{`env_files = ["prod.env"]`}, "prod.env: env file of"},
+		{"default compose file", map[string]string{"compose.yaml": big}, nil, "compose.yaml", "compose.yaml: compose file of"},
+		{"named compose file", map[string]string{"deploy/app.yaml": big}, []string{`compose_files = ["deploy/app.yaml"]`}, "deploy", "deploy/app.yaml: compose file of"},
+		{".env", map[string]string{"compose.yaml": "services: {}\n", ".env": big}, nil, ".env", ".env: env file of"},
+		{"env_files", map[string]string{"compose.yaml": "services: {}\n", "prod.env": big}, []string{`env_files = ["prod.env"]`}, "prod.env", "prod.env: env file of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := gitserver.Start(t, gitserver.Options{})
@@ -219,14 +220,18 @@ func TestReleasesMaterializeRefusesFilesOverTheLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = rs.Materialize(ctx(t), rel)
+			if rel, err = rs.Materialize(ctx(t), rel); err != nil {
+				t.Fatal(err)
+			}
+			err = rs.AddPaths(ctx(t), rel, []string{tc.path})
 			var le *gitsource.LimitError
 			if !errors.As(err, &le) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "limit of 4194304 bytes (4 MiB)") {
-				t.Fatalf("Materialize = %v, want a *LimitError %q naming the limit", err, tc.want)
+				t.Fatalf("AddPaths = %v, want a *LimitError %q naming the limit", err, tc.want)
 			}
-			if names := releaseEntries(t, state); len(names) != 0 {
-				t.Errorf("a refused release left %v", names)
+			if names, _ := os.ReadDir(rel.Dir); len(names) != 0 {
+				t.Errorf("a refused path left %v in the release", names)
 			}
+			_ = state
 		})
 	}
 }

@@ -107,6 +107,10 @@ func (g *agentGit) Resolve(ctx context.Context, want gitsource.Want) (gitsource.
 	return gitsource.Release{Head: head, Commit: c, PinFile: want.PinFile}, nil
 }
 
+func (g *agentGit) AddPaths(ctx context.Context, rel gitsource.Release, paths []string) error {
+	return nil
+}
+
 func (g *agentGit) AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error {
 	return nil
 }
@@ -195,7 +199,7 @@ func newAgentFixture(t *testing.T, envs ...string) *agentFixture {
 	f.eng.Observed = &o
 	f.runner = &pass.Pipeline{
 		Source: f.git,
-		Load: func(ctx context.Context, env pass.Environment, rel gitsource.Release) (*compose.Project, error) {
+		Load: func(ctx context.Context, env pass.Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.loadErr != nil {

@@ -109,6 +109,10 @@ func (s *countingSource) Resolve(ctx context.Context, want gitsource.Want) (gits
 	return gitsource.Release{Head: head2, Commit: want.Commit, Dir: s.dir, ComposeFiles: []string{"from-the-current-pin.yaml"}}, nil
 }
 
+func (s *countingSource) AddPaths(ctx context.Context, rel gitsource.Release, paths []string) error {
+	return nil
+}
+
 func (s *countingSource) AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error {
 	return nil
 }

@@ -43,10 +43,10 @@ func newLockFixture(t *testing.T, wait time.Duration) *lockFixture {
 	second.Log = zerolog.New(f.log)
 	f.second = &second
 	load := f.r.Load
-	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 		close(f.loading)
 		<-f.release
-		return load(ctx, env, rel)
+		return load(ctx, env, rel, need)
 	}
 	return f
 }

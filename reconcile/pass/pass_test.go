@@ -25,6 +25,7 @@ type fakeSource struct {
 	pruned      []map[string]bool
 	mu          sync.Mutex // AddMountPoints runs in concurrent passes (the lock tests)
 	mountPoints [][]string // what each AddMountPoints was asked for
+	paths       []string   // what AddPaths was asked for
 	mountErr    error
 }
 
@@ -36,6 +37,14 @@ func (s *fakeSource) Resolve(ctx context.Context, want gitsource.Want) (gitsourc
 		return gitsource.Release{}, s.err
 	}
 	return s.rev, nil
+}
+
+// AddPaths records what the loader asked for, as AddMountPoints does.
+func (s *fakeSource) AddPaths(ctx context.Context, rel gitsource.Release, paths []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paths = append(s.paths, paths...)
+	return nil
 }
 
 func (s *fakeSource) AddMountPoints(ctx context.Context, rel gitsource.Release, paths []string) error {
@@ -93,7 +102,7 @@ func newRunnerFixture(t *testing.T, observed *compose.Observed, paused bool) *ru
 	f.st = state.New(f.state, 0, zerolog.Nop())
 	f.r = &runner{&Pipeline{
 		Source: f.src,
-		Load: func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
+		Load: func(ctx context.Context, env Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 			p := fake.Project()
 			p.ReleaseDir = rel.Dir
 			return p, nil
@@ -233,7 +242,9 @@ func TestRunnerStopsAtTheFirstFailingStep(t *testing.T) {
 
 	f = newRunnerFixture(t, nil, false)
 	bad := errors.New("compose.yaml:3: bad")
-	f.r.Load = func(context.Context, Environment, gitsource.Release) (*compose.Project, error) { return nil, bad }
+	f.r.Load = func(context.Context, Environment, gitsource.Release, func(string) error) (*compose.Project, error) {
+		return nil, bad
+	}
 	_, err := f.r.Apply(context.Background(), prodEnv)
 	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "load prod at "+fake.CommitA[:12]) {
 		t.Fatalf("load error: %v", err)
@@ -252,7 +263,7 @@ func TestRunnerNamesTheFailingStep(t *testing.T) {
 	}{
 		{"source", func(f *runnerFixture) { f.src.err = errors.New("fetch: connection refused") }, reconcile.StepSource, "fetch: connection refused"},
 		{"load", func(f *runnerFixture) {
-			f.r.Load = func(context.Context, Environment, gitsource.Release) (*compose.Project, error) {
+			f.r.Load = func(context.Context, Environment, gitsource.Release, func(string) error) (*compose.Project, error) {
 				return nil, errors.New("bad")
 			}
 		}, reconcile.StepLoad, "load prod at " + fake.CommitA[:12] + ": bad"},
@@ -277,7 +288,7 @@ func TestRunnerNamesTheFailingStep(t *testing.T) {
 // them stops the pass at load.
 func TestRunnerAddsMountPointsBeforeTheEngine(t *testing.T) {
 	f := newRunnerFixture(t, nil, false)
-	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 		p := fake.Project()
 		p.ReleaseDir = rel.Dir
 		p.MountPoints = []string{"src/node_modules"}
@@ -297,5 +308,28 @@ func TestRunnerAddsMountPointsBeforeTheEngine(t *testing.T) {
 	}
 	if m := fake.Mutating(f.eng.Calls()); len(m) != 0 {
 		t.Fatalf("engine changed although the mount points were refused: %q", m)
+	}
+}
+
+// The loader's need reaches the source's AddPaths with the release being
+// loaded, in every mode: that is how a partial release gets what compose
+// uses before the loader reads it.
+func TestRunnerLoaderNeedAddsPaths(t *testing.T) {
+	f := newRunnerFixture(t, nil, false)
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
+		for _, p := range []string{"compose.yaml", "nginx"} {
+			if err := need(p); err != nil {
+				return nil, err
+			}
+		}
+		p := fake.Project()
+		p.ReleaseDir = rel.Dir
+		return p, nil
+	}
+	if _, err := f.r.Validate(context.Background(), prodEnv, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.src.paths, ","); got != "compose.yaml,nginx" {
+		t.Fatalf("AddPaths asked for %q, want compose.yaml,nginx", got)
 	}
 }

@@ -38,8 +38,13 @@ type Source interface {
 	// the floor. It writes nothing; on error the release says how far it
 	// got (the head, perhaps the commit).
 	Resolve(ctx context.Context, want gitsource.Want) (gitsource.Release, error)
-	// Materialize writes rel's tree as its immutable release directory.
+	// Materialize makes rel's immutable release directory: new, it holds
+	// nothing yet; AddPaths adds what the loader asks for.
 	Materialize(ctx context.Context, rel gitsource.Release) (gitsource.Release, error)
+	// AddPaths adds to rel's release the paths the compose loader is
+	// about to read or reference (compose.LoadOptions.Need), as git has
+	// them at rel.Commit; paths it holds already cost nothing.
+	AddPaths(ctx context.Context, rel gitsource.Release, paths []string) error
 	// AddMountPoints creates, empty, the directories of rel's release that
 	// mounts nested in its binds are mounted on (compose.Project.MountPoints),
 	// so that the engine never creates one inside the release.
@@ -52,9 +57,11 @@ type Source interface {
 
 var _ Source = (*gitsource.Releases)(nil)
 
-// Loader turns a materialized release into the desired compose project.
-// It must write nothing (compose.Load does not).
-type Loader func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error)
+// Loader turns a materialized release into the desired compose project,
+// calling need with each release path before it reads or references it
+// (compose.LoadOptions.Need). It must write nothing itself (compose.Load
+// does not): need is what completes the release.
+type Loader func(ctx context.Context, env Environment, rel gitsource.Release, need func(path string) error) (*compose.Project, error)
 
 // Backend is where a plan is carried out: the apply step's seam.
 // reconcile.Host is one Docker engine; a Swarm stack is another.

@@ -21,7 +21,7 @@ import (
 
 // privilegedWeb makes the fixture's web service privileged and bind /etc.
 func privilegedWeb(f *runnerFixture) {
-	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 		p := fake.Project(fake.ModService("web", func(s *compose.Service) {
 			s.Host.Privileged = true
 			s.Host.Binds = append(s.Host.Binds, "/etc:/host-etc:ro")

@@ -30,7 +30,7 @@ func newGateFailureFixture(t *testing.T) *runnerFixture {
 		}
 	}
 	f.src.rev = gitsource.Release{Head: head2, Commit: fake.CommitB, Dir: filepath.Join(releases, fake.CommitB)}
-	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release) (*compose.Project, error) {
+	f.r.Load = func(ctx context.Context, env Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 		p := fake.Project()
 		p.ReleaseDir, p.Commit = rel.Dir, rel.Commit
 		if rel.Commit == fake.CommitB {

@@ -169,7 +169,8 @@ func (r *run) materialize(ctx context.Context) error {
 // env files; changes only the release's missing mount points (empty
 // directories), its manifest and the result's ComposeWarnings.
 func (r *run) load(ctx context.Context) error {
-	p, err := r.p.Load(ctx, r.env, r.rel)
+	need := func(path string) error { return r.p.Source.AddPaths(ctx, r.rel, []string{path}) }
+	p, err := r.p.Load(ctx, r.env, r.rel, need)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepLoad, Err: fmt.Errorf("load %s at %s: %w", r.env.Name, reconcile.Short(r.rel.Commit), err)}
 	}

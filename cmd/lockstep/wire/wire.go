@@ -151,7 +151,7 @@ func LoadRules(cfg *config.Config) Rules {
 // win over the pin's; neither means compose's default file discovery.
 func Loader(secrets compose.SecretOptions, rules Rules) pass.Loader {
 	compose.Warm()
-	return func(ctx context.Context, env pass.Environment, rel gitsource.Release) (*compose.Project, error) {
+	return func(ctx context.Context, env pass.Environment, rel gitsource.Release, need func(string) error) (*compose.Project, error) {
 		files := env.ComposeFiles
 		if len(files) == 0 {
 			files = rel.ComposeFiles
@@ -169,6 +169,7 @@ func Loader(secrets compose.SecretOptions, rules Rules) pass.Loader {
 			Version:       Version(),
 			Strict:        rules.Strict,
 			HostFileRoots: rules.HostFileRoots,
+			Need:          need,
 		})
 	}
 }
