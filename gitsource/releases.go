@@ -123,13 +123,14 @@ func (r *Releases) Resolve(ctx context.Context, w Want) (Release, error) {
 	return rel, nil
 }
 
-// Materialize writes rel.Commit's tree as its immutable release directory
-// (see Source.Materialize), or verifies the one already there against its
-// manifest and restores from git what was changed in it by hand, and
-// returns rel with Dir set. It refuses a compose or env file of rel over
-// its limit (MaxComposeFileBytes, MaxEnvFileBytes) before writing
-// anything. An existing release that is as git wrote it needs no git: the
-// rollback of a release still on disk works while git is unreachable.
+// Materialize makes rel.Commit's immutable release directory, empty: the
+// compose loader adds what it uses (AddPaths; see partial.go). A release
+// already there is verified against its manifest and what was changed in
+// it by hand is restored from git. It returns rel with Dir set. A compose
+// or env file of rel over its limit (MaxComposeFileBytes,
+// MaxEnvFileBytes) is refused when it is added, before it is written. An
+// existing release that is as git wrote it needs no git: the rollback of
+// a release still on disk works while git is unreachable.
 func (r *Releases) Materialize(ctx context.Context, rel Release) (Release, error) {
 	dir, err := r.src.materialize(ctx, rel.Commit, readFiles{compose: rel.ComposeFiles, env: rel.EnvFiles}, true)
 	if err != nil {

@@ -1,13 +1,13 @@
 // Package gitsource owns everything git for lockstep: the cheap "did the
 // branch move?" check, shallow fetching into an on-disk cache, reading and
-// resolving pin files, verifying commit signatures, and materializing the
-// tree of a commit as an immutable, read-only release directory. It also
-// owns release resolution (Releases): which commit an environment runs,
-// under the pin trust rules and the min_commit floor. It uses go-git only.
+// resolving pin files, verifying commit signatures, and materializing what
+// compose uses of a commit's tree as an immutable, read-only release
+// directory. It also owns release resolution (Releases): which commit an
+// environment runs, under the pin trust rules and the min_commit floor.
 //
-// It never talks to the Docker engine, never parses compose files and
-// never reads lockstep's config: it hands out releases (40-hex SHAs, what
-// the pin says, release directories), nothing more.
+// It uses go-git only. It never talks to the Docker engine, never parses
+// compose files and never reads lockstep's config: it hands out releases
+// (40-hex SHAs, what the pin says, release directories), nothing more.
 // Secrets (tokens, passwords in URLs) never appear in its logs or errors.
 package gitsource
 
