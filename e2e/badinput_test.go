@@ -73,6 +73,9 @@ func TestBadInputTouchesNothing(t *testing.T) {
 			f.release("escape", map[string]string{"compose.yaml": withWeb("    volumes: [\"../../../etc:/host-etc:ro\"]\n")})
 		}, []string{"web", "../../../etc", "escapes the release"}},
 		{"symlink escaping the release", func() {
+			// A release holds only what compose uses, so the link is
+			// refused because a service mounts it.
+			f.git.Commit(t, "mount the link", map[string]string{"compose.yaml": withWeb("    volumes: [\"./worker/passwd:/etc/app-passwd:ro\"]\n")})
 			sha := f.git.Symlink(t, "escaping link", "worker/passwd", "../../../../etc/passwd")
 			f.pin(sha)
 		}, []string{"worker/passwd", "outside the release"}},

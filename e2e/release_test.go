@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/moby/moby/client"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,6 +247,9 @@ func TestReleaseLoop(t *testing.T) {
 	shaA := f.release("stack A", map[string]string{
 		"compose.yaml":      A.yaml(),
 		"worker/config.txt": "threads = 1\n",
+		// The rest of a monorepo: what no compose file uses.
+		"app/src/main.go": "package main\n",
+		"docs/README.md":  "docs\n",
 	})
 
 	// 1. Fresh host: apply brings the whole stack up, labelled as compose does.
@@ -255,6 +259,23 @@ func TestReleaseLoop(t *testing.T) {
 		t.Fatalf("services after first apply: %v", got)
 	}
 	releaseA := filepath.Join(f.stateDir, "releases", shaA)
+	// The release holds what compose uses, as git has it, and nothing else.
+	releaseFiles := map[string]string{}
+	err := filepath.WalkDir(releaseA, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(releaseA, p)
+		releaseFiles[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(releaseFiles) != 2 || releaseFiles["compose.yaml"] != A.yaml() || releaseFiles["worker/config.txt"] != "threads = 1\n" {
+		t.Errorf("release A holds %v, want compose.yaml and worker/config.txt as committed", sortedKeys(releaseFiles))
+	}
 	for svc, b := range w1 {
 		if b.State != "running" {
 			t.Errorf("%s is %s, want running", svc, b.State)
