@@ -25,9 +25,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/rs/zerolog"
 )
@@ -329,22 +327,9 @@ func (s *Source) fetch(ctx context.Context, spec config.RefSpec, depth int) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	var st storage.Storer = s.repo.Storer
-	if pw, ok := st.(storer.PackfileWriter); ok && s.local {
-		st = drainingStorer{Storer: st, pw: pw}
-	}
-	remote := git.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{s.opts.URL}})
-	abandoned, err := bounded(ctx, func() error {
-		return remote.FetchContext(ctx, &git.FetchOptions{
-			RefSpecs: []config.RefSpec{spec},
-			Depth:    depth,
-			Auth:     auth,
-			Tags:     git.NoTags,
-			Force:    true,
-		})
-	})
+	abandoned, err := bounded(ctx, func() error { return s.fetchRef(ctx, auth, spec, depth) })
 	s.abandon(abandoned)
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+	if err != nil {
 		return noSpace(s.authHint(sc.err(ctxErr(ctx, err))), s.opts.StateDir)
 	}
 	return noSpace(s.tidyShallow(), s.opts.StateDir)
