@@ -72,10 +72,40 @@ func (s *Source) session(ctx context.Context, auth transport.AuthMethod) (transp
 	return sess, ar, nil
 }
 
+// fetch runs one fetch into the cache under its own deadline. Depth 0 is
+// not used: every fetch here is shallow or explicitly deepened.
+func (s *Source) fetch(ctx context.Context, spec config.RefSpec, depth int) error {
+	return s.transfer(ctx, func(ctx context.Context, auth transport.AuthMethod) error {
+		return s.fetchRef(ctx, auth, spec, depth, false)
+	})
+}
+
+// transfer runs op, one upload-pack exchange writing the cache, under the
+// fetch deadline, abandoning it if it ignores that (see bounded), with the
+// error scrubbed of secrets. Callers hold the lock.
+func (s *Source) transfer(ctx context.Context, op func(context.Context, transport.AuthMethod) error) error {
+	auth, sc, err := s.auth()
+	if err != nil {
+		return err
+	}
+	if err := s.removeTempObjects(ctx); err != nil {
+		return noSpace(err, s.opts.StateDir)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	abandoned, err := bounded(ctx, func() error { return op(ctx, auth) })
+	s.abandon(abandoned)
+	if err != nil {
+		return noSpace(s.authHint(sc.err(ctxErr(ctx, err))), s.opts.StateDir)
+	}
+	return noSpace(s.tidyShallow(), s.opts.StateDir)
+}
+
 // fetchRef fetches what spec names (a ref, or an exact SHA) to depth and
 // points spec's destination at it. It runs in bounded and so may be
-// abandoned: it only writes through the storer.
-func (s *Source) fetchRef(ctx context.Context, auth transport.AuthMethod, spec config.RefSpec, depth int) (err error) {
+// abandoned: it only writes through the storer. again fetches the commit
+// even when the cache has it (to bring its blobs in full).
+func (s *Source) fetchRef(ctx context.Context, auth transport.AuthMethod, spec config.RefSpec, depth int, again bool) (err error) {
 	sess, ar, err := s.session(ctx, auth)
 	if err != nil {
 		return err
@@ -87,7 +117,7 @@ func (s *Source) fetchRef(ctx context.Context, auth transport.AuthMethod, spec c
 		return err
 	}
 	dst := spec.Dst("")
-	if s.hasCommit(want) && (depth == 1 || !s.shallow()) {
+	if !again && s.hasCommit(want) && (depth == 1 || !s.shallow()) {
 		return s.setRef(dst, want.String())
 	}
 	filter := s.filterOK(ar.Capabilities)
@@ -99,6 +129,16 @@ func (s *Source) fetchRef(ctx context.Context, auth transport.AuthMethod, spec c
 	haves, err := s.haves(filter)
 	if err != nil {
 		return err
+	}
+	if depth == 1 && len(haves) > 0 {
+		// At depth 1 the server cuts history at want, so its walk never
+		// meets the haves and it sends want's whole tree again: it only
+		// leaves out what the haves hold when it may send a thin pack,
+		// which go-git cannot store. At depth 2 the walk reaches want's
+		// parents; when one is a have (a push of one commit, or a merge
+		// onto the old head) only what changed comes, at the price of one
+		// more commit in the cache when it is not.
+		depth = 2
 	}
 	if err := s.fetchPack(ctx, sess, ar, packRequest{wants: []plumbing.Hash{want}, haves: haves, depth: depth, filter: filter}); err != nil {
 		return err

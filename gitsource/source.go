@@ -315,26 +315,6 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 	return sha, nil
 }
 
-// fetch runs one fetch into the cache under its own deadline. Depth 0 is
-// not used: every fetch here is shallow or explicitly deepened.
-func (s *Source) fetch(ctx context.Context, spec config.RefSpec, depth int) error {
-	auth, sc, err := s.auth()
-	if err != nil {
-		return err
-	}
-	if err := s.removeTempObjects(ctx); err != nil {
-		return noSpace(err, s.opts.StateDir)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-	abandoned, err := bounded(ctx, func() error { return s.fetchRef(ctx, auth, spec, depth) })
-	s.abandon(abandoned)
-	if err != nil {
-		return noSpace(s.authHint(sc.err(ctxErr(ctx, err))), s.opts.StateDir)
-	}
-	return noSpace(s.tidyShallow(), s.opts.StateDir)
-}
-
 func (s *Source) hasCommit(h plumbing.Hash) bool {
 	_, err := s.repo.CommitObject(h)
 	return err == nil
@@ -562,7 +542,11 @@ func (s *Source) ReadPin(ctx context.Context, at string, pinPath string) (Pin, e
 	if err != nil {
 		return Pin{}, fmt.Errorf("read pin %s: commit %s is not in the cache (fetch it first): %w", clean, at, err)
 	}
-	file, err := commit.File(clean)
+	tree, err := commit.Tree()
+	if err != nil {
+		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
+	}
+	entry, err := tree.FindEntry(clean)
 	if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
 		return Pin{}, fmt.Errorf("%w: %s does not exist at commit %s of %s@%s; add it, or fix the environment's pin path",
 			ErrPinNotFound, clean, at, s.redacted, s.opts.Branch)
@@ -570,8 +554,16 @@ func (s *Source) ReadPin(ctx context.Context, at string, pinPath string) (Pin, e
 	if err != nil {
 		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
 	}
-	if file.Mode == filemode.Symlink || !file.Mode.IsFile() {
-		return Pin{}, fmt.Errorf("read pin %s at %s: not a regular file (mode %s)", clean, at, file.Mode)
+	if entry.Mode == filemode.Symlink || !entry.Mode.IsFile() {
+		return Pin{}, fmt.Errorf("read pin %s at %s: not a regular file (mode %s)", clean, at, entry.Mode)
+	}
+	// A partial cache may lack the pin's blob.
+	if err := s.ensureBlobs(ctx, []plumbing.Hash{entry.Hash}); err != nil {
+		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
+	}
+	file, err := tree.TreeEntryFile(entry)
+	if err != nil {
+		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
 	}
 	const maxPinSize = 1 << 20
 	if file.Size > maxPinSize {
