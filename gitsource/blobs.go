@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 )
@@ -66,6 +68,37 @@ func (s *Source) ensureBlobs(ctx context.Context, hashes []plumbing.Hash) error 
 		return s.missingError(still, fmt.Sprintf("%v; the server must allow partial clone (git: uploadpack.allowFilter and uploadpack.allowAnySHA1InWant; GitHub, GitLab and Gitea do), or delete %s so that it is fetched in full again", errBlobsRefused, s.gitDir))
 	}
 	return nil
+}
+
+// ensureTreeBlobs makes every blob of tree present, for a release made of
+// the whole tree: in a partial cache, in one request.
+func (s *Source) ensureTreeBlobs(ctx context.Context, tree *object.Tree) error {
+	if !s.marked(partialMarker) {
+		return nil
+	}
+	var blobs []plumbing.Hash
+	var walk func(t *object.Tree) error
+	walk = func(t *object.Tree) error {
+		for _, e := range t.Entries {
+			switch {
+			case e.Mode == filemode.Dir:
+				sub, err := s.repo.TreeObject(e.Hash)
+				if err != nil {
+					return fmt.Errorf("read tree %s: %w", e.Hash, err)
+				}
+				if err := walk(sub); err != nil {
+					return err
+				}
+			case e.Mode.IsFile():
+				blobs = append(blobs, e.Hash)
+			}
+		}
+		return nil
+	}
+	if err := walk(tree); err != nil {
+		return err
+	}
+	return s.ensureBlobs(ctx, blobs)
 }
 
 // missingObjects are the distinct hashes the cache does not hold.

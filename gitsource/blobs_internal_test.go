@@ -34,6 +34,7 @@ func partialSource(t *testing.T, url string) *Source {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = RemoveReadOnlyTree(s.releasesDir) })
 	return s
 }
 
@@ -140,6 +141,17 @@ func TestPartialFetchThenBlobsOnDemand(t *testing.T) {
 			}
 			if st := srv.Stats(); st.Requests != 0 {
 				t.Errorf("ensureBlobs of present blobs made %+v requests, want none", st)
+			}
+
+			dir, err := s.Materialize(testCtx(t), head)
+			if err != nil {
+				t.Fatalf("Materialize on a partial cache: %v", err)
+			}
+			if data, err := os.ReadFile(filepath.Join(dir, "svc4/file9.txt")); err != nil || !strings.HasPrefix(string(data), "v1 9\n") {
+				t.Errorf("released file = %q, %v", data, err)
+			}
+			if st := srv.Stats(); url == srv.URL && st.UploadPacks != 1 {
+				t.Errorf("Materialize on a partial cache made %+v requests, want one upload-pack for the missing blobs", st)
 			}
 		})
 	}
@@ -261,5 +273,41 @@ func TestEnsureBlobsHonoursTimeout(t *testing.T) {
 	}
 	if s.marked(noFilterMarker) {
 		t.Errorf("a deadline marked the cache as refused")
+	}
+}
+
+// A server that filters but will not send objects by id could never fill
+// in the blobs: the fetch is full.
+func TestFilterWithoutSHAInWantFetchesInFull(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	srv.Git(t, "-C", srv.BareDir, "config", "uploadpack.allowFilter", "true")
+	srv.Commit(t, "many", manyFiles(5, "v1"))
+	s := partialSource(t, srv.URL)
+	if _, err := s.Fetch(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := objectCounts(t, s); n[plumbing.BlobObject] != 6 || s.marked(partialMarker) {
+		t.Errorf("fetch from a server without SHA in want: %v, partial %v; want all 6 blobs, not partial", n, s.marked(partialMarker))
+	}
+}
+
+// An old pinned commit fetched by SHA comes without blobs too, and its pin
+// reads.
+func TestResolveOldSHAPartial(t *testing.T) {
+	srv := filterServer(t)
+	old := srv.Commit(t, "old", manyFiles(5, "v0"))
+	srv.Commit(t, "many", manyFiles(5, "v1"))
+	s := partialSource(t, srv.URL)
+	if _, err := s.Fetch(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Resolve(testCtx(t), Pin{Commit: old}); err != nil || got != old {
+		t.Fatalf("Resolve(%s) = %s, %v", old, got, err)
+	}
+	if n := objectCounts(t, s); n[plumbing.BlobObject] != 0 {
+		t.Errorf("Resolve by SHA brought %d blobs, want none", n[plumbing.BlobObject])
+	}
+	if _, err := s.ReadPin(testCtx(t), old, "pins/prod.toml"); err != nil {
+		t.Fatal(err)
 	}
 }
