@@ -1,7 +1,8 @@
 // Package gitsource owns everything git for lockstep: the cheap "did the
-// branch move?" check, shallow fetching into an on-disk cache, reading and
-// resolving pin files, verifying commit signatures, and materializing the
-// tree of a commit as an immutable, read-only release directory. It also
+// branch move?" check, shallow (and, where the server allows, partial)
+// fetching into an on-disk cache, reading and resolving pin files,
+// verifying commit signatures, and materializing the tree of a commit as
+// an immutable, read-only release directory. It also
 // owns release resolution (Releases): which commit an environment runs,
 // under the pin trust rules and the min_commit floor. It uses go-git only.
 //
@@ -279,9 +280,11 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// Fetch makes the branch head present in the cache, shallow (depth 1), and
-// returns its SHA. When the cache already has the head commit, only the ref
-// listing goes over the network.
+// Fetch makes the branch head present in the cache, shallow (depth 1; 2
+// when the cache has commits to start from, see fetchRef), and returns its
+// SHA. From a server that offers partial clone it fetches commits and
+// trees only (see ensureBlobs). When the cache already has the head
+// commit, only the ref listing goes over the network.
 func (s *Source) Fetch(ctx context.Context) (string, error) {
 	head, err := s.Head(ctx)
 	if err != nil {
