@@ -65,7 +65,7 @@ func (s *Source) ensureBlobs(ctx context.Context, hashes []plumbing.Hash) error 
 		return fmt.Errorf("fetch %s@%s in full: %w", s.redacted, s.opts.Branch, err)
 	}
 	if still := s.missingObjects(missing); len(still) > 0 {
-		return s.missingError(still, fmt.Sprintf("%v; the server must allow partial clone (git: uploadpack.allowFilter and uploadpack.allowAnySHA1InWant; GitHub, GitLab and Gitea do), or delete %s so that it is fetched in full again", errBlobsRefused, s.gitDir))
+		return s.missingError(still, fmt.Sprintf("%v; the server must allow partial clone (git: uploadpack.allowFilter and uploadpack.allowAnySHA1InWant; GitHub, GitLab and Gitea do), or stop lockstep and delete %s (it is only a cache) so that it is fetched in full again", errBlobsRefused, s.gitDir))
 	}
 	return nil
 }

@@ -311,3 +311,25 @@ func TestResolveOldSHAPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// When the blobs belong to an older commit than the head, fetching the head
+// in full cannot help: the error says what the server must allow.
+func TestEnsureBlobsRefusedSaysWhatToAllow(t *testing.T) {
+	srv := filterServer(t)
+	old := srv.Commit(t, "old", map[string]string{"gone.txt": "only in the old commit\n"})
+	srv.Remove(t, "rm", "gone.txt")
+	srv.Commit(t, "head", manyFiles(2, "v1"))
+	s := partialSource(t, srv.URL)
+	if got, err := s.Resolve(testCtx(t), Pin{Commit: old}); err != nil || got != old {
+		t.Fatalf("Resolve(%s) = %s, %v", old, got, err)
+	}
+	srv.Git(t, "-C", srv.BareDir, "config", "--unset", "uploadpack.allowAnySHA1InWant")
+	err := s.ensureBlobs(testCtx(t), []plumbing.Hash{blobHash(t, s, old, "gone.txt")})
+	if err == nil || !strings.Contains(err.Error(), "uploadpack.allowAnySHA1InWant") || !strings.Contains(err.Error(), "not in the cache") {
+		t.Fatalf("ensureBlobs refused: %v; want an error saying what the server must allow", err)
+	}
+	t.Log(err)
+	if !s.marked(noFilterMarker) {
+		t.Errorf("cache not marked to fetch in full")
+	}
+}
