@@ -36,7 +36,8 @@ const (
 	// never too few.
 	partialMarker = "lockstep-partial"
 	// noFilterMarker says the server would not send blobs by id: later
-	// fetches are full again, so that what they bring is complete.
+	// fetches are full again, so that what they bring is complete. It
+	// stays: deleting it (lockstep stopped) lets fetches filter again.
 	noFilterMarker = "lockstep-nofilter"
 )
 
