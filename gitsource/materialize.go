@@ -142,6 +142,9 @@ func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, erro
 	if err != nil {
 		return nil, fmt.Errorf("read tree: %w", err)
 	}
+	if err := s.ensureTreeBlobs(ctx, tree); err != nil {
+		return nil, err
+	}
 	var out []treeEntry
 	var walk func(t *object.Tree, dir string) error
 	walk = func(t *object.Tree, dir string) error {

@@ -116,12 +116,16 @@ func (s *Source) repairTree(ctx context.Context, dir string, m *manifest, bad []
 	for _, e := range m.Entries {
 		byPath[e.Path] = e
 	}
+	var blobs []plumbing.Hash
 	for _, b := range bad {
 		if e, ok := byPath[b.Path]; ok && !b.modeOnly && (e.Kind == kindFile || e.Kind == kindExec) {
-			if _, err := s.repo.BlobObject(plumbing.NewHash(e.Blob)); err != nil {
-				return fmt.Errorf("%s: git object %s is not in the cache: %w", b.Path, e.Blob[:12], err)
-			}
+			blobs = append(blobs, plumbing.NewHash(e.Blob))
 		}
+	}
+	// A partial cache may never have had them; fetched (or found missing)
+	// before dir is touched.
+	if err := s.ensureBlobs(ctx, blobs); err != nil {
+		return err
 	}
 	opened := map[string]bool{} // dirs made writable, made read-only again at the end
 	open := func(d string) error {

@@ -1,9 +1,10 @@
 // Package gitsource owns everything git for lockstep: the cheap "did the
-// branch move?" check, shallow fetching into an on-disk cache, reading and
-// resolving pin files, verifying commit signatures, and materializing what
-// compose uses of a commit's tree as an immutable, read-only release
-// directory. It also owns release resolution (Releases): which commit an
-// environment runs, under the pin trust rules and the min_commit floor.
+// branch move?" check, shallow (and, where the server allows, partial)
+// fetching into an on-disk cache, reading and resolving pin files,
+// verifying commit signatures, and materializing what compose uses of a
+// commit's tree as an immutable, read-only release directory. It also owns
+// release resolution (Releases): which commit an environment runs, under
+// the pin trust rules and the min_commit floor.
 //
 // It uses go-git only. It never talks to the Docker engine, never parses
 // compose files and never reads lockstep's config: it hands out releases
@@ -25,9 +26,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/rs/zerolog"
 )
@@ -281,9 +280,11 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// Fetch makes the branch head present in the cache, shallow (depth 1), and
-// returns its SHA. When the cache already has the head commit, only the ref
-// listing goes over the network.
+// Fetch makes the branch head present in the cache, shallow (depth 1; 2
+// when the cache has commits to start from, see fetchRef), and returns its
+// SHA. From a server that offers partial clone it fetches commits and
+// trees only (see ensureBlobs). When the cache already has the head
+// commit, only the ref listing goes over the network.
 func (s *Source) Fetch(ctx context.Context) (string, error) {
 	head, err := s.Head(ctx)
 	if err != nil {
@@ -315,39 +316,6 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 	sha := ref.Hash().String()
 	s.logFor(ctx).Debug().Str("head", sha).Msg("fetched branch head")
 	return sha, nil
-}
-
-// fetch runs one fetch into the cache under its own deadline. Depth 0 is
-// not used: every fetch here is shallow or explicitly deepened.
-func (s *Source) fetch(ctx context.Context, spec config.RefSpec, depth int) error {
-	auth, sc, err := s.auth()
-	if err != nil {
-		return err
-	}
-	if err := s.removeTempObjects(ctx); err != nil {
-		return noSpace(err, s.opts.StateDir)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-	var st storage.Storer = s.repo.Storer
-	if pw, ok := st.(storer.PackfileWriter); ok && s.local {
-		st = drainingStorer{Storer: st, pw: pw}
-	}
-	remote := git.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{s.opts.URL}})
-	abandoned, err := bounded(ctx, func() error {
-		return remote.FetchContext(ctx, &git.FetchOptions{
-			RefSpecs: []config.RefSpec{spec},
-			Depth:    depth,
-			Auth:     auth,
-			Tags:     git.NoTags,
-			Force:    true,
-		})
-	})
-	s.abandon(abandoned)
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return noSpace(s.authHint(sc.err(ctxErr(ctx, err))), s.opts.StateDir)
-	}
-	return noSpace(s.tidyShallow(), s.opts.StateDir)
 }
 
 func (s *Source) hasCommit(h plumbing.Hash) bool {
@@ -577,7 +545,11 @@ func (s *Source) ReadPin(ctx context.Context, at string, pinPath string) (Pin, e
 	if err != nil {
 		return Pin{}, fmt.Errorf("read pin %s: commit %s is not in the cache (fetch it first): %w", clean, at, err)
 	}
-	file, err := commit.File(clean)
+	tree, err := commit.Tree()
+	if err != nil {
+		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
+	}
+	entry, err := tree.FindEntry(clean)
 	if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
 		return Pin{}, fmt.Errorf("%w: %s does not exist at commit %s of %s@%s; add it, or fix the environment's pin path",
 			ErrPinNotFound, clean, at, s.redacted, s.opts.Branch)
@@ -585,8 +557,16 @@ func (s *Source) ReadPin(ctx context.Context, at string, pinPath string) (Pin, e
 	if err != nil {
 		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
 	}
-	if file.Mode == filemode.Symlink || !file.Mode.IsFile() {
-		return Pin{}, fmt.Errorf("read pin %s at %s: not a regular file (mode %s)", clean, at, file.Mode)
+	if entry.Mode == filemode.Symlink || !entry.Mode.IsFile() {
+		return Pin{}, fmt.Errorf("read pin %s at %s: not a regular file (mode %s)", clean, at, entry.Mode)
+	}
+	// A partial cache may lack the pin's blob.
+	if err := s.ensureBlobs(ctx, []plumbing.Hash{entry.Hash}); err != nil {
+		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
+	}
+	file, err := tree.TreeEntryFile(entry)
+	if err != nil {
+		return Pin{}, fmt.Errorf("read pin %s at %s: %w", clean, at, err)
 	}
 	const maxPinSize = 1 << 20
 	if file.Size > maxPinSize {
