@@ -298,6 +298,8 @@ func resolveInside(byPath map[string]treeEntry, link string) error {
 // read-only, children before parents.
 func (s *Source) writeTree(ctx context.Context, root string, entries []treeEntry) error {
 	var dirs []string
+	dd := s.newDeduper(s.logFor(ctx))
+	defer dd.finish()
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -318,7 +320,7 @@ func (s *Source) writeTree(ctx context.Context, root string, entries []treeEntry
 			if e.mode == filemode.Executable {
 				mode = 0o555
 			}
-			if err := s.writeBlob(full, e, mode); err != nil {
+			if err := dd.place(full, e, mode); err != nil {
 				return err
 			}
 		}
