@@ -64,6 +64,7 @@ type loadedManifest struct {
 // statRef is one recorded stat of an inode: in a release's manifest, or
 // of a file written earlier into the release being made (rel nil).
 type statRef struct {
+	path string
 	stat *fileStat
 	key  blobKey
 	rel  *loadedManifest
@@ -79,6 +80,7 @@ type deduper struct {
 	byBlob map[blobKey][]*linkSource
 	byIno  map[uint64][]statRef
 	rels   []*loadedManifest
+	skip   string // a release not to index: the one being removed
 	// Linked and Written count what was placed, for the log.
 	Linked, Written int
 }
@@ -108,7 +110,7 @@ func (d *deduper) load() {
 	}
 	for _, de := range entries {
 		sha := de.Name()
-		if !de.IsDir() || len(sha) != 40 || !hexOnly.MatchString(sha) {
+		if !de.IsDir() || len(sha) != 40 || !hexOnly.MatchString(sha) || sha == d.skip {
 			continue // staging dirs and strays
 		}
 		m, err := d.s.readManifest(sha)
@@ -127,7 +129,7 @@ func (d *deduper) load() {
 			full := filepath.Join(root, filepath.FromSlash(e.Path))
 			d.byBlob[key] = append(d.byBlob[key], &linkSource{key: key, path: full, size: e.Size, want: &e.fileStat, rel: lm})
 			if e.Ino != 0 {
-				d.byIno[e.Ino] = append(d.byIno[e.Ino], statRef{stat: &e.fileStat, key: key, rel: lm})
+				d.byIno[e.Ino] = append(d.byIno[e.Ino], statRef{path: full, stat: &e.fileStat, key: key, rel: lm})
 			}
 		}
 	}
@@ -167,7 +169,7 @@ func (d *deduper) offer(full string, key blobKey, size int64) {
 	}
 	src := &linkSource{key: key, path: full, size: size, want: &st}
 	d.byBlob[key] = append(d.byBlob[key], src)
-	d.byIno[st.Ino] = append(d.byIno[st.Ino], statRef{stat: src.want, key: key})
+	d.byIno[st.Ino] = append(d.byIno[st.Ino], statRef{path: full, stat: src.want, key: key})
 }
 
 // tryLink links full to a trusted source of key, cheapest check first:
@@ -295,7 +297,59 @@ func (d *deduper) finish() {
 		}
 		if err := d.s.saveManifest(rel.m); err != nil {
 			d.log.Warn().Err(err).Str("release", rel.m.Commit).
-				Msg("record the stat of files now shared with a new release: the next check hashes them")
+				Msg("record the new stat of files shared with other releases: the next check of this one hashes them")
 		}
 	}
+}
+
+// unshare keeps the releases that share files with one being removed
+// cheap to check: unlink(2) moves the ctime of an inode that keeps other
+// links, as link(2) does. Before the removal it verifies, by their
+// recorded stat, the files of the other releases that hold an inode of
+// the removed one; after it, it records their new stat (see refresh).
+type unshare struct {
+	d    *deduper
+	todo []verifiedFile
+}
+
+type verifiedFile struct {
+	path   string
+	before fileStat
+	key    blobKey
+}
+
+// beforeRemove prepares the removal of release sha. Callers hold the lock
+// until afterRemove.
+func (s *Source) beforeRemove(sha string) *unshare {
+	d := s.newDeduper(&s.log)
+	d.skip = sha
+	d.load()
+	u := &unshare{d: d}
+	m, err := s.readManifest(sha)
+	if err != nil {
+		return u
+	}
+	for _, e := range m.Entries {
+		if e.Ino == 0 {
+			continue
+		}
+		for _, r := range d.byIno[e.Ino] {
+			fi, err := os.Lstat(r.path)
+			if err != nil {
+				continue
+			}
+			if st := statOf(fi); st == *r.stat {
+				u.todo = append(u.todo, verifiedFile{path: r.path, before: st, key: r.key})
+			}
+		}
+	}
+	return u
+}
+
+// afterRemove records the new stats and writes the manifests that changed.
+func (u *unshare) afterRemove() {
+	for _, f := range u.todo {
+		u.d.refresh(f.path, f.before, f.key)
+	}
+	u.d.finish()
 }

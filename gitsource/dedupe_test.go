@@ -265,21 +265,42 @@ func TestMaterializeWritesWhenLinkingFails(t *testing.T) {
 
 // TestPruneOfASharedRelease: pruning the release a newer one shares files
 // with frees only what the newer one does not hold; the newer one keeps
-// its content and verifies.
+// its content, and its manifest has the stat the removal left (unlink
+// moves the ctime of a shared inode), so its next check hashes nothing.
 func TestPruneOfASharedRelease(t *testing.T) {
 	srv := gitserver.Start(t, gitserver.Options{})
 	a := srv.Commit(t, "a", monoFiles())
 	b := srv.Commit(t, "b", map[string]string{"compose.yaml": "services: {web: {image: nginx}}\n"})
-	src, _ := newSource(t, srv.URL)
+	src, state := newSource(t, srv.URL)
 	dirs := materializeAll(t, src, a, b)
+	before, err := src.DiskUsage(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := src.Prune(map[string]bool{dirs[1]: true}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dirs[0]); err == nil {
 		t.Fatal("release a was not pruned")
 	}
+	after, err := src.DiskUsage(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Freed: a's compose.yaml and a's directories.
+	freed := blocks(t, filepath.Join(dirs[1], "compose.yaml"))
+	for _, d := range []string{"", "app", "app/lib", "web", "web/static"} {
+		freed += blocks(t, filepath.Join(dirs[1], d))
+	}
+	if got := before.ReleasesBytes - after.ReleasesBytes; got != freed {
+		t.Errorf("pruning a freed %d bytes, want %d (what b does not share)", got, freed)
+	}
+	ino := manifestIno(t, state, b)
 	if _, err := src.Materialize(ctx(t), b); err != nil {
 		t.Fatalf("check of release b after pruning a: %v", err)
+	}
+	if manifestIno(t, state, b) != ino {
+		t.Error("the check of release b after pruning a found it stale and wrote its manifest again")
 	}
 	got := snapshot(t, dirs[1])
 	for p, content := range monoFiles() {

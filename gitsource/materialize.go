@@ -484,7 +484,10 @@ func (s *Source) Prune(keep map[string]bool, retain int) error {
 		if i < retain {
 			continue
 		}
-		if err := RemoveReadOnlyTree(r.path); err != nil {
+		shared := s.beforeRemove(filepath.Base(r.path))
+		err := RemoveReadOnlyTree(r.path)
+		shared.afterRemove()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("prune release %s: %w", r.path, err))
 			continue
 		}
