@@ -24,8 +24,13 @@ func (c *cli) writeDiskUsage(ctx context.Context, stateDir string) {
 		fmt.Fprintf(c.stderr, "lockstep: %v\n", err)
 		return
 	}
-	fmt.Fprintf(c.stdout, "state dir %s: %s on disk (git cache %s, %d %s %s, other %s)\n",
-		stateDir, sizeText(u.TotalBytes()), sizeText(u.GitBytes),
+	fmt.Fprintf(c.stdout, "state dir %s: %s\n", stateDir, diskUsageText(u))
+}
+
+// diskUsageText is u for validate and status.
+func diskUsageText(u gitsource.DiskUsage) string {
+	return fmt.Sprintf("%s on disk (git cache %s, %d %s %s, other %s)",
+		sizeText(u.TotalBytes()), sizeText(u.GitBytes),
 		u.Releases, plural(u.Releases, "release", "releases"), sizeText(u.ReleasesBytes), sizeText(u.OtherBytes))
 }
 

@@ -1,11 +1,18 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lockstep-gitops/lockstep/api"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 // TestValidateShowsStateDirSize: validate ends with what the state dir
@@ -39,5 +46,24 @@ func TestSizeText(t *testing.T) {
 		if got := sizeText(n); got != want {
 			t.Errorf("sizeText(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestStatusShowsStateDirSize: status prints the agent's measure of its
+// state dir under the table, and --json has it as state_dir.
+func TestStatusShowsStateDirSize(t *testing.T) {
+	srv := api.NewServer(&remoteAgent{}, nil, zerolog.Nop())
+	srv.DiskUsage = func(context.Context) (gitsource.DiskUsage, error) {
+		return gitsource.DiskUsage{GitBytes: 131 << 20, ReleasesBytes: 281 << 20, Releases: 4, OtherBytes: 120 << 10}, nil
+	}
+	cfg := serveRemoteWith(t, srv)
+	got := run(t, nil, nil, "--config", cfg, "status")
+	if want := "state dir: 412.1 MiB on disk (git cache 131.0 MiB, 4 releases 281.0 MiB, other 120.0 KiB)\n"; got.code != exitOK || !strings.Contains(got.stdout, want) {
+		t.Errorf("status: exit %d\n%s%s\nwant a line %q", got.code, got.stdout, got.stderr, want)
+	}
+	got = run(t, nil, nil, "--config", cfg, "status", "--json")
+	var resp api.StatusResponse
+	if err := json.Unmarshal([]byte(got.stdout), &resp); err != nil || resp.StateDir == nil || resp.StateDir.Releases != 4 {
+		t.Errorf("status --json: %v %+v\n%s", err, resp.StateDir, got.stdout)
 	}
 }

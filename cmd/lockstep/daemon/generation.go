@@ -12,6 +12,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/notify"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/agent"
@@ -71,6 +72,9 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	g.metrics = api.NewMetrics(g.agent)
 	server := api.NewServer(g.agent, g.metrics, log)
 	server.ReloadError = reloadErr
+	server.DiskUsage = func(ctx context.Context) (gitsource.DiskUsage, error) {
+		return gitsource.MeasureDiskUsage(ctx, cfg.StateDir)
+	}
 	lns, err := bindAPI(ctx, old, g.bound, cfg.API.Socket, cfg.API.Listen, log)
 	if err != nil {
 		return nil, err
