@@ -69,12 +69,14 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	if err != nil {
 		return nil, err
 	}
-	g.metrics = api.NewMetrics(g.agent)
-	server := api.NewServer(g.agent, g.metrics, log)
-	server.ReloadError = reloadErr
-	server.DiskUsage = func(ctx context.Context) (gitsource.DiskUsage, error) {
+	measure := func(ctx context.Context) (gitsource.DiskUsage, error) {
 		return gitsource.MeasureDiskUsage(ctx, cfg.StateDir)
 	}
+	g.metrics = api.NewMetrics(g.agent)
+	g.metrics.MeasureStateDir(measure)
+	server := api.NewServer(g.agent, g.metrics, log)
+	server.ReloadError = reloadErr
+	server.DiskUsage = measure
 	lns, err := bindAPI(ctx, old, g.bound, cfg.API.Socket, cfg.API.Listen, log)
 	if err != nil {
 		return nil, err
