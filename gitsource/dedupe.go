@@ -35,7 +35,9 @@ import (
 // writes the manifest again). The deduper therefore records the new stat
 // of each inode it linked in the manifests that hold it, in the same
 // locked operation, so that the next check stays cheap. It only does so
-// when nothing but the ctime moved (same inode, size and mtime).
+// when nothing but the ctime moved (same inode and mtime). unlink(2) moves
+// it too: Prune does the same for the releases that share files with the
+// one it removes (see unshare).
 
 // blobKey is what makes two files interchangeable: the same content and
 // the same kind (the mode is per inode, so an exec is never linked to a
