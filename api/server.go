@@ -27,6 +27,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
@@ -73,12 +74,18 @@ const (
 // with an environment name.
 const maxRequestBody = 1 << 20
 
+// diskUsageTimeout bounds the measure of the state dir in a status answer.
+const diskUsageTimeout = 5 * time.Second
+
 // StatusResponse is the body of GET /v1/status.
 type StatusResponse struct {
 	Environments []reconcile.EnvStatus `json:"environments"`
 	// ReloadError is why the last SIGHUP was refused (the agent runs on
 	// the config it had); absent once a reload succeeds.
 	ReloadError string `json:"reload_error,omitempty"`
+	// StateDir is what the agent's state dir takes on disk, measured for
+	// this answer; absent when the server has no measure or it failed.
+	StateDir *gitsource.DiskUsage `json:"state_dir,omitempty"`
 }
 
 // HistoryResponse is the body of GET /v1/history.
@@ -111,6 +118,8 @@ type Server struct {
 	// ReloadError, when set, says why the last reload was refused ("" when
 	// none was); the daemon's supervisor owns the answer.
 	ReloadError func() string
+	// DiskUsage, when set, measures the state dir for GET /v1/status.
+	DiskUsage func(ctx context.Context) (gitsource.DiskUsage, error)
 }
 
 // NewServer returns a server answering from agent. metrics may be nil,
@@ -171,6 +180,18 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	resp := StatusResponse{Environments: envs}
 	if s.ReloadError != nil {
 		resp.ReloadError = s.ReloadError()
+	}
+	if s.DiskUsage != nil {
+		// A walk of the state dir; bounded so a huge one cannot hold the
+		// answer hostage.
+		ctx, cancel := context.WithTimeout(r.Context(), diskUsageTimeout)
+		u, err := s.DiskUsage(ctx)
+		cancel()
+		if err != nil {
+			s.log.Warn().Err(err).Msg("status: measure the state dir")
+		} else {
+			resp.StateDir = &u
+		}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/api"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 func serve(t *testing.T, h http.Handler, method, target string, body io.Reader, contentType string) *httptest.ResponseRecorder {
@@ -142,6 +145,28 @@ func TestStatusWithoutEnvironmentsIsAnEmptyList(t *testing.T) {
 	rec := serve(t, api.NewServer(agent, nil, zerolog.Nop()).Handler(), "GET", "/v1/status", nil, "")
 	if got := strings.TrimSpace(rec.Body.String()); got != `{"environments":[]}` {
 		t.Errorf("body %s, want an empty list", got)
+	}
+}
+
+// TestStatusCarriesTheStateDirSize: with a measure set, the status answer
+// has the state dir's size; a measure that fails leaves it out, and the
+// status is answered all the same.
+func TestStatusCarriesTheStateDirSize(t *testing.T) {
+	agent := newFakeAgent()
+	srv := api.NewServer(agent, nil, zerolog.Nop())
+	srv.DiskUsage = func(context.Context) (gitsource.DiskUsage, error) {
+		return gitsource.DiskUsage{GitBytes: 1 << 20, ReleasesBytes: 3 << 20, Releases: 2, OtherBytes: 4096}, nil
+	}
+	rec := serve(t, srv.Handler(), "GET", "/v1/status", nil, "")
+	if !strings.Contains(rec.Body.String(), `"state_dir":{"git_bytes":1048576,"releases_bytes":3145728,"releases":2,"other_bytes":4096}`) {
+		t.Errorf("body %s lacks the state dir", rec.Body.String())
+	}
+	srv.DiskUsage = func(context.Context) (gitsource.DiskUsage, error) {
+		return gitsource.DiskUsage{}, errors.New("walk: permission denied")
+	}
+	rec = serve(t, srv.Handler(), "GET", "/v1/status", nil, "")
+	if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "state_dir") {
+		t.Errorf("failed measure: %d %s, want 200 without state_dir", rec.Code, rec.Body.String())
 	}
 }
 

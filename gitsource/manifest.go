@@ -148,6 +148,11 @@ func (s *Source) writeManifest(m *manifest, dir string) error {
 		}
 		e.fileStat = statOf(fi)
 	}
+	return s.saveManifest(m)
+}
+
+// saveManifest writes m as it is, atomically (temp file, fsync, rename).
+func (s *Source) saveManifest(m *manifest) error {
 	m.Digest = m.digest()
 	b, err := json.Marshal(m)
 	if err != nil {

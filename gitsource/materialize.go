@@ -332,6 +332,8 @@ func resolveInside(byPath map[string]treeEntry, link string) error {
 // read-only, children before parents.
 func (s *Source) writeTree(ctx context.Context, root string, entries []treeEntry) error {
 	var dirs []string
+	dd := s.newDeduper(s.logFor(ctx))
+	defer dd.finish()
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -352,7 +354,7 @@ func (s *Source) writeTree(ctx context.Context, root string, entries []treeEntry
 			if e.mode == filemode.Executable {
 				mode = 0o555
 			}
-			if err := s.writeBlob(full, e, mode); err != nil {
+			if err := dd.place(full, e, mode); err != nil {
 				return err
 			}
 		}
@@ -516,7 +518,10 @@ func (s *Source) Prune(keep map[string]bool, retain int) error {
 		if i < retain {
 			continue
 		}
-		if err := RemoveReadOnlyTree(r.path); err != nil {
+		shared := s.beforeRemove(filepath.Base(r.path))
+		err := RemoveReadOnlyTree(r.path)
+		shared.afterRemove()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("prune release %s: %w", r.path, err))
 			continue
 		}

@@ -76,6 +76,8 @@ type Source struct {
 	// pending is closed when an operation abandoned at its deadline
 	// returns; until then it holds the file lock. Guarded by sem.
 	pending <-chan struct{}
+	// linkFile is os.Link when nil; tests make it fail (see dedupe).
+	linkFile func(oldname, newname string) error
 }
 
 // New checks opts, loads credentials that can be loaded up front and opens

@@ -15,3 +15,14 @@ func statOf(fi fs.FileInfo) fileStat {
 	}
 	return fileStat{Ino: st.Ino, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
 }
+
+// diskStat is what a file takes on disk: its identity, so that hard links
+// are counted once, and its allocated blocks (st_blocks is in 512-byte
+// units whatever the file system's block size).
+func diskStat(fi fs.FileInfo) (id [2]uint64, bytes int64, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return id, fi.Size(), false
+	}
+	return [2]uint64{uint64(st.Dev), st.Ino}, st.Blocks * 512, true
+}

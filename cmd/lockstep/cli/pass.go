@@ -121,6 +121,9 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 		}()
 	}
 	results, failed, pending := c.runPasses(ctx, r, cmd, f, cfg, envs, log)
+	if cmd == "validate" && !f.json {
+		c.writeDiskUsage(ctx, cfg.StateDir)
+	}
 	if f.json && c.writeJSON(results) != exitOK {
 		return exitFailure
 	}

@@ -116,6 +116,9 @@ func (c *cli) status(ctx context.Context, g *globalFlags, args []string) int {
 		// "reload refused: ..." says the agent runs on its old config.
 		fmt.Fprintf(c.stdout, "agent: %s (still running on the config it had)\n", oneLine(resp.ReloadError))
 	}
+	if resp.StateDir != nil {
+		fmt.Fprintf(c.stdout, "state dir: %s\n", diskUsageText(*resp.StateDir))
+	}
 	return exitOK
 }
 

@@ -72,6 +72,12 @@ func (a *remoteAgent) act(what, env string) error {
 // serveRemote serves agent's API on a socket and returns a config naming it.
 func serveRemote(t *testing.T, agent api.Agent) string {
 	t.Helper()
+	return serveRemoteWith(t, api.NewServer(agent, nil, zerolog.Nop()))
+}
+
+// serveRemoteWith is serveRemote with the server made by the test.
+func serveRemoteWith(t *testing.T, srv *api.Server) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "lsremote")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +91,7 @@ func serveRemote(t *testing.T, agent api.Agent) string {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- api.NewServer(agent, nil, zerolog.Nop()).Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return writeConfig(t, testConfig+fmt.Sprintf("\n[api]\nsocket = %q\n", sock))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/api"
 	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/notify"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/agent"
@@ -68,9 +69,14 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	if err != nil {
 		return nil, err
 	}
+	measure := func(ctx context.Context) (gitsource.DiskUsage, error) {
+		return gitsource.MeasureDiskUsage(ctx, cfg.StateDir)
+	}
 	g.metrics = api.NewMetrics(g.agent)
+	g.metrics.MeasureStateDir(measure)
 	server := api.NewServer(g.agent, g.metrics, log)
 	server.ReloadError = reloadErr
+	server.DiskUsage = measure
 	lns, err := bindAPI(ctx, old, g.bound, cfg.API.Socket, cfg.API.Listen, log)
 	if err != nil {
 		return nil, err
