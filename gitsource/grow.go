@@ -78,7 +78,7 @@ func (s *Source) addPaths(ctx context.Context, sha, dir string, rf readFiles, pa
 	if err := checkLimits(grown.Entries, rf); err != nil {
 		return fmt.Errorf("materialize %s: %w", sha, err)
 	}
-	if err := s.writeAdditions(ctx, dir, sel.add); err != nil {
+	if err := s.writeAdditions(ctx, sha, dir, sel.add); err != nil {
 		return noSpace(fmt.Errorf("materialize %s: %w", sha, err), s.opts.StateDir)
 	}
 	if err := s.writeManifest(grown, dir); err != nil {
@@ -147,7 +147,12 @@ func (m *manifest) grownBy(sel *selection) *manifest {
 // writeAdditions writes the new entries into the release dir: each one
 // whose parent is already there (a top) is built under a temporary name
 // in that parent, with everything new below it, and renamed into place.
-func (s *Source) writeAdditions(ctx context.Context, dir string, add []treeEntry) error {
+func (s *Source) writeAdditions(ctx context.Context, sha, dir string, add []treeEntry) error {
+	// Unchanged files are linked from other releases (see dedupe.go); the
+	// release being grown is not indexed: its manifest is written after.
+	dd := s.newDeduper(s.logFor(ctx))
+	dd.skip = sha
+	defer dd.finish()
 	isNew := make(map[string]bool, len(add))
 	for _, e := range add {
 		isNew[e.path] = true
@@ -172,7 +177,7 @@ func (s *Source) writeAdditions(ctx context.Context, dir string, add []treeEntry
 				below = append(below, e)
 			}
 		}
-		if err = s.writeTop(ctx, parent, filepath.Join(dir, filepath.FromSlash(top.path)), top, below); err != nil {
+		if err = s.writeTop(ctx, parent, filepath.Join(dir, filepath.FromSlash(top.path)), top, below, dd); err != nil {
 			break
 		}
 	}
@@ -181,7 +186,7 @@ func (s *Source) writeAdditions(ctx context.Context, dir string, add []treeEntry
 
 // writeTop writes one new entry (and, for a directory, below: what is new
 // under it, relative to it) at dest, through a temporary name in parent.
-func (s *Source) writeTop(ctx context.Context, parent, dest string, top treeEntry, below []treeEntry) error {
+func (s *Source) writeTop(ctx context.Context, parent, dest string, top treeEntry, below []treeEntry, dd *deduper) error {
 	if _, err := os.Lstat(dest); err == nil {
 		// Left by an interrupted AddPaths: not in the manifest, so no
 		// load has seen it and no container uses it.
@@ -196,7 +201,7 @@ func (s *Source) writeTop(ctx context.Context, parent, dest string, top treeEntr
 	switch top.mode {
 	case filemode.Dir:
 		if err = os.Mkdir(tmp, 0o700); err == nil {
-			err = s.writeTree(ctx, tmp, below)
+			err = s.writeTreeWith(ctx, tmp, below, dd)
 		}
 	case filemode.Symlink:
 		err = os.Symlink(top.target, tmp)
@@ -205,7 +210,7 @@ func (s *Source) writeTop(ctx context.Context, parent, dest string, top treeEntr
 		if top.mode == filemode.Executable {
 			mode = 0o555
 		}
-		err = s.writeBlob(tmp, top, mode)
+		err = dd.place(tmp, top, mode)
 	}
 	if err == nil {
 		err = os.Rename(tmp, dest)

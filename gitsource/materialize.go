@@ -331,9 +331,14 @@ func resolveInside(byPath map[string]treeEntry, link string) error {
 // writeTree writes entries under root, syncs them, then makes everything
 // read-only, children before parents.
 func (s *Source) writeTree(ctx context.Context, root string, entries []treeEntry) error {
-	var dirs []string
 	dd := s.newDeduper(s.logFor(ctx))
 	defer dd.finish()
+	return s.writeTreeWith(ctx, root, entries, dd)
+}
+
+// writeTreeWith is writeTree placing files through dd.
+func (s *Source) writeTreeWith(ctx context.Context, root string, entries []treeEntry, dd *deduper) error {
+	var dirs []string
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
