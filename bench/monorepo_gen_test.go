@@ -100,7 +100,11 @@ func cachedMonorepo(b *testing.B, spec monorepoSpec) string {
 		b.Fatalf("generate the monorepo at scale %v: %v", spec.Scale, err)
 	}
 	writeFile(b, filepath.Join(tmp, "lockstep-bench-complete"), time.Now().UTC().Format(time.RFC3339)+"\n")
-	_ = os.RemoveAll(dir) // an incomplete one from an older run
+	if _, err := os.Stat(filepath.Join(dir, "lockstep-bench-complete")); err == nil {
+		b.Logf("monorepo: another run generated %s meanwhile; using it", dir)
+		return dir
+	}
+	_ = os.RemoveAll(dir) // an incomplete one from an interrupted run
 	if err := os.Rename(tmp, dir); err != nil {
 		b.Fatal(err)
 	}
