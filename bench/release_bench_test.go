@@ -6,7 +6,8 @@
 //
 // The release and agent benchmarks need a Docker engine and skip without
 // one; the trust benchmarks (trust_bench_test.go) need git, gpg and
-// ssh-keygen but no engine.
+// ssh-keygen but no engine, and BenchmarkMonorepo (monorepo_test.go) git
+// only.
 package bench
 
 import (
