@@ -3,6 +3,7 @@ package gitsource_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -230,5 +231,57 @@ func TestAddPathsWholeTree(t *testing.T) {
 	want := []string{"a", "a/b", "a/b/c.txt", "compose.yaml", "d.txt", "e"}
 	if got := paths(t, rel.Dir); !slices.Equal(got, want) {
 		t.Fatalf("release holds %v, want %v", got, want)
+	}
+}
+
+// The next release of a monorepo, one file changed, costs that file: what
+// compose uses is asked for again and every unchanged file is a hard link
+// to the previous release's.
+func TestAddPathsSharesUnchangedFiles(t *testing.T) {
+	srv := gitserver.Start(t, gitserver.Options{})
+	files := map[string]string{"compose.yaml": "services: {}\n", "code/x.go": "package x\n"}
+	for i := range 50 {
+		files[fmt.Sprintf("nginx/conf.d/%02d.conf", i)] = fmt.Sprintf("server { listen %d; }\n", 8000+i)
+	}
+	app1 := srv.Commit(t, "one", files)
+	app2 := srv.Commit(t, "two", map[string]string{"compose.yaml": "services: {}\n# changed\n"})
+	srv.Commit(t, "pin", map[string]string{pinPath: pinText(app1)})
+	src, _ := newSource(t, srv.URL)
+	rs := gitsource.NewReleases(src, gitsource.ReleasesOptions{})
+	var rels []gitsource.Release
+	for _, sha := range []string{app1, app2} {
+		rel, err := rs.Resolve(ctx(t), gitsource.Want{Environment: "prod", PinFile: pinPath, Commit: sha})
+		if err == nil {
+			rel, err = rs.Materialize(ctx(t), rel)
+		}
+		if err == nil {
+			err = rs.AddPaths(ctx(t), rel, []string{"compose.yaml", "nginx"})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rels = append(rels, rel)
+	}
+	shared := 0
+	for i := range 50 {
+		p := filepath.Join("nginx", "conf.d", fmt.Sprintf("%02d.conf", i))
+		a, errA := os.Stat(filepath.Join(rels[0].Dir, p))
+		b, errB := os.Stat(filepath.Join(rels[1].Dir, p))
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		if os.SameFile(a, b) {
+			shared++
+		}
+	}
+	a, _ := os.Stat(filepath.Join(rels[0].Dir, "compose.yaml"))
+	b, _ := os.Stat(filepath.Join(rels[1].Dir, "compose.yaml"))
+	if shared != 50 || os.SameFile(a, b) {
+		t.Fatalf("%d of 50 unchanged files shared; changed compose.yaml shared: %v", shared, os.SameFile(a, b))
+	}
+	for _, rel := range rels {
+		if _, err := rs.Materialize(ctx(t), rel); err != nil {
+			t.Fatalf("release %s does not verify after sharing: %v", rel.Commit[:12], err)
+		}
 	}
 }
