@@ -333,3 +333,29 @@ func TestEnsureBlobsRefusedSaysWhatToAllow(t *testing.T) {
 		t.Errorf("cache not marked to fetch in full")
 	}
 }
+
+// A partial release from a partial cache: only the blobs of the paths
+// asked for (and the pin's) are ever fetched, however big the tree.
+func TestPartialReleaseFetchesOnlyWhatItAsks(t *testing.T) {
+	srv := filterServer(t)
+	files := manyFiles(200, "v1")
+	files["compose.yaml"] = "services: {}\n"
+	files["nginx/nginx.conf"] = "events {}\n"
+	srv.Commit(t, "monorepo", files)
+	s := partialSource(t, srv.URL)
+	rs := NewReleases(s, ReleasesOptions{})
+	rel, err := rs.Resolve(testCtx(t), Want{Environment: "prod", PinFile: "pins/prod.toml"})
+	if err == nil {
+		rel, err = rs.Materialize(testCtx(t), rel)
+	}
+	if err == nil {
+		err = rs.AddPaths(testCtx(t), rel, []string{"compose.yaml", "nginx", "compose.override.yaml"})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pin, compose.yaml and nginx.conf: nothing of the 200 others.
+	if got := objectCounts(t, s)[plumbing.BlobObject]; got != 3 {
+		t.Fatalf("the cache holds %d blobs, want 3 (pin, compose.yaml, nginx/nginx.conf)", got)
+	}
+}
