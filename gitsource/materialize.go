@@ -134,13 +134,9 @@ func (s *Source) materialize(ctx context.Context, sha string, rf readFiles, part
 // flattenTree lists every entry of the commit's tree, parents before
 // children, refusing what cannot be written safely.
 func (s *Source) flattenTree(ctx context.Context, sha string) ([]treeEntry, error) {
-	commit, err := s.repo.CommitObject(plumbing.NewHash(sha))
+	tree, err := s.commitTree(sha)
 	if err != nil {
-		return nil, fmt.Errorf("commit is not in the cache (resolve it first): %w", err)
-	}
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("read tree: %w", err)
+		return nil, err
 	}
 	if err := s.ensureTreeBlobs(ctx, tree); err != nil {
 		return nil, err
@@ -226,6 +222,19 @@ func (s *Source) fileSizes(ctx context.Context, entries []treeEntry) error {
 		e.size = size
 	}
 	return nil
+}
+
+// commitTree is the root tree of commit sha, from the cache.
+func (s *Source) commitTree(sha string) (*object.Tree, error) {
+	commit, err := s.repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return nil, fmt.Errorf("commit is not in the cache (resolve it first): %w", err)
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("read tree: %w", err)
+	}
+	return tree, nil
 }
 
 // blobSize is a blob's size from its object header, without inflating

@@ -120,13 +120,9 @@ type selection struct {
 }
 
 func (s *Source) newSelection(ctx context.Context, sha string, have map[string]*manifestEntry, absent map[string]bool) (*selection, error) {
-	commit, err := s.repo.CommitObject(plumbing.NewHash(sha))
+	root, err := s.commitTree(sha)
 	if err != nil {
-		return nil, fmt.Errorf("commit is not in the cache (resolve it first): %w", err)
-	}
-	root, err := commit.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("read tree: %w", err)
+		return nil, err
 	}
 	return &selection{s: s, ctx: ctx, root: root, have: have, absent: absent,
 		added: map[string]bool{}, whole: map[string]bool{}}, nil
