@@ -189,7 +189,7 @@ func (f *fixture) rollback() reconcile.PassRecord {
 }
 
 // TestReleaseVerifyComposeFileOverLimit: a compose file over 4 MiB is
-// refused naming the file and the limit, before anything is written or
+// refused naming the file and the limit, before it is written or anything
 // touched; the next release converges.
 func TestReleaseVerifyComposeFileOverLimit(t *testing.T) {
 	f, _, _, _ := verifyFixture(t)
@@ -206,8 +206,10 @@ func TestReleaseVerifyComposeFileOverLimit(t *testing.T) {
 		t.Fatalf("apply of a compose file over the limit: %s", r)
 	}
 	sameWorld(t, w1, world(t, cli, f.project))
-	if _, err := os.Stat(filepath.Join(f.stateDir, "releases", big)); !os.IsNotExist(err) {
-		t.Errorf("the refused release was written: %v", err)
+	// A release starts empty and the file was refused before it was
+	// written: nothing of the refused commit is on disk.
+	if entries, err := os.ReadDir(filepath.Join(f.stateDir, "releases", big)); len(entries) != 0 {
+		t.Errorf("the refused release holds %v (%v)", entries, err)
 	}
 
 	f.release("back to size", map[string]string{"compose.yaml": A.yaml()})
