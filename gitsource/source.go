@@ -157,7 +157,6 @@ func New(opts Options) (*Source, error) {
 	if err := os.MkdirAll(s.releasesDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create releases dir: %w", err)
 	}
-	// A rebuild interrupted by a crash (see compact) is settled first.
 	if err := s.recoverCacheLocked(); err != nil {
 		return nil, err
 	}
@@ -185,6 +184,10 @@ func (s *Source) openCacheLocked() (*git.Repository, error) {
 		return nil, err
 	}
 	defer unlock()
+	// Restore, not remake, a cache a killed rebuild left as git.old.
+	if err := recoverCache(s.gitDir); err != nil {
+		return nil, err
+	}
 	return openCache(s.gitDir)
 }
 
