@@ -2,11 +2,13 @@ package gitsource
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -262,5 +264,72 @@ func TestFailedRebuildKeepsOldCache(t *testing.T) {
 	moveHead(t, srv, s, 5)
 	if n := packCount(s.gitDir); n != 1 {
 		t.Errorf("once the server is back: %d packs, want 1 (rebuilt)", n)
+	}
+}
+
+// TestKillDuringRebuild kills (SIGKILL) a process rebuilding the cache
+// over and over at random instants; each time New brings back one cache
+// from which the head is fetched.
+func TestKillDuringRebuild(t *testing.T) {
+	if state := os.Getenv("LOCKSTEP_REBUILD_STATE"); state != "" {
+		rebuildForever(t, state)
+		return
+	}
+	srv := filterServer(t)
+	old := srv.Commit(t, "old", manyFiles(300, "v0"))
+	head := srv.Commit(t, "head", manyFiles(300, "v1"))
+	state, url := t.TempDir(), "file://"+srv.BareDir
+	seen := map[string]int{}
+	for i := range 12 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringRebuild$")
+		cmd.Env = append(os.Environ(), "LOCKSTEP_REBUILD_STATE="+state, "LOCKSTEP_REBUILD_URL="+url, "LOCKSTEP_REBUILD_OLD="+old)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		git := filepath.Join(state, "git")
+		seen[fmt.Sprintf("git=%v new=%v old=%v", exists(git), exists(git+newCacheSuffix), exists(git+oldCacheSuffix))]++
+		s, err := New(Options{URL: url, StateDir: state, Timeout: 30 * time.Second, Log: zerolog.New(zerolog.NewTestWriter(t))})
+		if err != nil {
+			t.Fatalf("New after kill %d: %v", i, err)
+		}
+		noRebuildLeftovers(t, s)
+		if got, err := s.Fetch(testCtx(t)); err != nil || got != head {
+			t.Fatalf("Fetch after kill %d = %s, %v", i, got, err)
+		}
+		if _, err := s.ReadPin(testCtx(t), head, "pins/prod.toml"); err != nil {
+			t.Fatalf("ReadPin after kill %d: %v", i, err)
+		}
+	}
+	t.Logf("states a kill left: %v", seen)
+}
+
+// rebuildForever is the child of TestKillDuringRebuild: it fetches an old
+// commit (one more pack) and rebuilds, until it is killed.
+func rebuildForever(t *testing.T, state string) {
+	s, err := New(Options{URL: os.Getenv("LOCKSTEP_REBUILD_URL"), StateDir: state, Timeout: 30 * time.Second, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maxPacks = 1
+	old := Pin{Commit: os.Getenv("LOCKSTEP_REBUILD_OLD")}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if _, err := s.Fetch(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Resolve(testCtx(t), old); err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := s.lock(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.rebuildCache(testCtx(t))
+		unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
