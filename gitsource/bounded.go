@@ -37,6 +37,11 @@ func (s *Source) lock(ctx context.Context) (func(), error) {
 		<-s.sem
 		return nil, err
 	}
+	if err := s.followRebuild(); err != nil {
+		unlockFile()
+		<-s.sem
+		return nil, err
+	}
 	return func() {
 		// An abandoned operation may still write the cache: another
 		// process must not, until it returns.

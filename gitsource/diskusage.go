@@ -19,7 +19,7 @@ import (
 // (st_blocks × 512), each inode counted once however many hard links it
 // has. Off Linux it is file sizes with every link counted, an upper bound.
 type DiskUsage struct {
-	GitBytes      int64 `json:"git_bytes"`      // the git cache
+	GitBytes      int64 `json:"git_bytes"`      // the git cache, and its rebuild while one runs
 	ReleasesBytes int64 `json:"releases_bytes"` // every release dir; a file shared by several counts once
 	Releases      int   `json:"releases"`       // release directories
 	OtherBytes    int64 `json:"other_bytes"`    // manifests, the lock, leftovers of an interrupted write
@@ -66,7 +66,7 @@ func MeasureDiskUsage(ctx context.Context, stateDir string) (DiskUsage, error) {
 		}
 		rel, _ := filepath.Rel(stateDir, p)
 		switch top, _, _ := strings.Cut(filepath.ToSlash(rel), "/"); {
-		case top == "git":
+		case top == "git", top == "git"+newCacheSuffix, top == "git"+oldCacheSuffix: // a rebuild under way (see compact)
 			u.GitBytes += bytes
 		case top == "releases" && !strings.HasPrefix(relUnder(releases, p), stagingPrefix):
 			if d.IsDir() && filepath.Dir(p) == releases && len(d.Name()) == 40 && hexOnly.MatchString(d.Name()) {

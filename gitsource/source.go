@@ -78,6 +78,8 @@ type Source struct {
 	pending <-chan struct{}
 	// linkFile is os.Link when nil; tests make it fail (see dedupe).
 	linkFile func(oldname, newname string) error
+	cacheDir os.FileInfo // the cache dir s.repo was opened on (see followRebuild)
+	maxPacks int         // DefaultMaxPacks when 0; tests set it (see compact)
 }
 
 // New checks opts, loads credentials that can be loaded up front and opens
@@ -155,6 +157,12 @@ func New(opts Options) (*Source, error) {
 	if err := os.MkdirAll(s.releasesDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create releases dir: %w", err)
 	}
+	if err := s.recoverCacheLocked(); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(s.gitDir); err == nil {
+		s.cacheDir = fi // before opening: a rebuild meanwhile is then seen (followRebuild)
+	}
 	if s.repo, err = git.PlainOpen(s.gitDir); err != nil {
 		if s.repo, err = s.openCacheLocked(); err != nil {
 			return nil, err
@@ -176,6 +184,10 @@ func (s *Source) openCacheLocked() (*git.Repository, error) {
 		return nil, err
 	}
 	defer unlock()
+	// Restore, not remake, a cache a killed rebuild left as git.old.
+	if err := recoverCache(s.gitDir); err != nil {
+		return nil, err
+	}
 	return openCache(s.gitDir)
 }
 
@@ -286,7 +298,8 @@ func ctxErr(ctx context.Context, err error) error {
 // when the cache has commits to start from, see fetchRef), and returns its
 // SHA. From a server that offers partial clone it fetches commits and
 // trees only (see ensureBlobs). When the cache already has the head
-// commit, only the ref listing goes over the network.
+// commit, only the ref listing goes over the network. A cache holding more
+// than DefaultMaxPacks packs is rebuilt from the head instead (see compact).
 func (s *Source) Fetch(ctx context.Context) (string, error) {
 	head, err := s.Head(ctx)
 	if err != nil {
@@ -305,9 +318,15 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 		}
 		return head, nil
 	}
-	spec := config.RefSpec(fmt.Sprintf("+%s:%s", plumbing.NewBranchReferenceName(s.opts.Branch), local))
-	if err := s.fetch(ctx, spec, 1); err != nil {
+	rebuilt, err := s.compact(ctx)
+	if err != nil {
 		return "", fmt.Errorf("fetch %s@%s: %w", s.redacted, s.opts.Branch, err)
+	}
+	if !rebuilt {
+		spec := config.RefSpec(fmt.Sprintf("+%s:%s", plumbing.NewBranchReferenceName(s.opts.Branch), local))
+		if err := s.fetch(ctx, spec, 1); err != nil {
+			return "", fmt.Errorf("fetch %s@%s: %w", s.redacted, s.opts.Branch, err)
+		}
 	}
 	// The branch may have moved between the listing and the fetch: report
 	// what was actually fetched.
