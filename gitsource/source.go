@@ -160,9 +160,7 @@ func New(opts Options) (*Source, error) {
 	if err := s.recoverCacheLocked(); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(s.gitDir); err == nil {
-		s.cacheDir = fi // before opening: a rebuild meanwhile is then seen (followRebuild)
-	}
+	s.cacheDir, _ = os.Stat(s.gitDir) // before opening: a rebuild meanwhile is then seen (followRebuild)
 	if s.repo, err = git.PlainOpen(s.gitDir); err != nil {
 		if s.repo, err = s.openCacheLocked(); err != nil {
 			return nil, err
