@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 )
@@ -35,19 +36,69 @@ func (r *Releases) AddPaths(ctx context.Context, rel Release, paths []string) er
 	if rel.Dir == "" {
 		return errors.New("add paths: the release is not materialized")
 	}
-	return r.src.addPaths(ctx, rel.Commit, rel.Dir, readFiles{compose: rel.ComposeFiles, env: rel.EnvFiles}, paths)
-}
-
-func (s *Source) addPaths(ctx context.Context, sha, dir string, rf readFiles, paths []string) error {
 	for _, p := range paths {
 		if p != "." && (p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../")) {
-			return fmt.Errorf("add %q to release %s: not a clean path inside the release", p, sha)
+			return fmt.Errorf("add %q to release %s: not a clean path inside the release", p, rel.Commit)
 		}
 	}
 	// Every pass after the first of a release: answered from the manifest.
-	if m, err := s.readManifest(sha); err == nil && len(m.uncovered(paths)) == 0 {
+	if r.held.covers(r.src, rel.Commit, paths) {
 		return nil
 	}
+	return r.src.addPaths(ctx, rel.Commit, rel.Dir, readFiles{compose: rel.ComposeFiles, env: rel.EnvFiles}, paths)
+}
+
+// heldPaths remembers, per release, the manifest last read with the stat
+// of its file. The loader asks for each path of a release on every pass,
+// one at a time, and a release that mounts a big directory has a big
+// manifest: parsing it once per path would be most of a no-op pass. A
+// manifest is only ever replaced by a rename, so a file with the same
+// identity, size and mtime holds the same manifest.
+type heldPaths struct {
+	mu    sync.Mutex
+	bySHA map[string]heldManifest
+}
+
+type heldManifest struct {
+	fi     os.FileInfo
+	m      *manifest
+	byPath map[string]*manifestEntry
+	absent map[string]bool
+}
+
+// covers reports whether the release of sha holds every one of paths, as
+// its manifest on disk says. Any doubt (no manifest, a read error) is a
+// no: addPaths then decides under the lock.
+func (h *heldPaths) covers(s *Source, sha string, paths []string) bool {
+	fi, err := os.Stat(s.manifestPath(sha))
+	if err != nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.bySHA[sha]
+	if !ok || !os.SameFile(e.fi, fi) || !e.fi.ModTime().Equal(fi.ModTime()) || e.fi.Size() != fi.Size() {
+		m, err := s.readManifest(sha)
+		if err != nil {
+			return false
+		}
+		byPath, absent := m.index()
+		e = heldManifest{fi: fi, m: m, byPath: byPath, absent: absent}
+		if h.bySHA == nil || len(h.bySHA) >= 16 {
+			h.bySHA = map[string]heldManifest{} // the releases of a few environments
+		}
+		h.bySHA[sha] = e
+	}
+	for _, p := range paths {
+		if !e.m.covers(p, e.byPath, e.absent) {
+			return false
+		}
+	}
+	return true
+}
+
+// addPaths is AddPaths once the fast answer was no. Callers checked paths.
+func (s *Source) addPaths(ctx context.Context, sha, dir string, rf readFiles, paths []string) error {
 	unlock, err := s.lock(ctx)
 	if err != nil {
 		return err

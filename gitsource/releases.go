@@ -51,6 +51,7 @@ type ReleasesOptions struct {
 type Releases struct {
 	src  *Source
 	opts ReleasesOptions
+	held heldPaths // what releases hold, for AddPaths' fast answer
 }
 
 // NewReleases returns Releases over src.
