@@ -232,7 +232,11 @@ func verifyTree(dir string, m *manifest) (bad []mismatch, hollow []string, stale
 			}
 		}
 		if !ok {
-			bad = append(bad, mismatch{Path: rel, Problem: "not in git (added by hand)"})
+			problem := "not in git (added by hand)"
+			if strings.HasPrefix(d.Name(), stagingPrefix) {
+				problem = "left by an interrupted write of the release (a crash), not in its manifest"
+			}
+			bad = append(bad, mismatch{Path: rel, Problem: problem})
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
