@@ -94,6 +94,7 @@ type Config struct {
 	Policy       Policy
 	Secrets      Secrets
 	Compose      Compose
+	Forge        Forge // [forge]: deploy results posted back as commit statuses
 }
 
 // Compose is the [compose] table: how strictly compose files are read.

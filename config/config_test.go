@@ -410,6 +410,14 @@ allow_docker_socket = true
 allowed_bind_roots = ["/srv/data"]
 [compose]
 strict = true
+[forge]
+kind = "github"
+api_url = "https://ghe.example.com/api/v3"
+token_file = "/forge-token"
+repository = "acme/infra"
+context = "deploy/{environment}"
+host = "web-1"
+deployments = true
 [[environment]]
 name = "a"
 health_timeout = "3m"

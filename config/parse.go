@@ -31,6 +31,7 @@ type file struct {
 	Policy       filePolicy        `toml:"policy"`
 	Secrets      fileSecrets       `toml:"secrets"`
 	Compose      fileCompose       `toml:"compose"`
+	Forge        fileForge         `toml:"forge"`
 }
 
 type fileCompose struct {

@@ -62,6 +62,7 @@ func (c *checker) build(f *file) *Config {
 	cfg.Notify = c.notify(f.Notify)
 	cfg.API = c.api(&f.API)
 	cfg.Webhook = c.webhook(&f.Webhook)
+	cfg.Forge = c.forge(&f.Forge, cfg.Repo.URL)
 
 	cfg.Policy = c.policy(&f.Policy)
 	cfg.Secrets = c.secrets(&f.Secrets)
