@@ -113,6 +113,12 @@ type Pipeline struct {
 	// state dir, before it fails with a *state.BusyError; 0 is
 	// DefaultLockWait. Validate and plan take no lock.
 	LockWait time.Duration
+	// Started, when set, is called by the apply step right before the
+	// backend applies a non-empty plan of a commit other than the one that
+	// ran before (Result.Previous): a new release (or a rollback target)
+	// starts going out. It must not block; the deploy status on the forge
+	// is posted from it.
+	Started func(env Environment, commit string)
 }
 
 // Mode says how far a pass goes.

@@ -326,6 +326,9 @@ func (r *run) writeSecrets(ctx context.Context) error {
 // healthy or not (the next plan's wording depends on it). Changes: the
 // engine, deployed.json.
 func (r *run) apply(ctx context.Context) error {
+	if r.p.Started != nil && r.res.Plan != nil && !r.res.Plan.Empty() && r.rel.Commit != r.res.Previous {
+		r.p.Started(r.env, r.rel.Commit)
+	}
 	applied, err := r.p.Backend.Apply(ctx, r.project, r.observed, r.res.Plan, r.p.gateOptions(r.env))
 	r.res.Applied = applied
 	// Whatever else failed, what was adopted is adopted.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
+	"github.com/lockstep-gitops/lockstep/notify/forge"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 )
@@ -120,7 +121,11 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 			}
 		}()
 	}
-	results, failed, pending := c.runPasses(ctx, r, cmd, f, cfg, envs, log)
+	var rep *forge.Reporter
+	if cmd == "apply" {
+		rep = newCLIForge(cfg, log)
+	}
+	results, failed, pending := c.runPasses(ctx, r, cmd, f, cfg, envs, log, rep)
 	if cmd == "validate" && !f.json {
 		c.writeDiskUsage(ctx, cfg.StateDir)
 	}
@@ -138,7 +143,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 
 // runPasses runs cmd for each environment, printing each outcome as text
 // unless f.json, and says whether any failed or (plan) has changes.
-func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []config.Environment, log zerolog.Logger) (results []envResult, failed, pending bool) {
+func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []config.Environment, log zerolog.Logger, rep *forge.Reporter) (results []envResult, failed, pending bool) {
 	results = make([]envResult, 0, len(envs))
 	for _, env := range envs {
 		res := envResult{Environment: env.Name, Project: env.Project}
@@ -152,6 +157,7 @@ func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, 
 			start := time.Now()
 			pr, err = r.Run(ctx, wire.Environment(env), passOptions(cmd, f))
 			log.Debug().Str("env", env.Name).Str("command", cmd).Dur("took", time.Since(start)).Err(err).Msg("pass finished")
+			reportToForge(ctx, rep, pr, log)
 		}
 		res.fill(pr)
 		if err != nil {
@@ -450,4 +456,36 @@ func newLogger(w io.Writer, l config.Log, levelFlag, formatFlag string) zerolog.
 		w = zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// forgeBound bounds how long `lockstep apply` spends posting one pass's
+// result to the forge: the deploy is done, the status is a courtesy.
+const forgeBound = 5 * time.Second
+
+// newCLIForge is the [forge] reporter of `lockstep apply`, nil without
+// [forge]. A token file that cannot be read costs a warning: the apply
+// still runs.
+func newCLIForge(cfg *config.Config, log zerolog.Logger) *forge.Reporter {
+	rep, err := wire.NewForge(cfg, log, nil, forge.Options{Attempts: 2, Timeout: 3 * time.Second})
+	if err != nil {
+		log.Warn().Err(err).Msg("deploy statuses will not be posted to the forge")
+	}
+	return rep
+}
+
+// reportToForge posts what an apply did to the forge, synchronously and
+// within forgeBound; a forge that is down or refuses is a warning, never a
+// failed command.
+func reportToForge(ctx context.Context, rep *forge.Reporter, pr *pass.Result, log zerolog.Logger) {
+	if rep == nil || pr == nil || pr.Record == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgeBound)
+	defer cancel()
+	for _, s := range rep.Statuses(*pr.Record) {
+		if err := rep.Send(ctx, s); err != nil {
+			log.Warn().Err(err).Str("env", s.Environment).Str("commit", s.Commit).Str("state", string(s.State)).
+				Msg("deploy status not posted to the forge (the apply itself is unaffected)")
+		}
+	}
 }

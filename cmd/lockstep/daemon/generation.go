@@ -14,8 +14,10 @@ import (
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/notify"
+	"github.com/lockstep-gitops/lockstep/notify/forge"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/agent"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 	"github.com/lockstep-gitops/lockstep/webhook"
 )
 
@@ -28,6 +30,7 @@ type generation struct {
 	parts    *wire.Parts
 	agent    *agent.Agent
 	notifier *notify.Notifier
+	forge    *forge.Reporter // deploy statuses on the forge; nil without [forge]
 	metrics  *api.Metrics
 	serves   []func(ctx context.Context) error
 	bound    listeners // what this generation serves on
@@ -56,6 +59,12 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	}
 	if g.notifier, err = wire.NewNotifier(cfg, log); err != nil {
 		return nil, &ConfigError{Err: err}
+	}
+	if g.forge, err = wire.NewForge(cfg, log, envInfo, forge.Options{}); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	if g.forge != nil {
+		g.parts.Pipeline.Started = func(env pass.Environment, commit string) { g.forge.Started(env.Name, commit) }
 	}
 	g.agent, err = agent.New(g.parts.Pipeline, g.parts.Releases, agent.Options{
 		Environments:  wire.Environments(cfg),
@@ -125,10 +134,19 @@ func (g *generation) buildWebhook(ctx context.Context, old listeners) error {
 func (g *generation) onPass(status *statusLine) func(reconcile.PassRecord) {
 	return func(rec reconcile.PassRecord) {
 		g.metrics.ObservePass(rec) // set before the agent runs
+		g.forge.Passed(rec)
 		status.pass(rec)
 		sdNotify(g.log, "STATUS="+status.String())
 	}
 }
+
+// eventTeardown is reconcile.EventTeardown (a review environment was torn
+// down), spelled out until that kind is part of reconcile.
+const eventTeardown reconcile.EventKind = "teardown"
+
+// envInfo is what the forge reporter needs of an environment beyond its
+// name. Fixed environments have no URL and are not review environments.
+func envInfo(string) forge.EnvInfo { return forge.EnvInfo{} }
 
 func (g *generation) onEvent() func(reconcile.Event) {
 	projects := map[string]string{}
@@ -136,6 +154,9 @@ func (g *generation) onEvent() func(reconcile.Event) {
 		projects[e.Name] = e.Project
 	}
 	return func(ev reconcile.Event) {
+		if ev.Kind == eventTeardown {
+			g.forge.TornDown(ev.Environment, ev.Commit)
+		}
 		g.notifier.Notify(notify.Event{
 			Kind: ev.Kind, Environment: ev.Environment, Project: projects[ev.Environment],
 			Commit: ev.Commit, Previous: ev.Previous, Service: ev.Service,
@@ -156,6 +177,8 @@ func (g *generation) start(ctx context.Context) {
 		})
 	}
 	go func() { g.stopped <- g.agent.Run(ctx) }()
+	// Deploy statuses get the same short while on shutdown.
+	g.wg.Go(func() { g.forge.Run(ctx) })
 	g.wg.Go(func() {
 		if g.notifier != nil {
 			// On shutdown the queued notifications get a short while.

@@ -12,6 +12,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/notify"
+	"github.com/lockstep-gitops/lockstep/notify/forge"
 	"github.com/lockstep-gitops/lockstep/webhook"
 )
 
@@ -29,8 +30,8 @@ func (e *PreflightError) Error() string {
 
 // Preflight opens and parses every file cfg names, the way the agent will
 // when it starts: the git credentials and known_hosts, the [repo.verify]
-// key files, the [webhook] secret, the [[notify]] URL files, the age
-// identity and the environments' host env files. validate, agent start-up
+// key files, the [webhook] secret, the [[notify]] URL files, the [forge]
+// token file, the age identity and the environments' host env files. validate, agent start-up
 // and reload all run it, so a missing or unreadable file is found there,
 // never at the first deploy or the first failure. It touches no container
 // (the git cache directory is created if missing, as any pass would).
@@ -49,6 +50,9 @@ func Preflight(cfg *config.Config) error {
 		add(err)
 	}
 	if _, err := NewNotifier(cfg, zerolog.Nop()); err != nil {
+		add(err)
+	}
+	if _, err := NewForge(cfg, zerolog.Nop(), nil, forge.Options{}); err != nil {
 		add(err)
 	}
 	if err := compose.CheckIdentity(cfg.Secrets.AgeIdentity); err != nil {
@@ -94,4 +98,24 @@ func NewNotifier(cfg *config.Config, log zerolog.Logger) (*notify.Notifier, erro
 		return nil, fmt.Errorf("[[notify]]: %w", err)
 	}
 	return n, nil
+}
+
+// NewForge reads the [forge] token file now, so a missing file is an error
+// at start (and in preflight), not at the first deploy. env says what the
+// reporter needs of an environment beyond its name (nil: nothing). With no
+// [forge] it returns a nil Reporter, which does nothing.
+func NewForge(cfg *config.Config, log zerolog.Logger, env func(name string) forge.EnvInfo, opts forge.Options) (*forge.Reporter, error) {
+	f := cfg.Forge
+	if !f.Enabled() {
+		return nil, nil
+	}
+	opts.Log, opts.Version, opts.Environment = log, Version(), env
+	r, err := forge.New(forge.Settings{
+		Kind: f.Kind, APIURL: f.APIURL, TokenFile: f.TokenFile, Repository: f.Repository,
+		Context: f.Context, Host: f.Host, Deployments: f.Deployments,
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("[forge].%w", err)
+	}
+	return r, nil
 }
