@@ -124,6 +124,11 @@ INI
 }
 
 export GITEA_WORK_DIR="$DIR" GITEA_CUSTOM="$DIR/custom" HOME="$DIR/home"
+# Gitea writes its own git config (under $DIR/data/home) with `git config
+# --global`. With the tests' GIT_CONFIG_GLOBAL=/dev/null inherited, git
+# writes through a lock file renamed over /dev/null: as root that replaces
+# the machine's /dev/null with a regular file. Never pass it on.
+unset GIT_CONFIG_GLOBAL GIT_CONFIG_SYSTEM GIT_CONFIG_NOSYSTEM
 CONF="$DIR/custom/conf/app.ini"
 SECRET_KEY=$("$BIN" generate secret SECRET_KEY)
 INTERNAL_TOKEN=$("$BIN" generate secret INTERNAL_TOKEN)
