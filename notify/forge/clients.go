@@ -222,7 +222,10 @@ func (g *githubClient) deployment(ctx context.Context, s Status, create bool) (i
 	var found []struct {
 		ID int64 `json:"id"`
 	}
-	q := url.Values{"sha": {s.Commit}, "environment": {s.Environment}, "per_page": {"1"}}
+	q := url.Values{"environment": {s.Environment}, "per_page": {"1"}}
+	if s.Commit != "" {
+		q.Set("sha", s.Commit)
+	}
 	if err := g.api.do(ctx, http.MethodGet, "/repos/"+g.api.repo+"/deployments?"+q.Encode(), s.Commit, nil, &found, g.auth); err != nil {
 		return 0, err
 	}
@@ -248,7 +251,7 @@ func (g *githubClient) deployment(ctx context.Context, s Status, create bool) (i
 		}
 		id = made.ID
 	}
-	if id != 0 {
+	if id != 0 && s.Commit != "" {
 		g.mu.Lock()
 		g.ids[k] = id
 		g.mu.Unlock()

@@ -215,7 +215,9 @@ func (r *Reporter) contextOf(env string) string {
 // repair of a deployed commit, a failure retried with backoff). A full
 // queue drops s with an error log.
 func (r *Reporter) Report(s Status) {
-	if r == nil || s.Commit == "" || s.Environment == "" {
+	// Only a teardown may not know its commit: its deployment is then the
+	// environment's newest.
+	if r == nil || s.Environment == "" || (s.Commit == "" && s.State != StateInactive) {
 		return
 	}
 	s = r.complete(s)
@@ -313,12 +315,21 @@ func (r *Reporter) drain(ctx context.Context) {
 	}
 }
 
-// post sends s and logs a failure as an error: the status is lost.
+// post sends s and logs a failure as an error. The status is lost, and
+// forgotten: the next report of the same state tries again.
 func (r *Reporter) post(ctx context.Context, s Status) {
-	if err := r.Send(ctx, s); err != nil {
-		r.log.Error().Err(err).Str("forge", r.label).Str("env", s.Environment).Str("commit", s.Commit).
-			Str("state", string(s.State)).Msg("forge status not posted")
+	err := r.Send(ctx, s)
+	if err == nil {
+		return
 	}
+	r.log.Error().Err(err).Str("forge", r.label).Str("env", s.Environment).Str("commit", s.Commit).
+		Str("state", string(s.State)).Msg("forge status not posted")
+	k := s.Environment + "\x00" + s.Commit
+	r.mu.Lock()
+	if r.last[k] == s.State {
+		delete(r.last, k)
+	}
+	r.mu.Unlock()
 }
 
 // Send posts s now, retrying with backoff until the attempts are used up

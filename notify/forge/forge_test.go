@@ -88,6 +88,10 @@ func TestGitHubStatusesAndDeployments(t *testing.T) {
 	r.TornDown("review-pr-7", commitA)
 	r.Started("production", commitB)
 	sendAll(t, r)
+	// A teardown that does not know the commit retires the environment's
+	// newest deployment.
+	r.TornDown("production", "")
+	sendAll(t, r)
 
 	var got []string
 	for _, q := range api.requests() {
@@ -106,6 +110,8 @@ func TestGitHubStatusesAndDeployments(t *testing.T) {
 		"GET /repos/acme/app/deployments?environment=production&per_page=1&sha=" + commitB,
 		"POST /repos/acme/app/deployments",
 		"POST /repos/acme/app/deployments/101/statuses in_progress",
+		"GET /repos/acme/app/deployments?environment=production&per_page=1",
+		"POST /repos/acme/app/deployments/101/statuses inactive",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -423,5 +429,21 @@ func TestNilReporter(t *testing.T) {
 	r.Run(context.Background())
 	if err := r.Send(context.Background(), Status{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLostStatusIsTriedAgain: a status the forge never took is forgotten,
+// so the next pass that reports the same state posts it again.
+func TestLostStatusIsTriedAgain(t *testing.T) {
+	api, srv := newGiteaAPI(t, "me/app")
+	api.fail = []func(http.ResponseWriter){func(w http.ResponseWriter) { w.WriteHeader(500) }}
+	r, _ := newReporter(t, KindGitea, srv.URL+"/api/v1", "me/app", Options{Attempts: 1})
+	rec := reconcile.PassRecord{Environment: "staging", Commit: commitA, Result: reconcile.ResultApplied}
+	r.Passed(rec)
+	r.post(context.Background(), <-r.queue)
+	r.Passed(rec)
+	sendAll(t, r)
+	if n := len(api.requests()); n != 2 {
+		t.Fatalf("%d posts, want the lost one and its retry", n)
 	}
 }

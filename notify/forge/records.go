@@ -31,8 +31,8 @@ func (r *Reporter) Passed(rec reconcile.PassRecord) {
 	}
 }
 
-// TornDown reports that env, last at commit, was removed: its GitHub
-// deployment becomes inactive.
+// TornDown reports that env, last at commit ("" if unknown: its newest
+// deployment), was removed: its GitHub deployment becomes inactive.
 func (r *Reporter) TornDown(env, commit string) {
 	if r == nil {
 		return
