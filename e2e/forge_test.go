@@ -194,7 +194,8 @@ func (w *workTree) release(msg, compose string) string {
 // TestForgeStatusesOnGitea: the agent watches a repository on a real
 // Gitea; a push webhook (polling is practically off) makes it deploy a new
 // release on the real engine, and the commit deployed gets the pending and
-// then success status `lockstep/e2e@<host>` on Gitea.
+// then success status `lockstep/e2e@<host>` on Gitea. A release that fails
+// its health gate gets failure, and the commit rolled back to success again.
 func TestForgeStatusesOnGitea(t *testing.T) {
 	bin := giteaBinary(t)
 	cli := harness.RequireDocker(t)
@@ -230,6 +231,9 @@ socket = %q
 [agent]
 drift_interval = "1h"
 shutdown_grace = "30s"
+[health]
+timeout = "20s"
+bake = "3s"
 [webhook]
 listen = %q
 secret_file = %q
@@ -279,6 +283,23 @@ project = %q
 			t.Errorf("success description %q", s.Description)
 		}
 	}
+
+	// A release that fails its health gate: failure on it, naming the
+	// service and the commit rolled back to, and success again on that one.
+	C := B
+	C.Extra = "    environment:\n      UNHEALTHY: \"1\"\n"
+	shaC := w.release("web b, unhealthy", C.yaml())
+	f.waitPass(shaC, reconcile.ResultRolledBack, 2*time.Minute)
+	failed := waitStatus(t, g, "app", shaC, statusCtx, "failure")
+	if i := slices.IndexFunc(failed, func(s commitStatus) bool { return s.Status == "failure" }); i < 0 ||
+		!strings.HasPrefix(failed[i].Description, "rolled back to "+shaB[:12]+": web failed the health gate on e2e on e2e-host") {
+		t.Errorf("failure status: %+v", failed)
+	}
+	eventually(t, 30*time.Second, "success again on the commit rolled back to", func() bool {
+		return slices.ContainsFunc(g.statuses("app", shaB), func(s commitStatus) bool {
+			return s.Status == "success" && strings.HasPrefix(s.Description, "running again on e2e on e2e-host")
+		})
+	})
 	if strings.Contains(a.log(), g.token) {
 		t.Error("the agent logged the forge token")
 	}
