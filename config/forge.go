@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/lockstep-gitops/lockstep/gitsource"
 )
 
 // Forge kinds ([forge].kind).
@@ -78,6 +80,7 @@ func (c *checker) forge(f *fileForge, repoURL string) Forge {
 		Host:       c.str(k("host"), f.Host, ""),
 	}
 	scheme, host, path := splitRepoURL(repoURL)
+	shown := gitsource.RedactURL(repoURL)
 
 	switch out.TokenFile {
 	case "":
@@ -92,7 +95,7 @@ func (c *checker) forge(f *fileForge, repoURL string) Forge {
 	if out.APIURL == "" {
 		out.APIURL = defaultForgeAPI(out.Kind, scheme, host)
 		if out.APIURL == "" && out.Kind != "" {
-			c.add(k("api_url"), "required: the %s API base (e.g. https://git.example.com/api/v1) cannot be derived from [repo].url %q", out.Kind, repoURL)
+			c.add(k("api_url"), "required: the %s API base (e.g. https://git.example.com/api/v1) cannot be derived from [repo].url %q", out.Kind, shown)
 		}
 	} else if msg := checkForgeAPI(out.APIURL); msg != "" {
 		c.add(k("api_url"), "%s", msg)
@@ -102,7 +105,7 @@ func (c *checker) forge(f *fileForge, repoURL string) Forge {
 	if out.Repository == "" {
 		out.Repository = strings.TrimSuffix(strings.Trim(path, "/"), ".git")
 		if out.Repository == "" {
-			c.add(k("repository"), "required: the repository on the forge (owner/name) cannot be derived from [repo].url %q", repoURL)
+			c.add(k("repository"), "required: the repository on the forge (owner/name) cannot be derived from [repo].url %q", shown)
 		}
 	}
 	if out.Repository != "" {
