@@ -386,6 +386,9 @@ func TestStatusesOfPassRecords(t *testing.T) {
 		{"rolled back", reconcile.PassRecord{Result: reconcile.ResultRolledBack, Commit: commitA, Service: "web", Error: "exited 1", RolledBackTo: commitB},
 			[]string{"failure 9fceb02d0ae5 rolled back to 4d2e1aa0c3b2: web failed the health gate on prod on web-1: exited 1",
 				"success 4d2e1aa0c3b2 running again on prod on web-1 (rolled back from 9fceb02d0ae5)"}},
+		{"lockstep rollback", reconcile.PassRecord{Result: reconcile.ResultRolledBack, Trigger: reconcile.TriggerRollback, Commit: commitA, RolledBackTo: commitB},
+			[]string{"failure 9fceb02d0ae5 held back by lockstep rollback on prod on web-1: 4d2e1aa0c3b2 runs instead",
+				"success 4d2e1aa0c3b2 running again on prod on web-1 (rolled back from 9fceb02d0ae5)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

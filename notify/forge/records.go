@@ -77,8 +77,12 @@ func (r *Reporter) Statuses(rec reconcile.PassRecord) []Status {
 	return nil
 }
 
-// gateFailure describes a commit that failed the health gate.
+// gateFailure describes a commit that failed the health gate, or that an
+// operator rolled back.
 func gateFailure(rec reconcile.PassRecord, host string) string {
+	if rec.Trigger == reconcile.TriggerRollback && rec.RolledBackTo != "" {
+		return fmt.Sprintf("held back by lockstep rollback on %s on %s: %s runs instead", rec.Environment, host, reconcile.Short(rec.RolledBackTo))
+	}
 	what := "failed the health gate"
 	if rec.Service != "" {
 		what = rec.Service + " " + what
