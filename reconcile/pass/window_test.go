@@ -51,7 +51,6 @@ func newWindowFixtureDeployed(t *testing.T, deployed bool) *runnerFixture {
 	return f
 }
 
-
 func eventKinds(res *Result) []reconcile.EventKind {
 	var kinds []reconcile.EventKind
 	for _, e := range res.Events {
