@@ -149,7 +149,9 @@ func logPass(plog zerolog.Logger, env string, rec reconcile.PassRecord, delay ti
 	ev := plog.Info()
 	switch rec.Result {
 	case reconcile.ResultNoop:
-		ev = plog.Debug()
+		if rec.Held == nil { // a held release is worth a line
+			ev = plog.Debug()
+		}
 	case reconcile.ResultRolledBack:
 		ev = plog.Warn()
 	case reconcile.ResultFailed:

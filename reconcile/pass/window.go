@@ -98,7 +98,7 @@ func (r *run) targetRunning(ctx context.Context, commit string) error {
 				r.env.Name, reconcile.Short(commit), reconcile.Short(r.res.Held.Commit), err)}
 		}
 	}
-	r.log.Info().Str("pending", r.res.Held.Commit).Str("running", commit).Str("held", r.res.Held.Reason).
+	r.log.Debug().Str("pending", r.res.Held.Commit).Str("running", commit).Str("held", r.res.Held.Reason).
 		Msg("new release held outside its deploy window: checking what runs")
 	r.log = r.log.With().Str("running", commit).Logger()
 	r.setRelease(rel)
