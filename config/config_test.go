@@ -227,7 +227,7 @@ func TestProblems(t *testing.T) {
 		{"env name invalid", repo + "[[environment]]\nname = \"Prod\"\n", "[[environment]][0].name", 4, `"Prod" is not a valid name`},
 		{"env name duplicate", repo + env + env, "[[environment]][1].name", 6, `"a" is already the name of \[\[environment\]\]\[0\]`},
 		{"env key typo", repo + env + "nmae = \"b\"\n", "[[environment]][0].nmae", 5, "did you mean `name`"},
-		{"windows bad day", repo + env + "windows = [\"Mon-Fri 09:00-16:00 UTC\", \"Mo-Fr 09:00-16:00 UTC\"]\n", "[[environment]][0].windows", 5, `element 1: "Mo-Fr 09:00-16:00 UTC": "Mo" is not a day.*e.g. "Mon-Fri 09:00-16:00 Europe/Berlin"`},
+		{"windows bad day", repo + env + "windows = [\"Mon-Fri 09:00-16:00 UTC\", \"Mo-Fr 09:00-16:00 UTC\"]\n", "[[environment]][0].windows", 5, `element 1: window "Mo-Fr 09:00-16:00 UTC": "Mo" is not a day.*e.g. "Mon-Fri 09:00-16:00 Europe/Berlin"`},
 		{"windows no zone", repo + env + "windows = [\"Mon 09:00-16:00\"]\n", "[[environment]][0].windows", 5, `element 0: .*has 2 of its 3 fields`},
 		{"windows empty", repo + env + "windows = []\n", "[[environment]][0].windows", 5, `would never open`},
 		{"windows not a list", repo + env + "windows = \"Mon 09:00-16:00 UTC\"\n", "[[environment]][0].windows", 5, `must be an array of strings`},

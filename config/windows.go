@@ -1,9 +1,6 @@
 package config
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
@@ -25,12 +22,7 @@ func (c *checker) windowList(k key, v any) []string {
 	bad := false
 	for i, s := range list {
 		if _, err := window.Parse(s); err != nil {
-			var we *window.Error
-			msg := err.Error()
-			if errors.As(err, &we) {
-				msg = fmt.Sprintf("%q: %s; write DAYS HH:MM-HH:MM ZONE, e.g. %q", we.Window, we.Msg, window.Example)
-			}
-			c.add(k, "element %d: %s", i, msg)
+			c.add(k, "element %d: %v", i, err)
 			bad = true
 		}
 	}
