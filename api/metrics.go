@@ -176,6 +176,9 @@ var (
 	lastSuccessDesc = prometheus.NewDesc("lockstep_last_success_timestamp_seconds",
 		"Unix time at which the last successful pass of an environment ended.",
 		[]string{"environment"}, nil)
+	heldDesc = prometheus.NewDesc("lockstep_environment_held",
+		"1 while a new release of an environment is held back, by reason: paused (in its pin file) or window (waiting for its deploy window); else 0.",
+		[]string{"environment", "reason"}, nil)
 	readyDesc = prometheus.NewDesc("lockstep_ready",
 		"1 once the agent has run its first pass (when /healthz turns 200), else 0.",
 		nil, nil)
@@ -185,6 +188,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- deployedDesc
 	ch <- lastSuccessDesc
 	ch <- readyDesc
+	ch <- heldDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -204,6 +208,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, st := range c.source.Status() {
 			if st.Running != "" {
 				ch <- prometheus.MustNewConstMetric(deployedDesc, prometheus.GaugeValue, 1, st.Name, st.Running)
+			}
+			for _, k := range reconcile.HoldKinds {
+				v := 0.0
+				if st.HeldBy == k {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, v, st.Name, string(k))
 			}
 			if st.LastSuccess.After(last[st.Name]) {
 				last[st.Name] = st.LastSuccess

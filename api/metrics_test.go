@@ -18,6 +18,7 @@ func TestMetricsAfterObservePass(t *testing.T) {
 	// What the agent reloaded from its state: production last succeeded
 	// before this process started.
 	agent.envs[1].LastSuccess = time.Unix(1_600_000_000, 0)
+	agent.envs[1].HeldBy, agent.envs[1].Held = reconcile.HoldWindow, "waiting for the deploy window (opens Mon 09:00 CET)"
 	m := api.NewMetrics(agent)
 
 	start := time.Unix(1_700_000_000, 0)
@@ -76,6 +77,12 @@ lockstep_deployed_info{commit="` + sha('a') + `",environment="staging"} 1
 # TYPE lockstep_last_success_timestamp_seconds gauge
 lockstep_last_success_timestamp_seconds{environment="production"} 1.6e+09
 lockstep_last_success_timestamp_seconds{environment="staging"} 1.700000002e+09
+# HELP lockstep_environment_held 1 while a new release of an environment is held back, by reason: paused (in its pin file) or window (waiting for its deploy window); else 0.
+# TYPE lockstep_environment_held gauge
+lockstep_environment_held{environment="production",reason="paused"} 0
+lockstep_environment_held{environment="production",reason="window"} 1
+lockstep_environment_held{environment="staging",reason="paused"} 0
+lockstep_environment_held{environment="staging",reason="window"} 0
 # HELP lockstep_ready 1 once the agent has run its first pass (when /healthz turns 200), else 0.
 # TYPE lockstep_ready gauge
 lockstep_ready 1
@@ -84,6 +91,7 @@ lockstep_ready 1
 		"lockstep_passes_total", "lockstep_containers_recreated_total", "lockstep_errors_total",
 		"lockstep_rollbacks_total", "lockstep_health_gate_failures_total",
 		"lockstep_deployed_info", "lockstep_last_success_timestamp_seconds", "lockstep_ready",
+		"lockstep_environment_held",
 	}
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(expected), names...); err != nil {
 		t.Error(err)

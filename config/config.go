@@ -197,7 +197,7 @@ type Policy struct {
 type Notify struct {
 	Kind    string                // kind: "webhook" (JSON POST) or "slack" (incoming webhook)
 	URLFile string                // url_file: file holding the URL (URLs carry secrets)
-	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy; default DefaultNotifyEvents
+	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy, held; default DefaultNotifyEvents
 }
 
 // Agent tunes the daemon's loop.
@@ -238,6 +238,11 @@ type Environment struct {
 	// HealthTimeout and Bake override [health] for this environment (zero: as [health]).
 	HealthTimeout time.Duration
 	Bake          time.Duration
+	// Windows are the host's deploy windows for the environment (windows,
+	// reconcile/window syntax, validated): a new release is applied only
+	// while one is open, and one of the pin file's when it sets any.
+	// Empty: always.
+	Windows []string
 }
 
 // PathFrom resolves which config file to read: the --config flag if given,

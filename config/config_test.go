@@ -227,6 +227,10 @@ func TestProblems(t *testing.T) {
 		{"env name invalid", repo + "[[environment]]\nname = \"Prod\"\n", "[[environment]][0].name", 4, `"Prod" is not a valid name`},
 		{"env name duplicate", repo + env + env, "[[environment]][1].name", 6, `"a" is already the name of \[\[environment\]\]\[0\]`},
 		{"env key typo", repo + env + "nmae = \"b\"\n", "[[environment]][0].nmae", 5, "did you mean `name`"},
+		{"windows bad day", repo + env + "windows = [\"Mon-Fri 09:00-16:00 UTC\", \"Mo-Fr 09:00-16:00 UTC\"]\n", "[[environment]][0].windows", 5, `element 1: window "Mo-Fr 09:00-16:00 UTC": "Mo" is not a day.*e.g. "Mon-Fri 09:00-16:00 Europe/Berlin"`},
+		{"windows no zone", repo + env + "windows = [\"Mon 09:00-16:00\"]\n", "[[environment]][0].windows", 5, `element 0: .*has 2 of its 3 fields`},
+		{"windows empty", repo + env + "windows = []\n", "[[environment]][0].windows", 5, `would never open`},
+		{"windows not a list", repo + env + "windows = \"Mon 09:00-16:00 UTC\"\n", "[[environment]][0].windows", 5, `must be an array of strings`},
 		{"pin_file absolute", repo + env + "pin_file = \"/etc/p.toml\"\n", "[[environment]][0].pin_file", 5, `relative to the repository root`},
 		{"pin_file escapes", repo + env + "pin_file = \"a/../../p.toml\"\n", "[[environment]][0].pin_file", 5, `without ".."`},
 		{"compose_files escapes", repo + env + "compose_files = [\"ok.yaml\", \"../c.yaml\"]\n", "[[environment]][0].compose_files", 5, `element 1: must be a file inside the repository`},
@@ -427,6 +431,7 @@ compose_files = ["c.yaml"]
 project = "pa"
 env_files = ["/e.env"]
 min_commit = "9fceb02d0ae598e95dc970b74767f19372d61af8"
+windows = ["Mon-Fri 09:00-16:00 Europe/Berlin"]
 `
 	cfg, err := Parse("x.toml", []byte(doc))
 	if err != nil {

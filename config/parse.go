@@ -119,6 +119,7 @@ type fileEnvironment struct {
 	Project       any `toml:"project"`
 	EnvFiles      any `toml:"env_files"`
 	MinCommit     any `toml:"min_commit"`
+	Windows       any `toml:"windows"`
 }
 
 // Parse decodes and validates a config document. path is only used to

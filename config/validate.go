@@ -264,6 +264,7 @@ func (c *checker) environment(k func(string) key, f *fileEnvironment) Environmen
 		Project:      c.str(k("project"), f.Project, ""),
 		EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
 		MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
+		Windows:      c.windowList(k("windows"), f.Windows),
 		// Zero means "as [health]": filled in by build, once [health] is known.
 		HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
 		Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),

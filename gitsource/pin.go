@@ -14,6 +14,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
 // Pin is what a pin file says an environment runs.
@@ -24,6 +26,10 @@ type Pin struct {
 	EnvFiles     []string          // optional env_files: dotenv files for interpolation, plain or age-encrypted (*.age), cleaned, repo-relative, in order
 	Vars         map[string]string // optional [vars]
 	Paused       bool
+	// Windows are the pin's deploy windows: a new release of the
+	// environment is applied only while one is open (and one of the host
+	// config's, when it sets any). Empty: always.
+	Windows []window.Window
 }
 
 // pinDoc mirrors the file; Commit is a pointer to tell "missing" from "".
@@ -33,9 +39,10 @@ type pinDoc struct {
 	EnvFiles     []string          `toml:"env_files"`
 	Vars         map[string]string `toml:"vars"`
 	Paused       bool              `toml:"paused"`
+	Windows      []string          `toml:"windows"`
 }
 
-const allowedPinKeys = "allowed keys are commit, compose_files, env_files, paused and the [vars] table"
+const allowedPinKeys = "allowed keys are commit, compose_files, env_files, paused, windows and the [vars] table"
 
 var (
 	hexOnly = regexp.MustCompile(`^[0-9a-fA-F]+$`)
@@ -93,6 +100,9 @@ func ParsePin(file string, data []byte) (Pin, error) {
 		"is empty; list at least one env file, or remove the key")
 	problems = append(problems, msgs...)
 
+	pin.Windows, msgs = pinWindows(file, doc.Windows, lines)
+	problems = append(problems, msgs...)
+
 	for name := range doc.Vars {
 		key := "vars." + name
 		switch {
@@ -142,6 +152,34 @@ func repoPaths(file, key string, list []string, lines map[string]int, emptyMsg s
 		}
 		seen[clean] = true
 		out = append(out, clean)
+	}
+	return out, problems
+}
+
+// pinWindows parses the windows key: every bad window is a problem of its
+// own, naming the element and its line.
+func pinWindows(file string, list []string, lines map[string]int) ([]window.Window, PinErrors) {
+	if list == nil {
+		return nil, nil
+	}
+	if len(list) == 0 {
+		return nil, PinErrors{{File: file, Key: "windows", Line: lines["windows"],
+			Message: fmt.Sprintf("is empty, which would never open; remove the key to deploy at any time, or list windows like %q", window.Example)}}
+	}
+	var out []window.Window
+	var problems PinErrors
+	for i, s := range list {
+		k := fmt.Sprintf("windows[%d]", i)
+		w, err := window.Parse(s)
+		if err != nil {
+			line := lines[k]
+			if line == 0 {
+				line = lines["windows"]
+			}
+			problems = append(problems, &PinError{File: file, Key: k, Line: line, Message: err.Error()})
+			continue
+		}
+		out = append(out, w)
 	}
 	return out, problems
 }
@@ -206,6 +244,8 @@ func typeMessage(key string, e *toml.DecodeError) string {
 		return `must be an array of strings, e.g. ["deploy/compose.yaml"]`
 	case key == "env_files" || strings.HasPrefix(key, "env_files"):
 		return `must be an array of strings, e.g. ["secrets/production.env.age"]`
+	case key == "windows" || strings.HasPrefix(key, "windows"):
+		return `must be an array of strings, e.g. ["Mon-Fri 09:00-16:00 Europe/Berlin"]`
 	case key == "paused":
 		return "must be true or false (without quotes)"
 	case key == "vars":

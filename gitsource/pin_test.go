@@ -149,6 +149,24 @@ func TestParsePin(t *testing.T) {
 			problems: []problem{{"compose_files", 2, "is empty"}},
 		},
 		{
+			name: "bad windows, each with its line",
+			doc:  "commit = \"main\"\nwindows = [\n  \"Mon-Fri 09:00-16:00 Europe/Berlin\",\n  \"Mon-Fri 9-16 Europe/Berlin\",\n  \"Sat 10:00-12:00\",\n]\n",
+			problems: []problem{
+				{"windows[1]", 4, `"9" is not a time`},
+				{"windows[2]", 5, "has 2 of its 3 fields"},
+			},
+		},
+		{
+			name:     "windows empty list",
+			doc:      "commit = \"main\"\nwindows = []\n",
+			problems: []problem{{"windows", 2, "would never open"}},
+		},
+		{
+			name:     "windows not an array",
+			doc:      "commit = \"main\"\nwindows = \"Mon 09:00-10:00 UTC\"\n",
+			problems: []problem{{"windows", 2, `must be an array of strings, e.g. ["Mon-Fri 09:00-16:00 Europe/Berlin"]`}},
+		},
+		{
 			name:     "duplicate key",
 			doc:      "commit = \"main\"\ncommit = \"v1\"\n",
 			problems: []problem{{"commit", 2, "already defined"}},
@@ -197,9 +215,20 @@ func TestParsePin(t *testing.T) {
 	}
 }
 
+func TestParsePinWindows(t *testing.T) {
+	pin, err := gitsource.ParsePin("environments/production.toml",
+		[]byte("commit = \"main\"\nwindows = [\"Mon-Fri 09:00-16:00 Europe/Berlin\", \"Sat 22:00-02:00 UTC\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pin.Windows) != 2 || pin.Windows[0].String() != "Mon-Fri 09:00-16:00 Europe/Berlin" || pin.Windows[1].Location().String() != "UTC" {
+		t.Fatalf("Windows = %v", pin.Windows)
+	}
+}
+
 func TestPinErrorText(t *testing.T) {
 	_, err := gitsource.ParsePin("environments/production.toml", []byte("commit = \"main\"\n\nfoo = 1\n"))
-	want := "environments/production.toml:3: foo: unknown key; allowed keys are commit, compose_files, env_files, paused and the [vars] table"
+	want := "environments/production.toml:3: foo: unknown key; allowed keys are commit, compose_files, env_files, paused, windows and the [vars] table"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v\nwant    %s", err, want)
 	}

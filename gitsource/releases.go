@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
 // Want says which release of an environment a pass wants.
@@ -29,6 +31,7 @@ type Release struct {
 	EnvFiles     []string          // the pin's env_files
 	Signatures   []string          // who signed what was verified, one sentence each
 	Paused       bool
+	Windows      []window.Window // the pin's deploy windows (Pin.Windows)
 }
 
 // ReleasesOptions say how Releases trusts what it reads.
@@ -121,6 +124,7 @@ func (r *Releases) Resolve(ctx context.Context, w Want) (Release, error) {
 	rel.Vars = maps.Clone(pin.Vars)
 	rel.EnvFiles = slices.Clone(pin.EnvFiles)
 	rel.Paused = pin.Paused
+	rel.Windows = slices.Clone(pin.Windows)
 	return rel, nil
 }
 

@@ -207,11 +207,12 @@ func newTarget(t Target, queueSize int) (*target, error) {
 		events = defaultEvents
 	}
 	for _, ev := range events {
-		switch ev {
-		case reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy:
-		default:
-			return nil, fmt.Errorf("event %q is unknown; use %s, %s, %s or %s",
-				ev, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy)
+		if !slices.Contains(reconcile.EventKinds, ev) {
+			names := make([]string, len(reconcile.EventKinds))
+			for i, k := range reconcile.EventKinds {
+				names[i] = string(k)
+			}
+			return nil, fmt.Errorf("event %q is unknown; use one of %s", ev, strings.Join(names, ", "))
 		}
 	}
 	if t.URLFile == "" {

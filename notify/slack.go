@@ -55,6 +55,11 @@ func SlackText(ev Event) string {
 		if prev != "" {
 			b.WriteString(" (was " + prev + ")")
 		}
+	case reconcile.EventHeld:
+		b.WriteString(":hourglass: " + where + ": release " + commit + " is held, not applied" + detail(ev))
+		if prev != "" {
+			b.WriteString("; " + prev + " keeps running")
+		}
 	default:
 		b.WriteString(":information_source: " + where + ": " + string(ev.Kind) + " of release " + commit + detail(ev))
 	}

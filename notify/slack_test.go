@@ -2,11 +2,12 @@ package notify
 
 import (
 	"fmt"
-	"github.com/lockstep-gitops/lockstep/reconcile"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 func TestSlackText(t *testing.T) {
@@ -56,6 +57,13 @@ func TestSlackText(t *testing.T) {
 			name: "deploy",
 			ev:   with(func(e *Event) { e.Kind, e.Previous, e.Host = reconcile.EventDeploy, "4d2e1aa", "" }),
 			want: ":rocket: production: deployed release 9fceb02d0ae5 (was 4d2e1aa)",
+		},
+		{
+			name: "held",
+			ev: with(func(e *Event) {
+				e.Kind, e.Previous, e.Reason = reconcile.EventHeld, "4d2e1aa0c3b2b8a1c2f5e6d7a8b9c0d1e2f3a4b5", "waiting for the deploy window (opens Mon 09:00 CET)"
+			}),
+			want: ":hourglass: production on web-1: release 9fceb02d0ae5 is held, not applied (waiting for the deploy window (opens Mon 09:00 CET)); 4d2e1aa0c3b2 keeps running",
 		},
 		{
 			name: "reason is escaped",

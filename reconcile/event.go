@@ -19,6 +19,11 @@ const (
 	EventRecovery EventKind = "recovery"
 	// EventDeploy: every pass that changed the host and passed the gate.
 	EventDeploy EventKind = "deploy"
+	// EventHeld: a new release is pending and not applied, paused in its
+	// pin file or waiting for the deploy window (Reason says which, and
+	// when it opens). Said once per environment, pending commit and
+	// reason, not every pass.
+	EventHeld EventKind = "held"
 )
 
 // Event is something people should hear about: what notifications are
@@ -41,4 +46,4 @@ type Event struct {
 }
 
 // EventKinds are every event kind, in the order they are documented.
-var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy}
+var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy, EventHeld}

@@ -10,8 +10,11 @@ type Result string
 const (
 	ResultApplied Result = "applied" // the host changed and now matches the revision
 	ResultNoop    Result = "noop"    // the host already matched: nothing was done
-	ResultPaused  Result = "paused"  // the pin says paused: changes were pending, none applied
-	ResultFailed  Result = "failed"  // the pass stopped at an error (see Error and Class)
+	// ResultPaused: the pin says paused, or a new release waits for its
+	// deploy window with nothing running yet: changes were pending, none
+	// applied (PassRecord.Held says why).
+	ResultPaused Result = "paused"
+	ResultFailed Result = "failed" // the pass stopped at an error (see Error and Class)
 	// ResultRolledBack: the pinned revision failed the health gate and the
 	// last healthy revision was applied again (RolledBackTo), or an
 	// operator ran `lockstep rollback`. Never a success.
@@ -65,6 +68,43 @@ type PassRecord struct {
 	Logs    []string `json:"logs,omitempty"`
 	// RolledBackTo is the healthy commit applied again by a rollback.
 	RolledBackTo string `json:"rolled_back_to,omitempty"`
+	// Held is set when a release was not applied: paused in its pin file,
+	// or waiting for the deploy window (the pass then planned, and
+	// repaired, what already runs).
+	Held *Hold `json:"held,omitempty"`
+	// ForceWindow: `lockstep apply --force-window` applied a release while
+	// its deploy window was closed.
+	ForceWindow bool `json:"force_window,omitempty"`
+}
+
+// HoldKind is why a release is held back; metrics label by it.
+type HoldKind string
+
+// Hold kinds.
+const (
+	HoldPaused HoldKind = "paused" // paused = true in its pin file
+	HoldWindow HoldKind = "window" // outside its deploy windows
+)
+
+// HoldKinds are every hold kind (metrics create a series for each).
+var HoldKinds = []HoldKind{HoldPaused, HoldWindow}
+
+// Hold is a release that is pending and not applied, and why.
+type Hold struct {
+	Kind   HoldKind `json:"kind"`
+	Commit string   `json:"commit"` // the pending release
+	// Reason is for people: "paused in its pin file environments/x.toml",
+	// "waiting for the deploy window (opens Mon 09:00 CET)".
+	Reason string `json:"reason"`
+	// Opens is when the deploy window opens (zero for a pause, or when
+	// none opens within a week).
+	Opens time.Time `json:"opens,omitempty"`
+}
+
+// Same reports whether h and o hold the same commit for the same reason:
+// what is said once (EventHeld).
+func (h *Hold) Same(o *Hold) bool {
+	return h != nil && o != nil && h.Kind == o.Kind && h.Commit == o.Commit && h.Reason == o.Reason
 }
 
 // EnvStatus is what the agent knows of one environment now.
@@ -82,6 +122,15 @@ type EnvStatus struct {
 	Waiting string `json:"waiting,omitempty"`
 	// NextRetry is when a failed pass is retried (zero when not backing off).
 	NextRetry time.Time `json:"next_retry,omitempty"`
+	// Held says why a new release is not applied ("paused in its pin file
+	// environments/x.toml", "waiting for the deploy window (opens Mon
+	// 09:00 CET)"), Pending which commit waits, HeldBy which kind of hold
+	// it is (HoldPaused, HoldWindow), Opens when the window opens; all
+	// empty when nothing is held.
+	Held    string    `json:"held,omitempty"`
+	Pending string    `json:"pending,omitempty"`
+	HeldBy  HoldKind  `json:"held_by,omitempty"`
+	Opens   time.Time `json:"opens,omitempty"`
 	// Counters since the agent started, for metrics.
 	Passes       map[Result]int `json:"passes"` // by Result*
 	Recreated    int            `json:"containers_recreated"`

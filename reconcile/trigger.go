@@ -17,4 +17,6 @@ const (
 	// TriggerCLI is `lockstep apply`: the same pass as the agent's, run
 	// by an operator, recorded in the same history.
 	TriggerCLI Trigger = "cli"
+	// TriggerWindow: the deploy window a held release waits for opened.
+	TriggerWindow Trigger = "window"
 )

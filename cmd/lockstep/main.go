@@ -10,6 +10,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	// Deploy windows name IANA time zones; a host (or a container image)
+	// without /usr/share/zoneinfo must still read them.
+	_ "time/tzdata"
+
 	"github.com/lockstep-gitops/lockstep/cmd/lockstep/cli"
 )
 

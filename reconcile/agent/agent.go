@@ -105,6 +105,9 @@ type loopState struct {
 	waitHead   string // ... at this branch head
 	backoff    reconcile.Backoff
 	retry      <-chan time.Time // nil unless a retry is scheduled
+	// opens fires when the deploy window a held release waits for opens;
+	// nil unless the last pass held one.
+	opens <-chan time.Time
 }
 
 // New prepares an agent for opts.Environments, run through p; it reads
@@ -152,6 +155,22 @@ func New(p *pass.Pipeline, heads HeadSource, opts Options) (*Agent, error) {
 	return a, nil
 }
 
+// foldHold sets st's hold from rec: a record that holds a release sets
+// it, any other that is not a failure clears it; a failure says nothing
+// of it (it may have stopped before the hold was known), and foldHold
+// reports false so that an earlier record decides.
+func foldHold(st *reconcile.EnvStatus, rec reconcile.PassRecord) bool {
+	switch h := rec.Held; {
+	case h != nil:
+		st.Held, st.Pending, st.HeldBy, st.Opens = h.Reason, h.Commit, h.Kind, h.Opens
+	case rec.Result == reconcile.ResultFailed:
+		return false
+	default:
+		st.Held, st.Pending, st.HeldBy, st.Opens = "", "", "", time.Time{}
+	}
+	return true
+}
+
 func setDefault(d *time.Duration, def time.Duration) {
 	if *d <= 0 {
 		*d = def
@@ -182,6 +201,14 @@ func foldHistory(st *reconcile.EnvStatus, recs []reconcile.PassRecord) {
 	last := recs[n-1]
 	st.LastPass = &last
 	st.Pinned = last.Commit
+	if last.Held != nil {
+		st.Pinned = last.Held.Commit
+	}
+	for i := n - 1; i >= 0; i-- {
+		if foldHold(st, recs[i]) {
+			break
+		}
+	}
 	st.LastError = ""
 	if last.Result == reconcile.ResultFailed || last.Result == reconcile.ResultRolledBack {
 		st.LastError = last.Error

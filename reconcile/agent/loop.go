@@ -57,6 +57,10 @@ func (a *Agent) loop(ctx context.Context, l *envLoop) {
 		case <-st.retry:
 			st.retry = nil
 			a.check(ctx, l, st, reconcile.TriggerRetry)
+		case <-st.opens:
+			// A full pass: the branch has not moved, the time has.
+			st.opens = nil
+			a.pass(ctx, l, st, reconcile.TriggerWindow)
 		case <-drift:
 			drift = a.clock.After(a.opts.DriftInterval)
 			switch {

@@ -72,6 +72,7 @@ func (a *Agent) finishPass(l *envLoop, st *loopState, res *pass.Result, err erro
 	}
 	st.passError = rec.Error
 	delay := a.schedule(st, rec)
+	a.scheduleWindow(st, rec, plog)
 
 	events := res.Events
 	a.mu.Lock()
@@ -127,13 +128,30 @@ func (a *Agent) schedule(st *loopState, rec reconcile.PassRecord) time.Duration 
 	return delay
 }
 
+// scheduleWindow sets the timer for the deploy window a held release
+// waits for, so that it goes out when the window opens rather than at the
+// next drift check. A pass that holds nothing (or a failure, which says
+// nothing of the hold) leaves no timer, or the one set before.
+func (a *Agent) scheduleWindow(st *loopState, rec reconcile.PassRecord, plog zerolog.Logger) {
+	switch h := rec.Held; {
+	case h != nil && !h.Opens.IsZero():
+		in := h.Opens.Sub(a.clock.Now())
+		st.opens = a.clock.After(in)
+		plog.Debug().Str("env", rec.Environment).Time("opens", h.Opens).Dur("in", in).Msg("a pass is scheduled for when the deploy window opens")
+	case rec.Result != reconcile.ResultFailed:
+		st.opens = nil
+	}
+}
+
 // logPass writes the one line every pass ends with: info when it changed
 // something or failed, debug for a no-op.
 func logPass(plog zerolog.Logger, env string, rec reconcile.PassRecord, delay time.Duration) {
 	ev := plog.Info()
 	switch rec.Result {
 	case reconcile.ResultNoop:
-		ev = plog.Debug()
+		if rec.Held == nil { // a held release is worth a line
+			ev = plog.Debug()
+		}
 	case reconcile.ResultRolledBack:
 		ev = plog.Warn()
 	case reconcile.ResultFailed:
@@ -145,6 +163,12 @@ func logPass(plog zerolog.Logger, env string, rec reconcile.PassRecord, delay ti
 		Str("result", string(rec.Result)).Str("plan", rec.Plan).Dur("took", rec.Duration)
 	if rec.RolledBackTo != "" {
 		ev = ev.Str("rolled_back_to", rec.RolledBackTo)
+	}
+	if rec.Held != nil {
+		ev = ev.Str("pending", rec.Held.Commit).Str("held", rec.Held.Reason)
+	}
+	if rec.ForceWindow {
+		ev = ev.Bool("force_window", true)
 	}
 	if rec.Error != "" {
 		ev = ev.Str("error", rec.Error).Str("class", string(rec.Class))
@@ -189,6 +213,10 @@ func (a *Agent) recordPass(l *envLoop, rec reconcile.PassRecord, delay time.Dura
 	if rec.Commit != "" {
 		s.Pinned = rec.Commit
 	}
+	if rec.Held != nil {
+		s.Pinned = rec.Held.Commit
+	}
+	foldHold(s, rec)
 	s.NextRetry = time.Time{}
 	s.Waiting = ""
 	if rec.Class == reconcile.ClassHealth {

@@ -1,7 +1,7 @@
 // Package pass is one pass of one environment, as an ordered list of small
 // steps that `lockstep validate`, `plan`, `apply` and the agent all run:
 //
-//	resolve -> hold -> materialize -> load -> policy        (validate stops here)
+//	resolve -> hold -> window -> materialize -> load -> policy   (validate stops here)
 //	-> observe -> plan                                     (plan stops here)
 //	-> secrets -> apply -> gate -> settle -> record         (apply, the agent)
 //
@@ -10,7 +10,10 @@
 // pass is decided here and nowhere else: a release that fails its health
 // gate is quarantined and the last healthy revision applied again (settle),
 // and every apply is recorded in the environment's state (reconcile/state),
-// whoever ran it. The agent (reconcile/agent) only schedules passes.
+// whoever ran it. A new release outside its deploy windows (or paused in
+// its pin file) is held here too: the pass then plans and repairs what
+// runs, and says why (Result.Held). The agent (reconcile/agent) only
+// schedules passes.
 //
 // It reaches git only through Source (gitsource), compose files only
 // through Loader (compose), and the engine only through Backend, the apply

@@ -56,6 +56,7 @@ func (p *Pipeline) Run(ctx context.Context, env Environment, opts Options) (*Res
 	}
 	rec := r.record(start)
 	err = r.settle(ctx, &rec, err)
+	r.heldEvent()
 	r.finish(&rec, start)
 	return r.res, err
 }
@@ -76,7 +77,8 @@ func (p *Pipeline) newRun(env Environment, opts Options) *run {
 // record starts the history record of the pass from what it found.
 func (r *run) record(start time.Time) reconcile.PassRecord {
 	rec := reconcile.PassRecord{ID: r.opts.ID, Environment: r.env.Name, Trigger: r.opts.Trigger, Start: start.UTC(),
-		Head: r.res.Head, Commit: r.res.Commit}
+		Head: r.res.Head, Commit: r.res.Commit, Held: r.res.Held, ForceWindow: r.forced}
+	r.res.ForceWindow = r.forced
 	if r.res.Plan != nil {
 		rec.Plan = r.res.Plan.Summary()
 	}
@@ -96,7 +98,7 @@ func (r *run) settle(ctx context.Context, rec *reconcile.PassRecord, err error) 
 		return r.gateFailed(ctx, rec)
 	case err != nil:
 		rec.Result, rec.Error, rec.Class = reconcile.ResultFailed, err.Error(), reconcile.Classify(err)
-	case r.res.Paused && r.res.Plan != nil && !r.res.Plan.Empty():
+	case (r.res.Paused || r.holdAll) && r.res.Plan != nil && !r.res.Plan.Empty():
 		rec.Result = reconcile.ResultPaused
 	case r.res.Applied != nil:
 		rec.Result = reconcile.ResultApplied

@@ -13,6 +13,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/state"
+	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
 // Environment is one environment of the agent config, as a pass needs it.
@@ -29,6 +30,10 @@ type Environment struct {
 	// environment; zero keeps them.
 	HealthTimeout time.Duration
 	Bake          time.Duration
+	// Windows are the host config's deploy windows: a new release is
+	// applied only while one is open (and one of the pin file's, when it
+	// sets any). Empty: any time.
+	Windows []window.Window
 }
 
 // Source is what a pass needs of git; gitsource.Releases implements it.
@@ -147,6 +152,9 @@ type Options struct {
 	Head string
 	// Log, when set, replaces the Pipeline's logger for this pass.
 	Log *zerolog.Logger
+	// ForceWindow applies a new release while its deploy windows are
+	// closed (`lockstep apply --force-window`, an emergency); recorded.
+	ForceWindow bool
 }
 
 // Result is what one pass found and did.
@@ -154,9 +162,17 @@ type Result struct {
 	Environment string `json:"environment"`
 	Project     string `json:"project"`
 	Head        string `json:"head"`   // branch head the pin was read at
-	Commit      string `json:"commit"` // the resolved revision
+	Commit      string `json:"commit"` // the resolved revision (what runs, when Held)
 	ReleaseDir  string `json:"release_dir"`
 	Paused      bool   `json:"paused,omitempty"`
+	// Held is the release that is pending and not applied, and why:
+	// paused in its pin file, or waiting for its deploy window. Commit,
+	// Plan and the rest are then about what runs (or, with nothing
+	// running, about the pending release, applying nothing).
+	Held *Held `json:"held,omitempty"`
+	// ForceWindow: the release was applied while its deploy window was
+	// closed (Options.ForceWindow).
+	ForceWindow bool `json:"force_window,omitempty"`
 	// Plan is what the pass planned (nil when it stopped before).
 	Plan    *reconcile.Plan        `json:"plan,omitempty"`
 	Applied *reconcile.ApplyResult `json:"applied,omitempty"`

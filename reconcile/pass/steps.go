@@ -29,6 +29,15 @@ type run struct {
 	res      *Result
 	gateErr  *reconcile.GateError // set by the gate step (or apply) when the release is unhealthy
 	stepErr  error                // the error the gate failure came with
+	// holdAll: the release waits for its deploy window and nothing runs
+	// yet, so the pass plans it and applies nothing.
+	holdAll bool
+	// materialized: the window step already made the release's directory
+	// (restore), so the materialize step has nothing to do.
+	materialized bool
+	// forced: the release is applied outside its deploy window
+	// (Options.ForceWindow).
+	forced bool
 }
 
 // step is one step of a pass: it reads and changes only what its doc
@@ -44,6 +53,7 @@ type step struct {
 var steps = []step{
 	{"resolve", (*run).resolve},
 	{"hold", (*run).hold},
+	{"window", (*run).window},
 	{"materialize", (*run).materialize},
 	{"load", (*run).load},
 	{"policy", (*run).policy},
@@ -89,12 +99,13 @@ func (r *run) runSteps(ctx context.Context, from string) error {
 }
 
 // done reports whether a step ended the pass without an error: the pinned
-// commit is held back, the pin is paused, or there is nothing to apply.
+// commit is held back, the pin is paused, the release waits for its deploy
+// window with nothing running, or there is nothing to apply.
 func (r *run) done() bool {
 	if r.res.Quarantined != nil && r.opts.Mode == ModeApply {
 		return true
 	}
-	if r.opts.Mode == ModeApply && r.res.Plan != nil && (r.res.Paused || r.res.Plan.Empty()) {
+	if r.opts.Mode == ModeApply && r.res.Plan != nil && (r.res.Paused || r.holdAll || r.res.Plan.Empty()) {
 		return true
 	}
 	return false
@@ -153,6 +164,9 @@ func (r *run) hold(ctx context.Context) error {
 // materialize writes the release directory of the resolved commit (once:
 // releases are immutable). Changes: <state_dir>/releases.
 func (r *run) materialize(ctx context.Context) error {
+	if r.materialized {
+		return nil
+	}
 	rel, err := r.p.Source.Materialize(ctx, r.rel)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepSource, Err: err}
@@ -296,6 +310,8 @@ func (r *run) plan(ctx context.Context) error {
 	switch {
 	case r.res.Paused:
 		r.log.Info().Str("plan", plan.Summary()).Msg("environment is paused in its pin file: nothing applied")
+	case r.holdAll:
+		r.log.Info().Str("plan", plan.Summary()).Str("held", r.res.Held.Reason).Msg("new release waits for its deploy window and nothing runs yet: nothing applied")
 	case plan.Empty():
 		r.log.Debug().Msg("host matches the revision: nothing to do")
 		// A tmpfs emptied by a reboot gets the decrypted files back even

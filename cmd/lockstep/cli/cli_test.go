@@ -48,6 +48,7 @@ type fakeRunner struct {
 	mu      sync.Mutex
 	calls   []string // "plan production"
 	envs    []pass.Environment
+	opts    []pass.Options
 	commits []string
 	closed  bool
 }
@@ -62,6 +63,9 @@ func (f *fakeRunner) pass(cmd string, env pass.Environment) (*pass.Result, error
 
 // Run answers as the pipeline would for the pass's mode.
 func (f *fakeRunner) Run(_ context.Context, env pass.Environment, opts pass.Options) (*pass.Result, error) {
+	f.mu.Lock()
+	f.opts = append(f.opts, opts)
+	f.mu.Unlock()
 	switch opts.Mode {
 	case pass.ModePlan:
 		return f.pass("plan", env)

@@ -90,18 +90,22 @@ the host match the pinned commit, each with its reason. Changes nothing.
 
 ` + commandFooter
 
-const applyHelp = `Usage: lockstep apply [--json] [--no-rollback] [ENV...]
+const applyHelp = `Usage: lockstep apply [--json] [--no-rollback] [--force-window] [ENV...]
 
 Runs one pass for each environment now, the same pass as the agent's:
 prints the plan, carries it out, runs the health gate, and prints what was
 done. A release that fails its gate is rolled back to the last healthy
 revision and quarantined, and the pass is recorded in the environment's
 history, as the agent does. A quarantined pinned commit is not applied
-(exit 1): pin another commit, or run 'lockstep retry ENV'.
+(exit 1): pin another commit, or run 'lockstep retry ENV'. Outside its
+deploy windows a new release is held: what runs is checked and repaired,
+nothing new is applied.
 
   --json          print one JSON array, one object per environment
   --no-rollback   leave a release that fails its gate running, to inspect it;
                   it is still recorded as failed and quarantined
+  --force-window  apply a new release although its deploy window is closed
+                  (an emergency); recorded in the history, logged at warn
 
 ` + commandFooter
 

@@ -30,13 +30,20 @@ type envResult struct {
 	RolledBackTo string `json:"rolled_back_to,omitempty"`
 	Quarantined  string `json:"quarantined,omitempty"`
 	// Unhealthy says why the release failed its health gate.
-	Unhealthy string                 `json:"unhealthy,omitempty"`
-	Project   string                 `json:"project"`
-	Head      string                 `json:"head,omitempty"`
-	Commit    string                 `json:"commit"`
-	Paused    bool                   `json:"paused,omitempty"`
-	Plan      *reconcile.Plan        `json:"plan"`
-	Applied   *reconcile.ApplyResult `json:"applied,omitempty"`
+	Unhealthy string `json:"unhealthy,omitempty"`
+	Project   string `json:"project"`
+	Head      string `json:"head,omitempty"`
+	Commit    string `json:"commit"`
+	Paused    bool   `json:"paused,omitempty"`
+	// Held is the release that is pending and not applied, and why
+	// (paused in its pin file, or waiting for its deploy window); commit
+	// and plan are then what runs.
+	Held *pass.Held `json:"held,omitempty"`
+	// ForceWindow: apply --force-window applied the release outside its
+	// deploy window.
+	ForceWindow bool                   `json:"force_window,omitempty"`
+	Plan        *reconcile.Plan        `json:"plan"`
+	Applied     *reconcile.ApplyResult `json:"applied,omitempty"`
 	// Policy holds the deploy policy violations of the release (warnings
 	// in warn mode, why it was refused in enforce mode); absent when none.
 	Policy []string `json:"policy,omitempty"`
@@ -52,8 +59,8 @@ type envResult struct {
 
 // passFlags are the flags of plan, apply and validate.
 type passFlags struct {
-	json, exitCode, noRollback bool
-	commit                     string
+	json, exitCode, noRollback, forceWindow bool
+	commit                                  string
 }
 
 // parsePassFlags parses cmd's flags; code is set when the command line is
@@ -66,6 +73,7 @@ func (c *cli) parsePassFlags(cmd string, g *globalFlags, args []string) (f passF
 		fs.BoolVar(&f.exitCode, "exit-code", false, "")
 	case "apply":
 		fs.BoolVar(&f.noRollback, "no-rollback", false, "")
+		fs.BoolVar(&f.forceWindow, "force-window", false, "")
 	case "validate":
 		fs.StringVar(&f.commit, "commit", "", "")
 	}
@@ -185,7 +193,7 @@ func passOptions(cmd string, f passFlags) pass.Options {
 	case "plan":
 		return pass.Options{Mode: pass.ModePlan}
 	case "apply":
-		return pass.Options{Mode: pass.ModeApply, Trigger: reconcile.TriggerCLI, NoRollback: f.noRollback}
+		return pass.Options{Mode: pass.ModeApply, Trigger: reconcile.TriggerCLI, NoRollback: f.noRollback, ForceWindow: f.forceWindow}
 	}
 	return pass.Options{Mode: pass.ModeValidate, Commit: f.commit}
 }
@@ -196,6 +204,7 @@ func (res *envResult) fill(pr *pass.Result) {
 		return
 	}
 	res.Head, res.Commit, res.Paused = pr.Head, pr.Commit, pr.Paused
+	res.Held, res.ForceWindow = pr.Held, pr.ForceWindow
 	res.Plan, res.Applied, res.Policy, res.Signatures = pr.Plan, pr.Applied, pr.Policy, pr.Signatures
 	res.ComposeWarnings = pr.ComposeWarnings
 	res.RolledBackTo, res.Unhealthy = pr.RolledBackTo, pr.Unhealthy
@@ -205,6 +214,15 @@ func (res *envResult) fill(pr *pass.Result) {
 	if pr.Project != "" {
 		res.Project = pr.Project
 	}
+}
+
+// heldOutcome says what a pass does while a release waits for its deploy
+// window: it checks what runs, or, with nothing running, applies nothing.
+func heldOutcome(res envResult) string {
+	if res.Held.Commit == res.Commit {
+		return "nothing runs yet, so apply applies nothing (--force-window applies it now)"
+	}
+	return fmt.Sprintf("the plan is of what runs (%s): apply repairs its drift and applies nothing new (--force-window applies the release now)", short(res.Commit))
 }
 
 // policyChecked reports whether a pass that ended with err got as far as
@@ -235,6 +253,9 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 		c.writePolicy(res, policyMode, false)
 		if res.Paused {
 			fmt.Fprintf(w, "  paused: the pin file says paused = true; apply changes nothing\n")
+		}
+		if h := res.Held; h != nil && h.Kind == reconcile.HoldWindow {
+			fmt.Fprintf(w, "  pending: release %s %s; %s\n", short(h.Commit), h.Reason, heldOutcome(res))
 		}
 		if res.Quarantined != "" {
 			fmt.Fprintf(w, "  quarantined: %s failed its health gate; apply will not apply it until the pin names another commit (or `lockstep retry %s`)\n", short(res.Quarantined), res.Environment)
@@ -281,6 +302,12 @@ func (c *cli) writeApply(res envResult, policyMode string, checked bool) {
 	}
 	c.writeComposeWarnings(res)
 	c.writePolicy(res, policyMode, false)
+	if h := res.Held; h != nil && h.Kind == reconcile.HoldWindow {
+		fmt.Fprintf(w, "%s: release %s held, %s; %s\n", res.Environment, short(h.Commit), h.Reason, heldOutcome(res))
+	}
+	if res.ForceWindow {
+		fmt.Fprintf(w, "%s: applied outside its deploy window (--force-window), as recorded in its history\n", res.Environment)
+	}
 	switch {
 	case res.Paused:
 		fmt.Fprintf(w, "%s: paused, nothing applied\n", res.Environment)

@@ -158,6 +158,9 @@ func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 		if e.LastFailure != "" {
 			fmt.Fprintf(w, "%s: last failure: %s\n", e.Name, oneLine(e.LastFailure))
 		}
+		if e.Held != "" {
+			fmt.Fprintf(w, "%s: held: release %s %s\n", e.Name, short12(e.Pending), e.Held)
+		}
 	}
 }
 
@@ -213,6 +216,12 @@ func writeHistory(w io.Writer, passes []reconcile.PassRecord) {
 		result := string(p.Result)
 		if p.RolledBackTo != "" {
 			result += " to " + short12(p.RolledBackTo)
+		}
+		switch {
+		case p.Held != nil:
+			result += " (" + short12(p.Held.Commit) + " held: " + string(p.Held.Kind) + ")"
+		case p.ForceWindow:
+			result += " (--force-window)"
 		}
 		service := p.Service
 		if service == "" {

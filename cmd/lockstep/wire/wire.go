@@ -25,6 +25,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 	"github.com/lockstep-gitops/lockstep/reconcile/state"
+	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
 // ReleasesKept is how many release directories no container uses are kept
@@ -123,7 +124,19 @@ func Environment(env config.Environment) pass.Environment {
 		// set them.
 		HealthTimeout: env.HealthTimeout,
 		Bake:          env.Bake,
+		Windows:       Windows(env.Windows),
 	}
+}
+
+// Windows parses deploy windows that config validated. Were one not to
+// parse, the list would hold a window that never opens: a release is then
+// held, never applied outside the hours an operator set.
+func Windows(list []string) []window.Window {
+	ws, err := window.ParseAll(list)
+	if err != nil {
+		return []window.Window{{}}
+	}
+	return ws
 }
 
 // Environments are every environment of cfg, in config order.
