@@ -91,6 +91,9 @@ type Config struct {
 	Health       Health
 	Notify       []Notify
 	Environments []Environment // in file order; names and projects unique
+	// EnvironmentSets are the [[environment_set]] tables: review
+	// environments made from pin files (see EnvironmentSet).
+	EnvironmentSets []EnvironmentSet
 	Policy       Policy
 	Secrets      Secrets
 	Compose      Compose
@@ -196,7 +199,7 @@ type Policy struct {
 type Notify struct {
 	Kind    string                // kind: "webhook" (JSON POST) or "slack" (incoming webhook)
 	URLFile string                // url_file: file holding the URL (URLs carry secrets)
-	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy; default DefaultNotifyEvents
+	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy, teardown; default DefaultNotifyEvents
 }
 
 // Agent tunes the daemon's loop.

@@ -18,19 +18,20 @@ import (
 // toml tags are the one list of accepted keys: unknown-key hints and the test
 // that config.example.toml mentions every key both read them.
 type file struct {
-	StateDir     any               `toml:"state_dir"`
-	Repo         fileRepo          `toml:"repo"`
-	Engine       fileEngine        `toml:"engine"`
-	Log          fileLog           `toml:"log"`
-	Agent        fileAgent         `toml:"agent"`
-	API          fileAPI           `toml:"api"`
-	Webhook      fileWebhook       `toml:"webhook"`
-	Health       fileHealth        `toml:"health"`
-	Notify       []fileNotify      `toml:"notify"`
-	Environments []fileEnvironment `toml:"environment"`
-	Policy       filePolicy        `toml:"policy"`
-	Secrets      fileSecrets       `toml:"secrets"`
-	Compose      fileCompose       `toml:"compose"`
+	StateDir     any                  `toml:"state_dir"`
+	Repo         fileRepo             `toml:"repo"`
+	Engine       fileEngine           `toml:"engine"`
+	Log          fileLog              `toml:"log"`
+	Agent        fileAgent            `toml:"agent"`
+	API          fileAPI              `toml:"api"`
+	Webhook      fileWebhook          `toml:"webhook"`
+	Health       fileHealth           `toml:"health"`
+	Notify       []fileNotify         `toml:"notify"`
+	Environments []fileEnvironment    `toml:"environment"`
+	Sets         []fileEnvironmentSet `toml:"environment_set"`
+	Policy       filePolicy           `toml:"policy"`
+	Secrets      fileSecrets          `toml:"secrets"`
+	Compose      fileCompose          `toml:"compose"`
 }
 
 type fileCompose struct {
@@ -323,11 +324,11 @@ func displayKey(parts []string, line int, lines lineIndex) string {
 		return parts[0]
 	}
 	head, rest := parts[0], strings.Join(parts[1:], ".")
-	if head == "environment" {
+	if head == "environment" || head == "environment_set" {
 		if i, ok := lines.element(head, line); ok {
-			return "[[environment]][" + strconv.Itoa(i) + "]." + rest
+			return "[[" + head + "]][" + strconv.Itoa(i) + "]." + rest
 		}
-		return "[[environment]]." + rest
+		return "[[" + head + "]]." + rest
 	}
 	return "[" + head + "]." + rest
 }

@@ -19,6 +19,9 @@ const (
 	EventRecovery EventKind = "recovery"
 	// EventDeploy: every pass that changed the host and passed the gate.
 	EventDeploy EventKind = "deploy"
+	// EventTeardown: a review environment (of an [[environment_set]]) was
+	// torn down, its pin file deleted or its ttl expired.
+	EventTeardown EventKind = "teardown"
 )
 
 // Event is something people should hear about: what notifications are
@@ -41,4 +44,4 @@ type Event struct {
 }
 
 // EventKinds are every event kind, in the order they are documented.
-var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy}
+var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy, EventTeardown}

@@ -16,6 +16,9 @@ const (
 	// last healthy revision was applied again (RolledBackTo), or an
 	// operator ran `lockstep rollback`. Never a success.
 	ResultRolledBack Result = "rolled-back"
+	// ResultRemoved: a teardown pass removed a review environment (its
+	// pin file was deleted, or its ttl expired).
+	ResultRemoved Result = "removed"
 )
 
 // Class is what a failure means for whoever reads it: decided in one
@@ -69,8 +72,14 @@ type PassRecord struct {
 
 // EnvStatus is what the agent knows of one environment now.
 type EnvStatus struct {
-	Name        string      `json:"name"`
-	Project     string      `json:"project"`
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	// Set is the [[environment_set]] a review environment belongs to, ""
+	// for a fixed environment; URL its review app's address, when the set
+	// names one.
+	Set         string      `json:"set,omitempty"`
+	URL         string      `json:"url,omitempty"`
+	PinFile     string      `json:"pin_file,omitempty"` // set environments: the pin file it comes from
 	Pinned      string      `json:"pinned,omitempty"`       // commit the pin resolves to, at the last pass
 	Running     string      `json:"running,omitempty"`      // commit last applied successfully (what runs)
 	LastHealthy string      `json:"last_healthy,omitempty"` // last commit that passed the health gate
@@ -99,6 +108,6 @@ type EnvStatus struct {
 // Results are every pass result; Classes every error class (metrics
 // create a series for each up front).
 var (
-	Results = []Result{ResultApplied, ResultNoop, ResultPaused, ResultFailed, ResultRolledBack}
+	Results = []Result{ResultApplied, ResultNoop, ResultPaused, ResultFailed, ResultRolledBack, ResultRemoved}
 	Classes = []Class{ClassGit, ClassEngine, ClassPermanent, ClassHealth}
 )

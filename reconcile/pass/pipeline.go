@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +30,26 @@ type Environment struct {
 	// environment; zero keeps them.
 	HealthTimeout time.Duration
 	Bake          time.Duration
+	// Set is the [[environment_set]] a review environment comes from ("" for
+	// a fixed environment); URL its review app's address, expanded from
+	// the set's url ("" when none). A set's environments may publish no
+	// fixed host port (see the policy step), and are torn down by
+	// Pipeline.Teardown when their pin file goes.
+	Set string
+	URL string
+	// RemoveVolumes lets a teardown remove the environment's named
+	// volumes too. Only a set's environments have it.
+	RemoveVolumes bool
+}
+
+// Slug is what LOCKSTEP_SLUG is for env: a review environment's name
+// without its set's prefix (the pin file's stem, made a valid name), a
+// fixed environment's name.
+func (env Environment) Slug() string {
+	if env.Set == "" {
+		return env.Name
+	}
+	return strings.TrimPrefix(env.Name, env.Set+"-")
 }
 
 // Source is what a pass needs of git; gitsource.Releases implements it.
