@@ -91,12 +91,12 @@ type Config struct {
 	Health       Health
 	Notify       []Notify
 	Environments []Environment // in file order; names and projects unique
-	// EnvironmentSets are the [[environment_set]] tables: review
-	// environments made from pin files (see EnvironmentSet).
-	EnvironmentSets []EnvironmentSet
 	Policy       Policy
 	Secrets      Secrets
 	Compose      Compose
+	// EnvironmentSets are the [[environment_set]] tables: review
+	// environments made from pin files (see EnvironmentSet).
+	EnvironmentSets []EnvironmentSet
 }
 
 // Compose is the [compose] table: how strictly compose files are read.

@@ -208,10 +208,10 @@ func newTarget(t Target, queueSize int) (*target, error) {
 	}
 	for _, ev := range events {
 		switch ev {
-		case reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy:
+		case reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy, reconcile.EventTeardown:
 		default:
-			return nil, fmt.Errorf("event %q is unknown; use %s, %s, %s or %s",
-				ev, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy)
+			return nil, fmt.Errorf("event %q is unknown; use %s, %s, %s, %s or %s",
+				ev, reconcile.EventFailure, reconcile.EventRollback, reconcile.EventRecovery, reconcile.EventDeploy, reconcile.EventTeardown)
 		}
 	}
 	if t.URLFile == "" {

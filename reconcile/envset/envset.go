@@ -178,3 +178,13 @@ func CheckURL(tmpl string) []string {
 	}
 	return bad
 }
+
+// Fixed is the set of names a set's environment may not take: the fixed
+// environments' names and compose projects.
+func Fixed(names ...string) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
+}

@@ -70,8 +70,9 @@ func (r *run) hostPorts() error {
 // healthy, quarantine; the history stays). keepMember leaves the set
 // membership recorded (a ttl that expired: the environment must not come
 // back until its pin names another commit). It is re-runnable: after a
-// kill -9 half-way, the next one removes what is left. In ModePlan it
-// only plans.
+// kill -9 half-way, the next one removes what is left; one that finds
+// nothing to remove only forgets, and records nothing (Record is nil). In
+// ModePlan it only plans.
 func (p *Pipeline) Teardown(ctx context.Context, env Environment, reason string, keepMember bool, opts Options) (*Result, error) {
 	r := p.newRun(env, opts)
 	if opts.Mode == ModeApply {
@@ -89,6 +90,15 @@ func (p *Pipeline) Teardown(ctx context.Context, env Environment, reason string,
 	err := r.teardown(pctx, reason)
 	if opts.Mode != ModeApply {
 		return r.res, err
+	}
+	if err == nil && r.res.Plan.Empty() {
+		// Nothing of it on the engine (a teardown finished before a kill
+		// -9 let it forget, or it never ran): forgetting is all there is
+		// to do, and nothing is recorded.
+		if ferr := p.State.Forget(env.Name, keepMember); ferr != nil {
+			return r.res, fmt.Errorf("forget the torn down environment %s: %w", env.Name, ferr)
+		}
+		return r.res, nil
 	}
 	rec := r.record(start)
 	switch {

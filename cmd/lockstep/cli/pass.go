@@ -12,7 +12,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/lockstep-gitops/lockstep/cmd/lockstep/wire"
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/pass"
@@ -97,7 +96,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 		return exitConfig
 	}
 	log := newLogger(c.stderr, cfg.Log, g.logLevel, g.logFormat)
-	envs, err := selectEnvironments(cfg, names)
+	sel, err := selectEnvironments(cfg, names)
 	if err != nil {
 		return c.usageError("%v", err)
 	}
@@ -120,6 +119,11 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 			}
 		}()
 	}
+	envs, err := resolveEnvironments(ctx, r, cfg, sel)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "lockstep: %v\n", err)
+		return exitFailure
+	}
 	results, failed, pending := c.runPasses(ctx, r, cmd, f, cfg, envs, log)
 	if cmd == "validate" && !f.json {
 		c.writeDiskUsage(ctx, cfg.StateDir)
@@ -138,7 +142,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 
 // runPasses runs cmd for each environment, printing each outcome as text
 // unless f.json, and says whether any failed or (plan) has changes.
-func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []config.Environment, log zerolog.Logger) (results []envResult, failed, pending bool) {
+func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []pass.Environment, log zerolog.Logger) (results []envResult, failed, pending bool) {
 	results = make([]envResult, 0, len(envs))
 	for _, env := range envs {
 		res := envResult{Environment: env.Name, Project: env.Project}
@@ -150,7 +154,7 @@ func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, 
 			err = fmt.Errorf("not run: %w", err)
 		} else {
 			start := time.Now()
-			pr, err = r.Run(ctx, wire.Environment(env), passOptions(cmd, f))
+			pr, err = r.Run(ctx, env, passOptions(cmd, f))
 			log.Debug().Str("env", env.Name).Str("command", cmd).Dur("took", time.Since(start)).Err(err).Msg("pass finished")
 		}
 		res.fill(pr)
@@ -393,12 +397,18 @@ func plural(n int, one, many string) string {
 }
 
 // selectEnvironments returns the environments named, in the order given
-// (each once), or all of them when none is named.
-func selectEnvironments(cfg *config.Config, names []string) ([]config.Environment, error) {
+// (each once), or all the fixed ones when none is named. A name of a
+// set's environment (review-pr-142) is found later, among the set's pin
+// files (resolveEnvironments).
+func selectEnvironments(cfg *config.Config, names []string) ([]selected, error) {
 	if len(names) == 0 {
-		return cfg.Environments, nil
+		out := make([]selected, len(cfg.Environments))
+		for i := range cfg.Environments {
+			out[i] = selected{name: cfg.Environments[i].Name, fixed: &cfg.Environments[i]}
+		}
+		return out, nil
 	}
-	var envs []config.Environment
+	var envs []selected
 	var unknown []string
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -408,10 +418,14 @@ func selectEnvironments(cfg *config.Config, names []string) ([]config.Environmen
 		seen[n] = true
 		e, ok := cfg.Environment(n)
 		if !ok {
+			if _, inSet := setOf(cfg, n); inSet {
+				envs = append(envs, selected{name: n})
+				continue
+			}
 			unknown = append(unknown, fmt.Sprintf("%q", n))
 			continue
 		}
-		envs = append(envs, e)
+		envs = append(envs, selected{name: n, fixed: &e})
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("unknown environment %s in %s; known: %s",

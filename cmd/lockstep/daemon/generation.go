@@ -59,6 +59,8 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	}
 	g.agent, err = agent.New(g.parts.Pipeline, g.parts.Releases, agent.Options{
 		Environments:  wire.Environments(cfg),
+		Sets:          wire.Sets(cfg),
+		Pins:          g.parts.Releases,
 		PollInterval:  cfg.Repo.PollInterval,
 		DriftInterval: cfg.Agent.DriftInterval,
 		ShutdownGrace: cfg.Agent.ShutdownGrace,
@@ -136,8 +138,12 @@ func (g *generation) onEvent() func(reconcile.Event) {
 		projects[e.Name] = e.Project
 	}
 	return func(ev reconcile.Event) {
+		project, ok := projects[ev.Environment]
+		if !ok {
+			project = ev.Environment // a set's environment: its project is its name
+		}
 		g.notifier.Notify(notify.Event{
-			Kind: ev.Kind, Environment: ev.Environment, Project: projects[ev.Environment],
+			Kind: ev.Kind, Environment: ev.Environment, Project: project,
 			Commit: ev.Commit, Previous: ev.Previous, Service: ev.Service,
 			Reason: ev.Reason, Logs: ev.Logs, Time: ev.Time,
 		})
