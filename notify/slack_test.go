@@ -2,11 +2,12 @@ package notify
 
 import (
 	"fmt"
-	"github.com/lockstep-gitops/lockstep/reconcile"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
 func TestSlackText(t *testing.T) {
