@@ -84,9 +84,13 @@ func (c *checker) environmentSets(fs []fileEnvironmentSet, envs []Environment, h
 				c.add(k("name"), "%q is already the name of [[environment_set]][%d]", s.Name, j)
 			}
 			names[s.Name] = i
-			for _, e := range envs {
-				if e.Name == s.Name {
+			for j, e := range envs {
+				switch {
+				case e.Name == s.Name:
 					c.add(k("name"), "%q is also the name of a fixed [[environment]]: name the set otherwise", s.Name)
+				case strings.HasPrefix(e.Name, s.Name+"-"), strings.HasPrefix(e.Project, s.Name+"-"):
+					c.add(k("name"), "%q makes ambiguous names: [[environment]][%d] %q (project %q) could also be one of this set's (%s-<pin file stem>); name the set or the environment otherwise",
+						s.Name, j, e.Name, e.Project, s.Name)
 				}
 			}
 			for j, other := range out {

@@ -44,6 +44,7 @@ func TestEnvironmentSetProblems(t *testing.T) {
 		{"env file", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nenv_files = [\"r.env\"]\n", `[[environment_set]][0].env_files: element 0: must be an absolute path`},
 		{"typo", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nmax_envs = 3\n", "[[environment_set]][0].max_envs: unknown key `max_envs`"},
 		{"fixed name", "[[environment]]\nname = \"review\"\n[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n", `"review" is also the name of a fixed [[environment]]`},
+		{"fixed prefix", "[[environment]]\nname = \"review-ops\"\n[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n", `"review" makes ambiguous names: [[environment]][0] "review-ops" (project "review-ops") could also be one of this set's`},
 		{"prefix", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n[[environment_set]]\nname = \"review-eu\"\npins = \"eu/*.toml\"\n", `"review-eu" and [[environment_set]][0] "review" make ambiguous environment names`},
 		{"duplicate", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n[[environment_set]]\nname = \"review\"\npins = \"eu/*.toml\"\n", `[[environment_set]][1].name: "review" is already the name of [[environment_set]][0]`},
 	}

@@ -134,14 +134,16 @@ func (a *Agent) converge(ctx context.Context, s *setRunner, wg *sync.WaitGroup, 
 		inFiles[f] = true
 	}
 	// Gone first: a teardown frees the room a new one takes.
+	gone := map[string]bool{}
 	for _, l := range a.setLoops(s.spec.Name) {
 		if !wanted[l.env.Name] {
 			a.stopLoop(l)
 			a.teardown(ctx, s, l.env, removalReason(inFiles[l.env.PinFile]), false, trigger, log)
+			gone[l.env.Name] = true
 		}
 	}
 	for name, m := range known {
-		if _, running := a.lookup(name); running || wanted[name] || (m.Expired != "" && inFiles[m.PinFile]) {
+		if _, running := a.lookup(name); running || wanted[name] || gone[name] || (m.Expired != "" && inFiles[m.PinFile]) {
 			continue
 		}
 		// Known from the state dir, no pin file any more (or no room):
