@@ -140,9 +140,7 @@ func TestAgentSetConvergesAfterARestart(t *testing.T) {
 	if tr := recs[len(recs)-1].Trigger; tr != reconcile.TriggerStart {
 		t.Errorf("teardown trigger %s, want start", tr)
 	}
-	if !f.deployed("review-pr-2") {
-		t.Error("review-pr-2 does not run after the restart")
-	}
+	fake.Eventually(t, "review-pr-2 to run after the restart", func() bool { return f.deployed("review-pr-2") })
 }
 
 // TestAgentSetTTL: an environment whose commit has not changed for the
