@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -130,6 +131,11 @@ func (c *checker) environmentSet(k func(string) key, f *fileEnvironmentSet) Envi
 	s.Max = c.integer(k("max"), f.Max, envset.DefaultMax, 1)
 	if bad := envset.CheckURL(s.URL); len(bad) > 0 {
 		c.add(k("url"), "${%s} is not a variable a set's url may use; use %s", bad[0], "${"+strings.Join(envset.URLVars, "}, ${")+"}")
+	} else if s.URL != "" {
+		sample := envset.ExpandURL(s.URL, "review", "pr-1", "review-pr-1")
+		if u, err := url.Parse(sample); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.add(k("url"), "%q is not an http(s) URL such as \"https://${LOCKSTEP_SLUG}.review.example.com\"", s.URL)
+		}
 	}
 	for j, cf := range s.ComposeFiles {
 		if p, msg := repoPath(cf); msg != "" {

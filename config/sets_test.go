@@ -41,6 +41,7 @@ func TestEnvironmentSetProblems(t *testing.T) {
 		{"max type", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nmax = \"3\"\n", `[[environment_set]][0].max: must be an integer, got string "3"`},
 		{"ttl", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nttl = \"soon\"\n", `[[environment_set]][0].ttl: "soon" is not a duration`},
 		{"url var", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nurl = \"https://${PR}.x\"\n", `[[environment_set]][0].url: ${PR} is not a variable a set's url may use`},
+		{"url", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nurl = \"${LOCKSTEP_SLUG}.x\"\n", `[[environment_set]][0].url: "${LOCKSTEP_SLUG}.x" is not an http(s) URL`},
 		{"env file", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nenv_files = [\"r.env\"]\n", `[[environment_set]][0].env_files: element 0: must be an absolute path`},
 		{"typo", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nmax_envs = 3\n", "[[environment_set]][0].max_envs: unknown key `max_envs`"},
 		{"fixed name", "[[environment]]\nname = \"review\"\n[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n", `"review" is also the name of a fixed [[environment]]`},

@@ -167,6 +167,14 @@ func (o *OnDemand) RemoveVolume(ctx context.Context, name string) error {
 	return e.RemoveVolume(ctx, name)
 }
 
+func (o *OnDemand) Environments(ctx context.Context) (map[string]string, error) {
+	e, err := o.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.Environments(ctx)
+}
+
 func (o *OnDemand) ConnectNetwork(ctx context.Context, svc *compose.Service, id, network string) error {
 	e, err := o.engine(ctx)
 	if err != nil {

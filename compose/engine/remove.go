@@ -6,6 +6,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+
+	"github.com/lockstep-gitops/lockstep/compose"
 )
 
 // RemoveNetwork removes a project network by name; one already gone is
@@ -28,4 +30,20 @@ func (e *Engine) RemoveVolume(ctx context.Context, name string) error {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	return nil
+}
+
+// Environments lists the lockstep environments with containers on the
+// engine, each with its compose project: one container list by label.
+func (e *Engine) Environments(ctx context.Context) (map[string]string, error) {
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", compose.LabelEnvironment)})
+	if err != nil {
+		return nil, fmt.Errorf("list the environments on the engine: %w", err)
+	}
+	out := map[string]string{}
+	for _, c := range list.Items {
+		if env, project := c.Labels[compose.LabelEnvironment], c.Labels[compose.LabelProject]; env != "" && project != "" {
+			out[env] = project
+		}
+	}
+	return out, nil
 }

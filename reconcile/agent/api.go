@@ -41,9 +41,11 @@ func (a *Agent) Sync(env string, trigger reconcile.Trigger) error {
 		targets = []*envLoop{l}
 	} else {
 		// The sets look at their pin files again too.
+		a.mu.Lock()
 		for _, s := range a.sets {
-			s.nudge()
+			s.nudge(trigger)
 		}
+		a.mu.Unlock()
 	}
 	for _, l := range targets {
 		a.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -34,16 +35,21 @@ type setRunner struct {
 	wake chan struct{} // capacity 1, like envLoop's
 
 	// Guarded by Agent.mu.
-	refused []envset.Refused // pin files not deployed, and why
+	pending reconcile.Trigger // what the last nudge asked for (sync, webhook)
+	refused []envset.Refused  // pin files not deployed, and why
 	err     string           // why the pin files could not be listed, "" when they were
 	ready   bool             // the first listing is done
 
 	// Only the runner's goroutine touches these.
 	lastHead string // head the pin files were last listed at
 	retry    bool   // the last listing or a teardown failed: list again at the next tick
+	scanned  bool   // the engine was asked which of the set's environments it runs
 }
 
-func (s *setRunner) nudge() {
+// nudge asks the runner to list the set's pin files now. Called with
+// Agent.mu held.
+func (s *setRunner) nudge(trigger reconcile.Trigger) {
+	s.pending = stronger(s.pending, trigger)
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -64,7 +70,11 @@ func (a *Agent) runSet(ctx context.Context, s *setRunner, wg *sync.WaitGroup) {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
-			a.syncSet(ctx, s, wg, reconcile.TriggerSync, log)
+			a.mu.Lock()
+			trigger := s.pending
+			s.pending = ""
+			a.mu.Unlock()
+			a.syncSet(ctx, s, wg, cmp.Or(trigger, reconcile.TriggerSync), log)
 		case <-poll:
 			poll = a.clock.After(a.pollDelay())
 			a.syncSet(ctx, s, wg, reconcile.TriggerPoll, log)
@@ -79,6 +89,8 @@ func (a *Agent) syncSet(ctx context.Context, s *setRunner, wg *sync.WaitGroup, t
 	if ctx.Err() != nil {
 		return
 	}
+	// A sync lists whatever the head says; a webhook or a poll checks
+	// the head first, as an environment's loop does.
 	if s.lastHead != "" && !s.retry && trigger != reconcile.TriggerSync {
 		hctx, cancel := context.WithTimeout(ctx, a.opts.HeadTimeout)
 		head, err := a.heads.Head(hctx)
@@ -121,6 +133,9 @@ func (a *Agent) converge(ctx context.Context, s *setRunner, wg *sync.WaitGroup, 
 		s.err = err.Error()
 		a.mu.Unlock()
 		return
+	}
+	if !s.scanned {
+		s.scanned = a.knownFromEngine(ctx, s, known, log)
 	}
 	members, held := a.heldByTTL(ctx, s, members, known, log)
 	keep, capped := capSet(s.spec, members, known)
@@ -176,6 +191,26 @@ func (a *Agent) converge(ctx context.Context, s *setRunner, wg *sync.WaitGroup, 
 	for _, r := range refused {
 		log.Debug().Str("pin_file", r.PinFile).Str("env", r.Name).Msg(r.Reason)
 	}
+}
+
+// knownFromEngine adds to known the set's environments that have
+// containers on the engine but no record in the state dir (deleted, or
+// from another host's state dir): they are torn down unless a pin file
+// names them. It says whether the engine answered.
+func (a *Agent) knownFromEngine(ctx context.Context, s *setRunner, known map[string]state.Member, log zerolog.Logger) bool {
+	envs, err := a.pipeline.Backend.Environments(ctx)
+	if err != nil {
+		log.Info().Err(err).Msg("cannot list the environments on the engine; asking again at the next listing")
+		return false
+	}
+	for env, project := range envs {
+		if _, ok := known[env]; ok || !strings.HasPrefix(env, s.spec.Name+"-") || state.CheckEnvironment(env) != nil {
+			continue
+		}
+		log.Info().Str("env", env).Str("project", project).Msg("found on the engine without a record in the state dir")
+		known[env] = state.Member{Set: s.spec.Name, Project: project, Since: a.clock.Now().UTC()}
+	}
+	return true
 }
 
 func removalReason(fileThere bool) string {

@@ -198,3 +198,23 @@ func TestAgentSetTTL(t *testing.T) {
 		return ok && s.NotDeployed == "" && s.LastPass != nil && s.Pinned == fake.CommitB
 	})
 }
+
+// TestAgentSetTearsDownWhatOnlyTheEngineKnows: a set's environment with
+// containers on the engine, but neither a record in the state dir (it was
+// deleted) nor a pin file, is torn down when the agent starts.
+func TestAgentSetTearsDownWhatOnlyTheEngineKnows(t *testing.T) {
+	f, pins := newSetFixture(t, 10, 0)
+	for i := range f.eng.Observed.Containers {
+		f.eng.Observed.Containers[i].Labels = map[string]string{compose.LabelEnvironment: "review-pr-9", compose.LabelProject: "prod"}
+	}
+	pins.set(pin("pr-1"))
+	f.start()
+	fake.Eventually(t, "review-pr-9 to be torn down", func() bool {
+		recs, _ := f.runner.State.History("review-pr-9", 0)
+		return len(recs) == 1 && recs[0].Result == reconcile.ResultRemoved && recs[0].Trigger == reconcile.TriggerStart
+	})
+	fake.Eventually(t, "review-pr-1 to run", func() bool { return f.deployed("review-pr-1") })
+	if _, listed := f.statusOf("review-pr-9"); listed {
+		t.Error("the torn down environment is in the status")
+	}
+}

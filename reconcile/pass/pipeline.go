@@ -96,6 +96,10 @@ type Backend interface {
 	Verify(ctx context.Context, desired *compose.Project, done []reconcile.Action, gate reconcile.GateOptions) error
 	// Healthy says whether a host found converged is healthy right now.
 	Healthy(desired *compose.Project, observed compose.Observed) bool
+	// Environments lists the lockstep environments with containers on
+	// the backend, each with its compose project: how a review
+	// environment the state dir does not know of is found and torn down.
+	Environments(ctx context.Context) (map[string]string, error)
 }
 
 // reconcile cannot import this package (it would be a cycle), so the

@@ -284,6 +284,30 @@ func (f *Engine) RemoveVolume(ctx context.Context, name string) error {
 	return nil
 }
 
+// Environments lists the environments of the containers Observe reports.
+func (f *Engine) Environments(ctx context.Context) (map[string]string, error) {
+	if err := f.record(ctx, "environments"); err != nil {
+		return nil, err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	out := map[string]string{}
+	add := func(c compose.Container) {
+		if env := c.Labels[compose.LabelEnvironment]; env != "" {
+			out[env] = c.Labels[compose.LabelProject]
+		}
+	}
+	if f.Observed != nil {
+		for _, c := range f.Observed.Containers {
+			add(c)
+		}
+	}
+	for _, c := range f.World {
+		add(*c)
+	}
+	return out, nil
+}
+
 func (f *Engine) RenameContainer(ctx context.Context, id, name string) error {
 	if err := f.record(ctx, "rename %s %s", id, name); err != nil {
 		return err
