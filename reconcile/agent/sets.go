@@ -37,8 +37,8 @@ type setRunner struct {
 	// Guarded by Agent.mu.
 	pending reconcile.Trigger // what the last nudge asked for (sync, webhook)
 	refused []envset.Refused  // pin files not deployed, and why
-	err     string           // why the pin files could not be listed, "" when they were
-	ready   bool             // the first listing is done
+	err     string            // why the pin files could not be listed, "" when they were
+	ready   bool              // the first listing is done
 
 	// Only the runner's goroutine touches these.
 	lastHead string // head the pin files were last listed at
