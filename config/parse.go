@@ -18,20 +18,22 @@ import (
 // toml tags are the one list of accepted keys: unknown-key hints and the test
 // that config.example.toml mentions every key both read them.
 type file struct {
-	StateDir     any                  `toml:"state_dir"`
-	Repo         fileRepo             `toml:"repo"`
-	Engine       fileEngine           `toml:"engine"`
-	Log          fileLog              `toml:"log"`
-	Agent        fileAgent            `toml:"agent"`
-	API          fileAPI              `toml:"api"`
-	Webhook      fileWebhook          `toml:"webhook"`
-	Health       fileHealth           `toml:"health"`
-	Notify       []fileNotify         `toml:"notify"`
-	Environments []fileEnvironment    `toml:"environment"`
-	Sets         []fileEnvironmentSet `toml:"environment_set"`
-	Policy       filePolicy           `toml:"policy"`
-	Secrets      fileSecrets          `toml:"secrets"`
-	Compose      fileCompose          `toml:"compose"`
+	StateDir     any               `toml:"state_dir"`
+	Repo         fileRepo          `toml:"repo"`
+	Engine       fileEngine        `toml:"engine"`
+	Log          fileLog           `toml:"log"`
+	Agent        fileAgent         `toml:"agent"`
+	API          fileAPI           `toml:"api"`
+	Webhook      fileWebhook       `toml:"webhook"`
+	Health       fileHealth        `toml:"health"`
+	Notify       []fileNotify      `toml:"notify"`
+	Environments []fileEnvironment `toml:"environment"`
+	Policy       filePolicy        `toml:"policy"`
+	Secrets      fileSecrets       `toml:"secrets"`
+	Compose      fileCompose       `toml:"compose"`
+
+	// [[environment_set]]: review environments (sets.go).
+	Sets []fileEnvironmentSet `toml:"environment_set"`
 }
 
 type fileCompose struct {

@@ -72,18 +72,8 @@ type PassRecord struct {
 
 // EnvStatus is what the agent knows of one environment now.
 type EnvStatus struct {
-	Name    string `json:"name"`
-	Project string `json:"project"`
-	// Set is the [[environment_set]] a review environment belongs to, ""
-	// for a fixed environment; URL its review app's address, when the set
-	// names one.
-	Set     string `json:"set,omitempty"`
-	URL     string `json:"url,omitempty"`
-	PinFile string `json:"pin_file,omitempty"` // set environments: the pin file it comes from
-	// NotDeployed is set on the entry of a set's pin file that does not
-	// run, saying why (over the set's max, a clashing name, its ttl
-	// expired); such an entry is no environment the agent runs.
-	NotDeployed string      `json:"not_deployed,omitempty"`
+	Name        string      `json:"name"`
+	Project     string      `json:"project"`
 	Pinned      string      `json:"pinned,omitempty"`       // commit the pin resolves to, at the last pass
 	Running     string      `json:"running,omitempty"`      // commit last applied successfully (what runs)
 	LastHealthy string      `json:"last_healthy,omitempty"` // last commit that passed the health gate
@@ -107,6 +97,17 @@ type EnvStatus struct {
 	LastFailure  string `json:"last_failure,omitempty"`
 	Rollbacks    int    `json:"rollbacks"`
 	GateFailures int    `json:"health_gate_failures"`
+
+	// Set is the [[environment_set]] a review environment belongs to, ""
+	// for a fixed environment; URL its review app's address, when the set
+	// names one; PinFile the pin file it comes from.
+	Set     string `json:"set,omitempty"`
+	URL     string `json:"url,omitempty"`
+	PinFile string `json:"pin_file,omitempty"`
+	// NotDeployed is set on the entry of a set's pin file that does not
+	// run, saying why (over the set's max, a clashing name, its ttl
+	// expired); such an entry is no environment the agent runs.
+	NotDeployed string `json:"not_deployed,omitempty"`
 }
 
 // Results are every pass result; Classes every error class (metrics

@@ -33,14 +33,7 @@ const (
 
 // Options configure an Agent. Zero values take the defaults above.
 type Options struct {
-	Environments []pass.Environment
-	// Sets are the [[environment_set]]s: environments made from the pin
-	// files their globs match at the branch head, started and torn down
-	// as the files come and go (see sets.go). They need Pins.
-	Sets []envset.Set
-	// Pins lists a set's pin files at the branch head; gitsource.Releases
-	// implements it.
-	Pins          PinLister
+	Environments  []pass.Environment
 	PollInterval  time.Duration   // jittered +-10%
 	DriftInterval time.Duration   // full pass even when git is unchanged
 	ShutdownGrace time.Duration   // how long the pass in flight may go on after ctx is cancelled
@@ -60,6 +53,14 @@ type Options struct {
 	// engine failure (see reconcile.Backoff).
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
+
+	// Sets are the [[environment_set]]s: environments made from the pin
+	// files their globs match at the branch head, started and torn down
+	// as the files come and go (see sets.go). They need Pins.
+	Sets []envset.Set
+	// Pins lists a set's pin files at the branch head; gitsource.Releases
+	// implements it.
+	Pins PinLister
 }
 
 // Agent keeps every environment converged: one loop per environment, one
