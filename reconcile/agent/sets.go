@@ -185,11 +185,25 @@ func (a *Agent) converge(ctx context.Context, s *setRunner, wg *sync.WaitGroup, 
 			refused = append(refused, r)
 		}
 	}
+	a.setRefused(s, refused, log)
+}
+
+// setRefused notes the set's pin files that do not run, for the status,
+// and logs each when it starts not to run.
+func (a *Agent) setRefused(s *setRunner, refused []envset.Refused, log zerolog.Logger) {
 	a.mu.Lock()
+	before := map[envset.Refused]bool{}
+	for _, r := range s.refused {
+		before[r] = true
+	}
 	s.refused, s.err = refused, ""
 	a.mu.Unlock()
 	for _, r := range refused {
-		log.Debug().Str("pin_file", r.PinFile).Str("env", r.Name).Msg(r.Reason)
+		ev := log.Debug()
+		if !before[r] {
+			ev = log.Warn()
+		}
+		ev.Str("pin_file", r.PinFile).Str("env", r.Name).Msg(r.Reason)
 	}
 }
 
