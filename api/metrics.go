@@ -48,7 +48,7 @@ func NewMetrics(source MetricsSource) *Metrics {
 		registry: prometheus.NewRegistry(),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lockstep_passes_total",
-			Help: "Passes run, by environment and result (applied, noop, paused, failed, rolled-back).",
+			Help: "Passes run, by environment and result (applied, noop, paused, failed, rolled-back, removed).",
 		}, []string{"environment", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "lockstep_pass_duration_seconds",
@@ -84,7 +84,9 @@ func NewMetrics(source MetricsSource) *Metrics {
 	)
 	if source != nil {
 		for _, st := range source.Status() {
-			m.ensureEnv(st.Name)
+			if st.NotDeployed == "" {
+				m.ensureEnv(st.Name)
+			}
 		}
 	}
 	return m

@@ -36,17 +36,19 @@ func TestMetricsAfterObservePass(t *testing.T) {
 	// agent's status; the last success is the latest of what was observed
 	// and what the agent knew.
 	expected := `
-# HELP lockstep_passes_total Passes run, by environment and result (applied, noop, paused, failed, rolled-back).
+# HELP lockstep_passes_total Passes run, by environment and result (applied, noop, paused, failed, rolled-back, removed).
 # TYPE lockstep_passes_total counter
 lockstep_passes_total{environment="production",result="applied"} 0
 lockstep_passes_total{environment="production",result="failed"} 1
 lockstep_passes_total{environment="production",result="noop"} 0
 lockstep_passes_total{environment="production",result="paused"} 0
+lockstep_passes_total{environment="production",result="removed"} 0
 lockstep_passes_total{environment="production",result="rolled-back"} 1
 lockstep_passes_total{environment="staging",result="applied"} 1
 lockstep_passes_total{environment="staging",result="failed"} 2
 lockstep_passes_total{environment="staging",result="noop"} 1
 lockstep_passes_total{environment="staging",result="paused"} 0
+lockstep_passes_total{environment="staging",result="removed"} 0
 lockstep_passes_total{environment="staging",result="rolled-back"} 0
 # HELP lockstep_rollbacks_total Rollbacks to the last healthy revision (automatic after a health gate failure, or lockstep rollback).
 # TYPE lockstep_rollbacks_total counter

@@ -240,7 +240,9 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 		// Queue each environment by name rather than leaving "all" to the
 		// agent, so the answer lists exactly what was queued.
 		for _, st := range s.agent.Status() {
-			envs = append(envs, st.Name)
+			if st.NotDeployed == "" { // a set's pin file that does not run
+				envs = append(envs, st.Name)
+			}
 		}
 	}
 	queued := []string{}

@@ -20,6 +20,13 @@ const (
 	VarCommit      = "LOCKSTEP_COMMIT"
 	VarCommitShort = "LOCKSTEP_COMMIT_SHORT"
 	VarEnvironment = "LOCKSTEP_ENVIRONMENT"
+	// VarSet is the [[environment_set]] of a review environment, "" for a
+	// fixed one; VarSlug its pin file's stem (pr-142), the environment
+	// name for a fixed one: what a reverse proxy's host rule is made of;
+	// VarURL the set's url expanded, "" when it names none.
+	VarSet  = "LOCKSTEP_SET"
+	VarSlug = "LOCKSTEP_SLUG"
+	VarURL  = "LOCKSTEP_URL"
 )
 
 // interpolationEnv builds the only environment compose files are
@@ -33,7 +40,7 @@ const (
 //  5. the host env files (opts.HostEnvFiles), in order, .age ones
 //     decrypted;
 //  6. the built-ins (LOCKSTEP_COMMIT, LOCKSTEP_COMMIT_SHORT,
-//     LOCKSTEP_ENVIRONMENT).
+//     LOCKSTEP_ENVIRONMENT, LOCKSTEP_SET, LOCKSTEP_SLUG, LOCKSTEP_URL).
 //
 // A file may refer to variables set by the sources before it (FOO=${BAR}).
 // The daemon's own process environment is deliberately absent: a variable
@@ -86,10 +93,17 @@ func interpolationEnv(opts LoadOptions, k *keyring) (map[string]string, error) {
 		}
 		k.setVars(env, vars, f)
 	}
+	slug := opts.Slug
+	if slug == "" {
+		slug = opts.Environment
+	}
 	k.setVars(env, map[string]string{
 		VarCommit:      opts.Commit,
 		VarCommitShort: opts.Commit[:12],
 		VarEnvironment: opts.Environment,
+		VarSet:         opts.Set,
+		VarSlug:        slug,
+		VarURL:         opts.URL,
 	}, "")
 	k.markDerived(env)
 	return env, nil

@@ -47,6 +47,11 @@ type LoadOptions struct {
 	// or reference, before it looks at it: a partial release adds it then
 	// from git (gitsource Releases.AddPaths). nil: the release is complete.
 	Need func(path string) error
+	// Set, Slug and URL are a review environment's [[environment_set]],
+	// pin file stem and review app URL (LOCKSTEP_SET, LOCKSTEP_SLUG,
+	// LOCKSTEP_URL); "" for a fixed environment, whose slug is then its
+	// name.
+	Set, Slug, URL string
 
 	needs *needs // Need, with what was asked for; set by Load
 }

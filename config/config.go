@@ -95,6 +95,9 @@ type Config struct {
 	Secrets      Secrets
 	Compose      Compose
 	Forge        Forge // [forge]: deploy results posted back as commit statuses
+	// EnvironmentSets are the [[environment_set]] tables: review
+	// environments made from pin files (see EnvironmentSet).
+	EnvironmentSets []EnvironmentSet
 }
 
 // Compose is the [compose] table: how strictly compose files are read.
@@ -197,7 +200,7 @@ type Policy struct {
 type Notify struct {
 	Kind    string                // kind: "webhook" (JSON POST) or "slack" (incoming webhook)
 	URLFile string                // url_file: file holding the URL (URLs carry secrets)
-	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy, held; default DefaultNotifyEvents
+	Events  []reconcile.EventKind // events: failure, rollback, recovery, deploy, held, teardown; default DefaultNotifyEvents
 }
 
 // Agent tunes the daemon's loop.

@@ -432,6 +432,17 @@ project = "pa"
 env_files = ["/e.env"]
 min_commit = "9fceb02d0ae598e95dc970b74767f19372d61af8"
 windows = ["Mon-Fri 09:00-16:00 Europe/Berlin"]
+[[environment_set]]
+name = "review"
+pins = "environments/review/*.toml"
+max = 3
+remove_volumes = true
+ttl = "72h"
+url = "https://${LOCKSTEP_SLUG}.review.example.com"
+compose_files = ["c.yaml"]
+env_files = ["/r.env"]
+health_timeout = "3m"
+bake = "20s"
 `
 	cfg, err := Parse("x.toml", []byte(doc))
 	if err != nil {

@@ -32,6 +32,9 @@ type file struct {
 	Secrets      fileSecrets       `toml:"secrets"`
 	Compose      fileCompose       `toml:"compose"`
 	Forge        fileForge         `toml:"forge"`
+
+	// [[environment_set]]: review environments (sets.go).
+	Sets []fileEnvironmentSet `toml:"environment_set"`
 }
 
 type fileCompose struct {
@@ -325,11 +328,11 @@ func displayKey(parts []string, line int, lines lineIndex) string {
 		return parts[0]
 	}
 	head, rest := parts[0], strings.Join(parts[1:], ".")
-	if head == "environment" {
+	if head == "environment" || head == "environment_set" {
 		if i, ok := lines.element(head, line); ok {
-			return "[[environment]][" + strconv.Itoa(i) + "]." + rest
+			return "[[" + head + "]][" + strconv.Itoa(i) + "]." + rest
 		}
-		return "[[environment]]." + rest
+		return "[[" + head + "]]." + rest
 	}
 	return "[" + head + "]." + rest
 }

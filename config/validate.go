@@ -68,7 +68,7 @@ func (c *checker) build(f *file) *Config {
 	cfg.Secrets = c.secrets(&f.Secrets)
 	cfg.Compose.Strict = c.boolean(tableKey("compose", "strict"), f.Compose.Strict, false)
 
-	cfg.Environments = c.environments(f.Environments)
+	cfg.Environments = c.environments(f.Environments, len(f.Sets) > 0)
 	for i := range cfg.Environments {
 		e := &cfg.Environments[i]
 		if e.HealthTimeout == 0 {
@@ -78,6 +78,7 @@ func (c *checker) build(f *file) *Config {
 			e.Bake = cfg.Health.Bake
 		}
 	}
+	cfg.EnvironmentSets = c.environmentSets(f.Sets, cfg.Environments, cfg.Health)
 	return cfg
 }
 
@@ -230,11 +231,14 @@ func checkEngineHost(h string) string {
 // environments checks every [[environment]] table, then what only the
 // whole list can tell: names and compose projects must be unique, as two
 // environments sharing one would deploy over each other's containers.
-func (c *checker) environments(fs []fileEnvironment) []Environment {
+func (c *checker) environments(fs []fileEnvironment, haveSets bool) []Environment {
+	if len(fs) == 0 && haveSets {
+		return nil
+	}
 	if len(fs) == 0 {
 		c.problems = append(c.problems, Problem{
 			Key: "[[environment]]",
-			Msg: "at least one environment is required: add an [[environment]] table with a name",
+			Msg: "at least one environment is required: add an [[environment]] table with a name (or an [[environment_set]])",
 		})
 		return nil
 	}

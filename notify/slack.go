@@ -60,6 +60,14 @@ func SlackText(ev Event) string {
 		if prev != "" {
 			b.WriteString("; " + prev + " keeps running")
 		}
+	case reconcile.EventTeardown:
+		b.WriteString(":wastebasket: " + where + ": review environment torn down")
+		if ev.Reason != "" {
+			b.WriteString(" (" + ev.Reason + ")")
+		}
+		if prev != "" {
+			b.WriteString(", it ran release " + prev)
+		}
 	default:
 		b.WriteString(":information_source: " + where + ": " + string(ev.Kind) + " of release " + commit + detail(ev))
 	}

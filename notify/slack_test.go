@@ -66,6 +66,13 @@ func TestSlackText(t *testing.T) {
 			want: ":hourglass: production on web-1: release 9fceb02d0ae5 is held, not applied (waiting for the deploy window (opens Mon 09:00 CET)); 4d2e1aa0c3b2 keeps running",
 		},
 		{
+			name: "teardown",
+			ev: with(func(e *Event) {
+				e.Kind, e.Environment, e.Commit, e.Previous, e.Reason, e.Host = reconcile.EventTeardown, "review-pr-142", "", "4d2e1aa", "pin file deleted", ""
+			}),
+			want: ":wastebasket: review-pr-142: review environment torn down (pin file deleted), it ran release 4d2e1aa",
+		},
+		{
 			name: "reason is escaped",
 			ev:   with(func(e *Event) { e.Kind, e.Reason = reconcile.EventFailure, "<!channel> a & b" }),
 			want: ":rotating_light: production on web-1: release 9fceb02d0ae5 failed (&lt;!channel&gt; a &amp; b)",

@@ -206,6 +206,10 @@ func (a *applier) do(ctx context.Context, act Action) error {
 		err = a.createVolume(ctx, act)
 	case ActRemove:
 		err = a.remove(ctx, act)
+	case ActRemoveNetwork:
+		err = a.removeNetwork(ctx, act)
+	case ActRemoveVolume:
+		err = a.removeVolume(ctx, act)
 	case ActCreate, ActRecreate, ActStart, ActRestart:
 		err = a.serviceAction(ctx, act)
 	case ActReconnect:
@@ -249,6 +253,10 @@ func describe(act Action) string {
 		return "create network " + act.Network
 	case ActCreateVolume:
 		return "create volume " + act.Volume
+	case ActRemoveNetwork:
+		return "remove network " + act.Network
+	case ActRemoveVolume:
+		return "remove volume " + act.Volume
 	case ActAdopt:
 		if act.Container == "" {
 			return "adopt " + act.Network + act.Volume

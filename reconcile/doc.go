@@ -13,8 +13,9 @@
 //
 // It never reads git or compose files itself: it is handed a desired
 // compose.Project and talks to the engine only through the Engine interface.
-// It never removes a volume or a network, never recreates a network that
-// exists, and never acts on a container that does not carry the project's
+// It never removes a volume or a network, except in a TeardownPlan (the
+// removal of a whole review environment, volumes only when its set says
+// so), never recreates a network that exists, and never acts on a container that does not carry the project's
 // label. It decides nothing about rollbacks or quarantine (reconcile/pass)
 // and keeps no records (reconcile/state).
 package reconcile

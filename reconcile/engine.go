@@ -43,6 +43,17 @@ type Engine interface {
 	RemoveContainer(ctx context.Context, id string) error
 	RenameContainer(ctx context.Context, id, name string) error
 
+	// RemoveNetwork and RemoveVolume remove a project's network or named
+	// volume by name. Only a teardown (reconcile.TeardownPlan) asks for
+	// them: a normal pass never removes either.
+	RemoveNetwork(ctx context.Context, name string) error
+	RemoveVolume(ctx context.Context, name string) error
+	// Environments lists the lockstep environments that have containers
+	// on the engine (label lockstep.environment), each with its compose
+	// project: what finds a review environment the state dir no longer
+	// knows.
+	Environments(ctx context.Context) (map[string]string, error)
+
 	// ConnectNetwork attaches container id to network with the endpoint
 	// settings svc declares for that network (aliases, static addresses,
 	// driver options), the ones a create would give it. A running

@@ -24,6 +24,9 @@ const (
 	// when it opens). Said once per environment, pending commit and
 	// reason, not every pass.
 	EventHeld EventKind = "held"
+	// EventTeardown: a review environment (of an [[environment_set]]) was
+	// torn down, its pin file deleted or its ttl expired.
+	EventTeardown EventKind = "teardown"
 )
 
 // Event is something people should hear about: what notifications are
@@ -46,4 +49,4 @@ type Event struct {
 }
 
 // EventKinds are every event kind, in the order they are documented.
-var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy, EventHeld}
+var EventKinds = []EventKind{EventFailure, EventRollback, EventRecovery, EventDeploy, EventHeld, EventTeardown}

@@ -60,6 +60,18 @@ func (h *Host) Verify(ctx context.Context, desired *compose.Project, done []Acti
 	return runGate(ctx, h.Engine, gateTargets(desired, done), gate, logOf(ctx, h.Options.Log))
 }
 
+// Environments lists the lockstep environments with containers on the
+// engine, each with its compose project (see Engine.Environments).
+func (h *Host) Environments(ctx context.Context) (map[string]string, error) {
+	timeout := h.ObserveTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return h.Engine.Environments(octx)
+}
+
 // Healthy reports whether the host, found converged to desired, is healthy
 // right now (see convergedHealthy).
 func (h *Host) Healthy(desired *compose.Project, observed compose.Observed) bool {

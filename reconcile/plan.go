@@ -39,6 +39,11 @@ const (
 	// engine for it; the pass records the container (reconcile/state) so
 	// later passes treat it as one lockstep created.
 	ActAdopt ActionKind = "adopt"
+	// ActRemoveNetwork and ActRemoveVolume remove a network or a named
+	// volume of the project. Only a teardown plans them (TeardownPlan):
+	// the removal of a whole review environment.
+	ActRemoveNetwork ActionKind = "remove-network"
+	ActRemoveVolume  ActionKind = "remove-volume"
 )
 
 // Action is one step of a plan. Reasons say why, in words an operator reads

@@ -19,6 +19,9 @@ const (
 	// last healthy revision was applied again (RolledBackTo), or an
 	// operator ran `lockstep rollback`. Never a success.
 	ResultRolledBack Result = "rolled-back"
+	// ResultRemoved: a teardown pass removed a review environment (its
+	// pin file was deleted, or its ttl expired).
+	ResultRemoved Result = "removed"
 )
 
 // Class is what a failure means for whoever reads it: decided in one
@@ -143,11 +146,22 @@ type EnvStatus struct {
 	LastFailure  string `json:"last_failure,omitempty"`
 	Rollbacks    int    `json:"rollbacks"`
 	GateFailures int    `json:"health_gate_failures"`
+
+	// Set is the [[environment_set]] a review environment belongs to, ""
+	// for a fixed environment; URL its review app's address, when the set
+	// names one; PinFile the pin file it comes from.
+	Set     string `json:"set,omitempty"`
+	URL     string `json:"url,omitempty"`
+	PinFile string `json:"pin_file,omitempty"`
+	// NotDeployed is set on the entry of a set's pin file that does not
+	// run, saying why (over the set's max, a clashing name, its ttl
+	// expired); such an entry is no environment the agent runs.
+	NotDeployed string `json:"not_deployed,omitempty"`
 }
 
 // Results are every pass result; Classes every error class (metrics
 // create a series for each up front).
 var (
-	Results = []Result{ResultApplied, ResultNoop, ResultPaused, ResultFailed, ResultRolledBack}
+	Results = []Result{ResultApplied, ResultNoop, ResultPaused, ResultFailed, ResultRolledBack, ResultRemoved}
 	Classes = []Class{ClassGit, ClassEngine, ClassPermanent, ClassHealth}
 )

@@ -96,6 +96,12 @@ func writeAction(w io.Writer, a Action) {
 	case ActRemove:
 		fmt.Fprintf(w, "  - remove %s%s%s\n", a.Container, inline("its volumes are kept"), tail)
 		return
+	case ActRemoveNetwork:
+		fmt.Fprintf(w, "  - remove network %s%s\n", a.Network, inline())
+		return
+	case ActRemoveVolume:
+		fmt.Fprintf(w, "  - remove volume %s%s\n", a.Volume, inline())
+		return
 	case ActCreate:
 		fmt.Fprintf(w, "  + create %s (%s)%s\n", a.Service, a.Container, tail)
 	case ActRecreate:
@@ -123,8 +129,11 @@ func (p *Plan) Summary() string {
 	counts := map[ActionKind]int{}
 	for _, a := range p.Actions {
 		k := a.Kind
-		if k == ActCreateNetwork || k == ActCreateVolume {
+		switch k {
+		case ActCreateNetwork, ActCreateVolume:
 			k = ActCreate
+		case ActRemoveNetwork, ActRemoveVolume:
+			k = ActRemove
 		}
 		counts[k]++
 	}

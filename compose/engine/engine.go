@@ -7,8 +7,9 @@
 // container publishes, when the engine is local.
 //
 // It knows nothing of git, releases or plans, and decides nothing: it does
-// exactly the one call it is asked for, never retries on its own, and never
-// removes a volume, named or anonymous. OnDemand connects at the first call
+// exactly the one call it is asked for, never retries on its own, and
+// removes a network or a named volume only when a teardown asks
+// (RemoveNetwork, RemoveVolume), never an anonymous volume. OnDemand connects at the first call
 // that needs the engine, and again at the next call after a failed connect.
 // A call logs through the logger its context carries (a pass's), when
 // there is one, else through the Engine's own.

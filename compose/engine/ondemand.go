@@ -151,6 +151,30 @@ func (o *OnDemand) RenameContainer(ctx context.Context, id, name string) error {
 	return e.RenameContainer(ctx, id, name)
 }
 
+func (o *OnDemand) RemoveNetwork(ctx context.Context, name string) error {
+	e, err := o.engine(ctx)
+	if err != nil {
+		return err
+	}
+	return e.RemoveNetwork(ctx, name)
+}
+
+func (o *OnDemand) RemoveVolume(ctx context.Context, name string) error {
+	e, err := o.engine(ctx)
+	if err != nil {
+		return err
+	}
+	return e.RemoveVolume(ctx, name)
+}
+
+func (o *OnDemand) Environments(ctx context.Context) (map[string]string, error) {
+	e, err := o.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.Environments(ctx)
+}
+
 func (o *OnDemand) ConnectNetwork(ctx context.Context, svc *compose.Service, id, network string) error {
 	e, err := o.engine(ctx)
 	if err != nil {

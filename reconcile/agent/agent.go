@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/envset"
 	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
@@ -51,6 +53,14 @@ type Options struct {
 	// engine failure (see reconcile.Backoff).
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
+
+	// Sets are the [[environment_set]]s: environments made from the pin
+	// files their globs match at the branch head, started and torn down
+	// as the files come and go (see sets.go). They need Pins.
+	Sets []envset.Set
+	// Pins lists a set's pin files at the branch head; gitsource.Releases
+	// implements it.
+	Pins PinLister
 }
 
 // Agent keeps every environment converged: one loop per environment, one
@@ -64,10 +74,11 @@ type Agent struct {
 	clock    reconcile.Clock
 	log      zerolog.Logger
 
-	loops  []*envLoop
-	byName map[string]*envLoop
-
-	mu      sync.Mutex // guards running and the guarded fields of every envLoop
+	mu      sync.Mutex // guards loops, byName, sets' findings, running and the guarded fields of every envLoop
+	loops   []*envLoop // fixed environments in config order, then the sets' as they start
+	byName  map[string]*envLoop
+	sets    []*setRunner
+	fixed   map[string]bool // names and projects of the fixed environments
 	running bool
 }
 
@@ -91,6 +102,15 @@ type envLoop struct {
 	rollbackQueued bool
 	// alerting is set once a failure event went out, until a recovery.
 	alerting bool
+	// late is set for a set's environment started after the agent was
+	// ready: a pin file appearing does not make the agent unready.
+	late bool
+
+	// A set's environment runs under a context of its own, cancelled to
+	// stop it before its teardown; done is closed when its loop returned.
+	// Written before the loop starts, read by the set's runner only.
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // loopState is what one environment loop remembers between events. Only
@@ -118,15 +138,18 @@ func New(p *pass.Pipeline, heads HeadSource, opts Options) (*Agent, error) {
 	if p == nil || heads == nil || p.State == nil {
 		return nil, errors.New("agent: a pipeline with a state store and a head source are required")
 	}
-	if len(opts.Environments) == 0 {
-		return nil, errors.New("agent: no environments to run; add at least one [[environment]] to the config")
+	if len(opts.Environments) == 0 && len(opts.Sets) == 0 {
+		return nil, errors.New("agent: no environments to run; add at least one [[environment]] (or [[environment_set]]) to the config")
+	}
+	if len(opts.Sets) > 0 && opts.Pins == nil {
+		return nil, errors.New("agent: environment sets need a pin lister")
 	}
 	setDefault(&opts.PollInterval, DefaultPollInterval)
 	setDefault(&opts.DriftInterval, DefaultDriftInterval)
 	setDefault(&opts.ShutdownGrace, DefaultShutdownGrace)
 	setDefault(&opts.PassTimeout, DefaultPassTimeout)
 	setDefault(&opts.HeadTimeout, DefaultHeadTimeout)
-	a := &Agent{store: p.State, heads: heads, opts: opts, clock: opts.Clock, log: opts.Log, byName: map[string]*envLoop{}}
+	a := &Agent{store: p.State, heads: heads, opts: opts, clock: opts.Clock, log: opts.Log, byName: map[string]*envLoop{}, fixed: map[string]bool{}}
 	if a.clock == nil {
 		a.clock = reconcile.WallClock
 	}
@@ -151,6 +174,10 @@ func New(p *pass.Pipeline, heads HeadSource, opts Options) (*Agent, error) {
 		l.status = a.restoredStatus(env)
 		a.loops = append(a.loops, l)
 		a.byName[env.Name] = l
+		a.fixed[env.Name], a.fixed[env.Project] = true, true
+	}
+	for _, s := range opts.Sets {
+		a.sets = append(a.sets, &setRunner{spec: s, wake: make(chan struct{}, 1)})
 	}
 	return a, nil
 }
@@ -182,6 +209,9 @@ func setDefault(d *time.Duration, def time.Duration) {
 // first pass re-derives it from git and the engine.
 func (a *Agent) restoredStatus(env pass.Environment) reconcile.EnvStatus {
 	st := reconcile.EnvStatus{Name: env.Name, Project: env.Project, Passes: map[reconcile.Result]int{}}
+	if env.Set != "" {
+		st.Set, st.URL, st.PinFile = env.Set, env.URL, env.PinFile
+	}
 	recs, err := a.store.History(env.Name, 0)
 	if err != nil {
 		a.log.Warn().Err(err).Str("env", env.Name).Msg("ignoring the unreadable pass history")
@@ -241,6 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, l := range a.loops {
 		l.beat = now
 	}
+	fixed := slices.Clone(a.loops)
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
@@ -249,8 +280,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 
 	var wg sync.WaitGroup
-	for _, l := range a.loops {
+	for _, l := range fixed {
 		wg.Go(func() { a.loop(ctx, l) })
+	}
+	for _, s := range a.sets {
+		wg.Go(func() { a.runSet(ctx, s, &wg) })
 	}
 	wg.Wait()
 	return nil

@@ -3,9 +3,11 @@ package agent
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 	"github.com/lockstep-gitops/lockstep/reconcile/state"
 )
 
@@ -31,13 +33,20 @@ func (a *Agent) Sync(env string, trigger reconcile.Trigger) error {
 	if trigger == "" {
 		trigger = reconcile.TriggerSync
 	}
-	targets := a.loops
+	targets := a.snapshot()
 	if env != "" {
-		l, ok := a.byName[env]
+		l, ok := a.lookup(env)
 		if !ok {
 			return a.unknown(env)
 		}
 		targets = []*envLoop{l}
+	} else {
+		// The sets look at their pin files again too.
+		a.mu.Lock()
+		for _, s := range a.sets {
+			s.nudge(trigger)
+		}
+		a.mu.Unlock()
 	}
 	for _, l := range targets {
 		a.mu.Lock()
@@ -63,7 +72,7 @@ func stronger(queued, next reconcile.Trigger) reconcile.Trigger {
 // Retry clears env's quarantine and queues a pass: the pinned commit is
 // tried again, health gate and rollback included.
 func (a *Agent) Retry(env string) error {
-	l, ok := a.byName[env]
+	l, ok := a.lookup(env)
 	if !ok {
 		return a.unknown(env)
 	}
@@ -86,7 +95,7 @@ func (a *Agent) Retry(env string) error {
 // until the pin names another one. It fails with
 // *pass.NothingToRollBackError when there is no such revision.
 func (a *Agent) Rollback(env string) error {
-	l, ok := a.byName[env]
+	l, ok := a.lookup(env)
 	if !ok {
 		return a.unknown(env)
 	}
@@ -109,30 +118,71 @@ func (a *Agent) Rollback(env string) error {
 }
 
 func (a *Agent) unknown(env string) error {
-	known := make([]string, len(a.loops))
-	for i, l := range a.loops {
+	loops := a.snapshot()
+	known := make([]string, len(loops))
+	for i, l := range loops {
 		known[i] = l.env.Name
 	}
 	return &UnknownEnvironmentError{Name: env, Known: known}
 }
 
-// Status returns every environment's status, in config order: the loop's
-// own view (what it waits for, when it retries, counters) with what the
-// state dir records (what runs, the last healthy revision, the quarantine,
-// the last pass, whoever ran it).
+// lookup finds the loop of env, fixed or of a set.
+func (a *Agent) lookup(env string) (*envLoop, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.byName[env]
+	return l, ok
+}
+
+// snapshot is the loops running now (sets' come and go).
+func (a *Agent) snapshot() []*envLoop {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.loops)
+}
+
+// Status returns every environment's status, fixed ones in config order,
+// then the sets' by name: the loop's own view (what it waits for, when it
+// retries, counters) with what the state dir records (what runs, the
+// last healthy revision, the quarantine, the last pass, whoever ran it).
+// A set's pin files that are not deployed (over its max, a clashing
+// name) come last, each saying why in Waiting.
 func (a *Agent) Status() []reconcile.EnvStatus {
 	a.mu.Lock()
-	out := make([]reconcile.EnvStatus, len(a.loops))
-	for i, l := range a.loops {
+	loops := slices.Clone(a.loops)
+	out := make([]reconcile.EnvStatus, len(loops))
+	for i, l := range loops {
 		s := l.status
 		s.Passes = maps.Clone(s.Passes)
 		out[i] = s
 	}
+	var refused []reconcile.EnvStatus
+	for _, s := range a.sets {
+		for _, r := range s.refused {
+			refused = append(refused, reconcile.EnvStatus{Name: r.Name, Set: r.Set, PinFile: r.PinFile, NotDeployed: r.Reason, Passes: map[reconcile.Result]int{}})
+		}
+		if s.err != "" {
+			refused = append(refused, reconcile.EnvStatus{Set: s.spec.Name, PinFile: s.spec.Pins, NotDeployed: s.err, Passes: map[reconcile.Result]int{}})
+		}
+	}
 	a.mu.Unlock()
-	for i, l := range a.loops {
+	for i, l := range loops {
 		a.fromState(l.env.Name, l.env.Project, &out[i])
 	}
-	return out
+	// Fixed environments keep config order; a set's come after, by name.
+	slices.SortStableFunc(out, func(x, y reconcile.EnvStatus) int {
+		switch {
+		case (x.Set == "") != (y.Set == ""):
+			if x.Set == "" {
+				return -1
+			}
+			return 1
+		case x.Set == "":
+			return 0
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return append(out, refused...)
 }
 
 // fromState fills what the state dir owns into s.
@@ -169,11 +219,27 @@ func quarantineWaiting(env string, q state.Quarantine) string {
 
 // History returns up to limit of env's most recent passes, newest last;
 // limit <= 0 returns all that are kept.
+// A review environment torn down keeps its history: it is found as long
+// as the state dir has it.
 func (a *Agent) History(env string, limit int) ([]reconcile.PassRecord, error) {
-	if _, ok := a.byName[env]; !ok {
+	if _, ok := a.lookup(env); !ok {
+		if recs, err := a.history(env, limit); err == nil && len(recs) > 0 {
+			return recs, nil
+		}
 		return nil, a.unknown(env)
 	}
 	return a.store.History(env, limit)
+}
+
+// history reads the history of an environment no loop runs now: a
+// torn-down review environment's, when env could be one of a set's.
+func (a *Agent) history(env string, limit int) ([]reconcile.PassRecord, error) {
+	for _, s := range a.sets {
+		if strings.HasPrefix(env, s.spec.Name+"-") && state.CheckEnvironment(env) == nil {
+			return a.store.History(env, limit)
+		}
+	}
+	return nil, nil
 }
 
 // Ready reports whether every environment has finished its first pass,
@@ -182,7 +248,12 @@ func (a *Agent) Ready() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, l := range a.loops {
-		if !l.ready {
+		if !l.ready && !l.late {
+			return false
+		}
+	}
+	for _, s := range a.sets {
+		if !s.ready {
 			return false
 		}
 	}
@@ -214,4 +285,14 @@ func (a *Agent) Alive() bool {
 		}
 	}
 	return true
+}
+
+// Environment returns the environment called name as its loop runs it,
+// fixed or of a set, while it runs.
+func (a *Agent) Environment(name string) (pass.Environment, bool) {
+	l, ok := a.lookup(name)
+	if !ok {
+		return pass.Environment{}, false
+	}
+	return l.env, true
 }

@@ -15,6 +15,11 @@
 // runs, and says why (Result.Held). The agent (reconcile/agent) only
 // schedules passes.
 //
+// A review environment (of an [[environment_set]]) is refused at the
+// policy step when it publishes a fixed host port, and leaves through
+// Teardown, a pass of its own: lock -> observe -> plan the removal of the
+// whole project -> apply -> record (ResultRemoved) -> forget its records.
+//
 // It reaches git only through Source (gitsource), compose files only
 // through Loader (compose), and the engine only through Backend, the apply
 // step's seam (reconcile.Host for one Docker engine). It never keeps state

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,26 @@ type Environment struct {
 	// applied only while one is open (and one of the pin file's, when it
 	// sets any). Empty: any time.
 	Windows []window.Window
+	// Set is the [[environment_set]] a review environment comes from ("" for
+	// a fixed environment); URL its review app's address, expanded from
+	// the set's url ("" when none). A set's environments may publish no
+	// fixed host port (see the policy step), and are torn down by
+	// Pipeline.Teardown when their pin file goes.
+	Set string
+	URL string
+	// RemoveVolumes lets a teardown remove the environment's named
+	// volumes too. Only a set's environments have it.
+	RemoveVolumes bool
+}
+
+// Slug is what LOCKSTEP_SLUG is for env: a review environment's name
+// without its set's prefix (the pin file's stem, made a valid name), a
+// fixed environment's name.
+func (env Environment) Slug() string {
+	if env.Set == "" {
+		return env.Name
+	}
+	return strings.TrimPrefix(env.Name, env.Set+"-")
 }
 
 // Source is what a pass needs of git; gitsource.Releases implements it.
@@ -80,6 +101,10 @@ type Backend interface {
 	Verify(ctx context.Context, desired *compose.Project, done []reconcile.Action, gate reconcile.GateOptions) error
 	// Healthy says whether a host found converged is healthy right now.
 	Healthy(desired *compose.Project, observed compose.Observed) bool
+	// Environments lists the lockstep environments with containers on
+	// the backend, each with its compose project: how a review
+	// environment the state dir does not know of is found and torn down.
+	Environments(ctx context.Context) (map[string]string, error)
 }
 
 // reconcile cannot import this package (it would be a cycle), so the

@@ -205,6 +205,9 @@ func (r *run) load(ctx context.Context) error {
 // (not even a pull). Reads the project and the host paths its binds name;
 // changes only the result's Policy.
 func (r *run) policy(ctx context.Context) error {
+	if err := r.hostPorts(); err != nil {
+		return err
+	}
 	violations := compose.CheckPolicy(r.project, r.p.Policy)
 	if len(violations) == 0 {
 		return nil

@@ -3,7 +3,8 @@
 // healthy revisions a rollback goes back to (healthy.json), the commits held
 // back (quarantine.json), the containers taken over from Docker Compose
 // without a restart (adopted.json, standing in for the lockstep.hash label
-// they lack), the bounded history of passes (history.json), and
+// they lack), the bounded history of passes (history.json), the set a
+// review environment belongs to and since when (member.json), and
 // the apply lock (apply.lock) that lets one pass at a time change the host
 // and those records, whichever process runs it.
 //

@@ -70,7 +70,7 @@ func newPassRunner(cfg *config.Config, log zerolog.Logger) (runner, io.Closer, e
 	if err != nil {
 		return nil, nil, err
 	}
-	return parts.Pipeline, parts, nil
+	return passRunner{Pipeline: parts.Pipeline, releases: parts.Releases}, parts, nil
 }
 
 var _ runner = (*pass.Pipeline)(nil)

@@ -106,7 +106,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 		return exitConfig
 	}
 	log := newLogger(c.stderr, cfg.Log, g.logLevel, g.logFormat)
-	envs, err := selectEnvironments(cfg, names)
+	sel, err := selectEnvironments(cfg, names)
 	if err != nil {
 		return c.usageError("%v", err)
 	}
@@ -129,9 +129,14 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 			}
 		}()
 	}
+	envs, err := resolveEnvironments(ctx, r, cfg, sel)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "lockstep: %v\n", err)
+		return exitFailure
+	}
 	var rep *forge.Reporter
 	if cmd == "apply" {
-		rep = newCLIForge(cfg, log)
+		rep = newCLIForge(cfg, log, envs)
 	}
 	results, failed, pending := c.runPasses(ctx, r, cmd, f, cfg, envs, log, rep)
 	if cmd == "validate" && !f.json {
@@ -151,7 +156,7 @@ func (c *cli) pass(ctx context.Context, cmd string, g *globalFlags, args []strin
 
 // runPasses runs cmd for each environment, printing each outcome as text
 // unless f.json, and says whether any failed or (plan) has changes.
-func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []config.Environment, log zerolog.Logger, rep *forge.Reporter) (results []envResult, failed, pending bool) {
+func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, cfg *config.Config, envs []pass.Environment, log zerolog.Logger, rep *forge.Reporter) (results []envResult, failed, pending bool) {
 	results = make([]envResult, 0, len(envs))
 	for _, env := range envs {
 		res := envResult{Environment: env.Name, Project: env.Project}
@@ -163,7 +168,7 @@ func (c *cli) runPasses(ctx context.Context, r runner, cmd string, f passFlags, 
 			err = fmt.Errorf("not run: %w", err)
 		} else {
 			start := time.Now()
-			pr, err = r.Run(ctx, wire.Environment(env), passOptions(cmd, f))
+			pr, err = r.Run(ctx, env, passOptions(cmd, f))
 			log.Debug().Str("env", env.Name).Str("command", cmd).Dur("took", time.Since(start)).Err(err).Msg("pass finished")
 			reportToForge(ctx, rep, pr, log)
 		}
@@ -426,12 +431,18 @@ func plural(n int, one, many string) string {
 }
 
 // selectEnvironments returns the environments named, in the order given
-// (each once), or all of them when none is named.
-func selectEnvironments(cfg *config.Config, names []string) ([]config.Environment, error) {
+// (each once), or all the fixed ones when none is named. A name of a
+// set's environment (review-pr-142) is found later, among the set's pin
+// files (resolveEnvironments).
+func selectEnvironments(cfg *config.Config, names []string) ([]selected, error) {
 	if len(names) == 0 {
-		return cfg.Environments, nil
+		out := make([]selected, len(cfg.Environments))
+		for i := range cfg.Environments {
+			out[i] = selected{name: cfg.Environments[i].Name, fixed: &cfg.Environments[i]}
+		}
+		return out, nil
 	}
-	var envs []config.Environment
+	var envs []selected
 	var unknown []string
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -441,10 +452,14 @@ func selectEnvironments(cfg *config.Config, names []string) ([]config.Environmen
 		seen[n] = true
 		e, ok := cfg.Environment(n)
 		if !ok {
+			if _, inSet := setOf(cfg, n); inSet {
+				envs = append(envs, selected{name: n})
+				continue
+			}
 			unknown = append(unknown, fmt.Sprintf("%q", n))
 			continue
 		}
-		envs = append(envs, e)
+		envs = append(envs, selected{name: n, fixed: &e})
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("unknown environment %s in %s; known: %s",
@@ -492,8 +507,16 @@ const forgeBound = 5 * time.Second
 // newCLIForge is the [forge] reporter of `lockstep apply`, nil without
 // [forge]. A token file that cannot be read costs a warning: the apply
 // still runs.
-func newCLIForge(cfg *config.Config, log zerolog.Logger) *forge.Reporter {
-	rep, err := wire.NewForge(cfg, log, nil, forge.Options{Attempts: 2, Timeout: 3 * time.Second})
+func newCLIForge(cfg *config.Config, log zerolog.Logger, envs []pass.Environment) *forge.Reporter {
+	info := func(name string) forge.EnvInfo {
+		for _, e := range envs {
+			if e.Name == name {
+				return forge.EnvInfo{URL: e.URL, Review: e.Set != ""}
+			}
+		}
+		return forge.EnvInfo{}
+	}
+	rep, err := wire.NewForge(cfg, log, info, forge.Options{Attempts: 2, Timeout: 3 * time.Second})
 	if err != nil {
 		log.Warn().Err(err).Msg("deploy statuses will not be posted to the forge")
 	}

@@ -82,6 +82,9 @@ func (c *cli) unknownEnvironment(cfg *config.Config, env string) (int, bool) {
 	if _, ok := cfg.Environment(env); ok {
 		return 0, false
 	}
+	if _, ok := setOf(cfg, env); ok {
+		return 0, false // a set's: the agent knows whether it runs
+	}
 	return c.usageError("unknown environment %q in %s; known: %s", env, cfg.Path, joinNames(cfg.EnvironmentNames())), true
 }
 
@@ -126,6 +129,9 @@ func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENVIRONMENT\tPINNED\tRUNNING\tLAST HEALTHY\tLAST PASS\tRESULT\tQUARANTINED\tERROR")
 	for _, e := range envs {
+		if e.NotDeployed != "" {
+			continue // listed under the table
+		}
 		last, result := "-", "-"
 		if p := e.LastPass; p != nil {
 			last = ago(now, p.Start) + " (" + string(p.Trigger) + ")"
@@ -160,6 +166,26 @@ func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 		}
 		if e.Held != "" {
 			fmt.Fprintf(w, "%s: held: release %s %s\n", e.Name, short12(e.Pending), e.Held)
+		}
+	}
+	writeSets(w, envs)
+}
+
+// writeSets lists, under the status table, each review environment's set,
+// pin file and URL, and the pin files of sets that do not run, with why.
+func writeSets(w io.Writer, envs []reconcile.EnvStatus) {
+	for _, e := range envs {
+		switch {
+		case e.NotDeployed != "" && e.Name != "":
+			fmt.Fprintf(w, "set %s: %s (%s): %s\n", e.Set, e.PinFile, e.Name, oneLine(e.NotDeployed))
+		case e.NotDeployed != "":
+			fmt.Fprintf(w, "set %s: %s: %s\n", e.Set, e.PinFile, oneLine(e.NotDeployed))
+		case e.Set != "":
+			line := fmt.Sprintf("%s: set %s, pin file %s", e.Name, e.Set, e.PinFile)
+			if e.URL != "" {
+				line += ", " + e.URL
+			}
+			fmt.Fprintln(w, line)
 		}
 	}
 }
@@ -301,7 +327,9 @@ func (c *cli) retryOffline(g *globalFlags, env string, notRunning error) error {
 		return err
 	}
 	if _, ok := cfg.Environment(env); !ok {
-		return fmt.Errorf("unknown environment %q in %s; known: %s", env, cfg.Path, joinNames(cfg.EnvironmentNames()))
+		if _, inSet := setOf(cfg, env); !inSet {
+			return fmt.Errorf("unknown environment %q in %s; known: %s", env, cfg.Path, joinNames(cfg.EnvironmentNames()))
+		}
 	}
 	store := state.New(cfg.StateDir, 0, zerolog.Nop())
 	released, err := store.ClearQuarantine(env)

@@ -60,7 +60,7 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	if g.notifier, err = wire.NewNotifier(cfg, log); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
-	if g.forge, err = wire.NewForge(cfg, log, envInfo, forge.Options{}); err != nil {
+	if g.forge, err = wire.NewForge(cfg, log, g.envInfo, forge.Options{}); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
 	if g.forge != nil {
@@ -68,6 +68,8 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger, old list
 	}
 	g.agent, err = agent.New(g.parts.Pipeline, g.parts.Releases, agent.Options{
 		Environments:  wire.Environments(cfg),
+		Sets:          wire.Sets(cfg),
+		Pins:          g.parts.Releases,
 		PollInterval:  cfg.Repo.PollInterval,
 		DriftInterval: cfg.Agent.DriftInterval,
 		ShutdownGrace: cfg.Agent.ShutdownGrace,
@@ -140,13 +142,19 @@ func (g *generation) onPass(status *statusLine) func(reconcile.PassRecord) {
 	}
 }
 
-// eventTeardown is reconcile.EventTeardown (a review environment was torn
-// down), spelled out until that kind is part of reconcile.
-const eventTeardown reconcile.EventKind = "teardown"
-
 // envInfo is what the forge reporter needs of an environment beyond its
-// name. Fixed environments have no URL and are not review environments.
-func envInfo(string) forge.EnvInfo { return forge.EnvInfo{} }
+// name: a review environment's URL, and that it is one. It asks the agent,
+// whose set environments come and go.
+func (g *generation) envInfo(name string) forge.EnvInfo {
+	if g.agent == nil {
+		return forge.EnvInfo{}
+	}
+	env, ok := g.agent.Environment(name)
+	if !ok {
+		return forge.EnvInfo{}
+	}
+	return forge.EnvInfo{URL: env.URL, Review: env.Set != ""}
+}
 
 func (g *generation) onEvent() func(reconcile.Event) {
 	projects := map[string]string{}
@@ -154,11 +162,15 @@ func (g *generation) onEvent() func(reconcile.Event) {
 		projects[e.Name] = e.Project
 	}
 	return func(ev reconcile.Event) {
-		if ev.Kind == eventTeardown {
+		if ev.Kind == reconcile.EventTeardown {
 			g.forge.TornDown(ev.Environment, ev.Commit)
 		}
+		project, ok := projects[ev.Environment]
+		if !ok {
+			project = ev.Environment // a set's environment: its project is its name
+		}
 		g.notifier.Notify(notify.Event{
-			Kind: ev.Kind, Environment: ev.Environment, Project: projects[ev.Environment],
+			Kind: ev.Kind, Environment: ev.Environment, Project: project,
 			Commit: ev.Commit, Previous: ev.Previous, Service: ev.Service,
 			Reason: ev.Reason, Logs: ev.Logs, Time: ev.Time,
 		})

@@ -63,6 +63,11 @@ func Preflight(cfg *config.Config) error {
 			add(readable(f, fmt.Sprintf("[[environment]] %s: env_files", env.Name)))
 		}
 	}
+	for _, set := range cfg.EnvironmentSets {
+		for _, f := range set.EnvFiles {
+			add(readable(f, fmt.Sprintf("[[environment_set]] %s: env_files", set.Name)))
+		}
+	}
 	if len(problems) > 0 {
 		return &PreflightError{Config: cfg.Path, Problems: problems}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/config"
 	"github.com/lockstep-gitops/lockstep/gitsource"
 	"github.com/lockstep-gitops/lockstep/reconcile"
+	"github.com/lockstep-gitops/lockstep/reconcile/envset"
 	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 	"github.com/lockstep-gitops/lockstep/reconcile/state"
 	"github.com/lockstep-gitops/lockstep/reconcile/window"
@@ -148,6 +149,15 @@ func Environments(cfg *config.Config) []pass.Environment {
 	return out
 }
 
+// Sets are cfg's [[environment_set]] tables as the agent runs them.
+func Sets(cfg *config.Config) []envset.Set {
+	out := make([]envset.Set, 0, len(cfg.EnvironmentSets))
+	for _, s := range cfg.EnvironmentSets {
+		out = append(out, s.Spec())
+	}
+	return out
+}
+
 // Rules are the agent config's settings of how compose files are read.
 type Rules struct {
 	Strict        bool     // [compose].strict
@@ -173,6 +183,9 @@ func Loader(secrets compose.SecretOptions, rules Rules) pass.Loader {
 			ReleaseDir:    rel.Dir,
 			Project:       env.Project,
 			Environment:   env.Name,
+			Set:           env.Set,
+			Slug:          env.Slug(),
+			URL:           env.URL,
 			Commit:        rel.Commit,
 			ComposeFiles:  files,
 			PinVars:       rel.Vars,

@@ -260,6 +260,54 @@ func (f *Engine) RemoveContainer(ctx context.Context, id string) error {
 	return nil
 }
 
+func (f *Engine) RemoveNetwork(ctx context.Context, name string) error {
+	if err := f.record(ctx, "remove-network %s", name); err != nil {
+		return err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if f.Observed != nil {
+		f.Observed.Networks = slices.DeleteFunc(slices.Clone(f.Observed.Networks), func(n compose.ObservedNetwork) bool { return n.Name == name })
+	}
+	return nil
+}
+
+func (f *Engine) RemoveVolume(ctx context.Context, name string) error {
+	if err := f.record(ctx, "remove-volume %s", name); err != nil {
+		return err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if f.Observed != nil {
+		f.Observed.Volumes = slices.DeleteFunc(slices.Clone(f.Observed.Volumes), func(v compose.ObservedVolume) bool { return v.Name == name })
+	}
+	return nil
+}
+
+// Environments lists the environments of the containers Observe reports.
+func (f *Engine) Environments(ctx context.Context) (map[string]string, error) {
+	if err := f.record(ctx, "environments"); err != nil {
+		return nil, err
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	out := map[string]string{}
+	add := func(c compose.Container) {
+		if env := c.Labels[compose.LabelEnvironment]; env != "" {
+			out[env] = c.Labels[compose.LabelProject]
+		}
+	}
+	if f.Observed != nil {
+		for _, c := range f.Observed.Containers {
+			add(c)
+		}
+	}
+	for _, c := range f.World {
+		add(*c)
+	}
+	return out, nil
+}
+
 func (f *Engine) RenameContainer(ctx context.Context, id, name string) error {
 	if err := f.record(ctx, "rename %s %s", id, name); err != nil {
 		return err
