@@ -288,22 +288,8 @@ func (n *Notifier) Notify(ev Event) {
 func (n *Notifier) Run(ctx context.Context) {
 	// Deliveries run under their own context so that a shutdown does not
 	// abort the alert that explains it; it ends Flush after ctx does.
-	deliverCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	deliverCtx, cancel := FlushContext(ctx, n.flush)
 	defer cancel()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-deliverCtx.Done():
-			return
-		}
-		timer := time.NewTimer(n.flush)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-			cancel()
-		case <-deliverCtx.Done():
-		}
-	}()
 
 	var wg sync.WaitGroup
 	for _, t := range n.targets {
@@ -364,4 +350,26 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-timer.C:
 		return nil
 	}
+}
+
+// FlushContext is the context deliveries run under once Run started: not
+// cancelled with ctx, so a shutdown does not abort the message that
+// explains it, but flush after ctx is done. Cancel it when Run returns.
+func FlushContext(ctx context.Context, flush time.Duration) (context.Context, context.CancelFunc) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-out.Done():
+			return
+		}
+		timer := time.NewTimer(flush)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			cancel()
+		case <-out.Done():
+		}
+	}()
+	return out, cancel
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lockstep-gitops/lockstep/notify"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 )
 
@@ -269,22 +270,8 @@ func (r *Reporter) Run(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	postCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	postCtx, cancel := notify.FlushContext(ctx, r.flush)
 	defer cancel()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-postCtx.Done():
-			return
-		}
-		timer := time.NewTimer(r.flush)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-			cancel()
-		case <-postCtx.Done():
-		}
-	}()
 	for {
 		select {
 		case <-ctx.Done():
