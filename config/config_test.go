@@ -443,6 +443,7 @@ compose_files = ["c.yaml"]
 env_files = ["/r.env"]
 health_timeout = "3m"
 bake = "20s"
+windows = ["Sat 10:00-12:00 UTC"]
 `
 	cfg, err := Parse("x.toml", []byte(doc))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockstep-gitops/lockstep/reconcile/envset"
+	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
 // EnvironmentSet is one [[environment_set]] table: review environments,
@@ -35,6 +36,9 @@ type EnvironmentSet struct {
 	EnvFiles      []string
 	HealthTimeout time.Duration // as [health] when zero (filled by build)
 	Bake          time.Duration
+	// Windows are the host's deploy windows for every environment of the
+	// set (windows, as for [[environment]]); nil: any time.
+	Windows []string
 }
 
 // Spec is the set as the agent and the CLI run it.
@@ -42,7 +46,7 @@ func (s EnvironmentSet) Spec() envset.Set {
 	return envset.Set{
 		Name: s.Name, Pins: s.Pins, Max: s.Max, TTL: s.TTL, URL: s.URL, RemoveVolumes: s.RemoveVolumes,
 		ComposeFiles: append([]string(nil), s.ComposeFiles...), EnvFiles: append([]string(nil), s.EnvFiles...),
-		HealthTimeout: s.HealthTimeout, Bake: s.Bake,
+		HealthTimeout: s.HealthTimeout, Bake: s.Bake, Windows: window.ParseValidated(s.Windows),
 	}
 }
 
@@ -57,6 +61,7 @@ type fileEnvironmentSet struct {
 	EnvFiles      any `toml:"env_files"`
 	HealthTimeout any `toml:"health_timeout"`
 	Bake          any `toml:"bake"`
+	Windows       any `toml:"windows"`
 }
 
 func setKey(i int, name string) key {
@@ -118,6 +123,7 @@ func (c *checker) environmentSet(k func(string) key, f *fileEnvironmentSet) Envi
 		EnvFiles:      c.strings(k("env_files"), f.EnvFiles),
 		HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
 		Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
+		Windows:       c.windowList(k("windows"), f.Windows),
 	}
 	switch {
 	case s.Name == "":

@@ -43,6 +43,8 @@ func TestEnvironmentSetProblems(t *testing.T) {
 		{"url var", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nurl = \"https://${PR}.x\"\n", `[[environment_set]][0].url: ${PR} is not a variable a set's url may use`},
 		{"url", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nurl = \"${LOCKSTEP_SLUG}.x\"\n", `[[environment_set]][0].url: "${LOCKSTEP_SLUG}.x" is not an http(s) URL`},
 		{"env file", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nenv_files = [\"r.env\"]\n", `[[environment_set]][0].env_files: element 0: must be an absolute path`},
+		{"windows", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nwindows = [\"Mon 9-5\"]\n", `x.toml:6: [[environment_set]][0].windows: element 0:`},
+		{"no windows", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nwindows = []\n", `[[environment_set]][0].windows: is empty, which would never open`},
 		{"typo", "[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\nmax_envs = 3\n", "[[environment_set]][0].max_envs: unknown key `max_envs`"},
 		{"fixed name", "[[environment]]\nname = \"review\"\n[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n", `"review" is also the name of a fixed [[environment]]`},
 		{"fixed prefix", "[[environment]]\nname = \"review-ops\"\n[[environment_set]]\nname = \"review\"\npins = \"r/*.toml\"\n", `"review" makes ambiguous names: [[environment]][0] "review-ops" (project "review-ops") could also be one of this set's`},
@@ -73,7 +75,23 @@ ttl = "72h"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.EnvironmentSets[0].TTL != 72*time.Hour || string(cfg.Notify[0].Events[0]) != "teardown" {
+	if cfg.EnvironmentSets[0].TTL != 72*time.Hour || cfg.EnvironmentSets[0].Spec().Windows != nil || string(cfg.Notify[0].Events[0]) != "teardown" {
 		t.Fatalf("%+v %+v", cfg.EnvironmentSets[0], cfg.Notify[0])
+	}
+}
+
+func TestEnvironmentSetWindows(t *testing.T) {
+	cfg, err := Parse("x.toml", []byte(setRepo+`
+[[environment_set]]
+name = "review"
+pins = "review/*.toml"
+windows = ["Mon-Fri 09:00-16:00 Europe/Berlin"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := cfg.EnvironmentSets[0].Spec().Windows
+	if len(ws) != 1 || ws[0].String() != "Mon-Fri 09:00-16:00 Europe/Berlin" {
+		t.Fatalf("windows: %v", ws)
 	}
 }

@@ -75,3 +75,30 @@ func TestAgentStatusOfAHoldSurvivesARestart(t *testing.T) {
 		t.Fatalf("restored status: held %q pending %q by %q", s.Held, s.Pending, s.HeldBy)
 	}
 }
+
+// TestAgentSetWindowsHoldItsEnvironments: a set's windows are every
+// member's; with them closed a new review environment is planned and
+// held (fake.NewClock is a Friday morning, the window opens on Monday),
+// and the fixed environment, which has none, deploys as before.
+func TestAgentSetWindowsHoldItsEnvironments(t *testing.T) {
+	f, pins := newSetFixture(t, 2, 0)
+	ws, err := window.ParseAll([]string{"Mon 09:00-16:00 Europe/Berlin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.opts.Sets[0].Windows = ws
+	pins.set(pin("pr-1"))
+	f.start()
+	fake.Eventually(t, "review-pr-1 to finish a pass", func() bool {
+		s, ok := f.statusOf("review-pr-1")
+		return ok && s.LastPass != nil
+	})
+	fake.Eventually(t, "prod to deploy", func() bool { return f.deployed("prod") })
+	s, _ := f.statusOf("review-pr-1")
+	if s.HeldBy != reconcile.HoldWindow || s.Held != "waiting for the deploy window (opens Mon 09:00 CET)" {
+		t.Fatalf("review-pr-1 status: held %q by %q", s.Held, s.HeldBy)
+	}
+	if p, _ := f.statusOf("prod"); p.Held != "" {
+		t.Fatalf("prod has no windows, yet: held %q", p.Held)
+	}
+}

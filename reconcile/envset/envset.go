@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
 // MaxNameLen bounds an environment (and compose project) name made from
@@ -42,6 +44,7 @@ type Set struct {
 	EnvFiles      []string
 	HealthTimeout time.Duration
 	Bake          time.Duration
+	Windows       []window.Window // deploy windows of every member; nil: any time
 }
 
 // Dir is the directory of the set's pin files; Pattern the glob of

@@ -20,5 +20,6 @@ func SetEnvironment(set envset.Set, member envset.Member) Environment {
 		Set:           set.Name,
 		URL:           member.URL,
 		RemoveVolumes: set.RemoveVolumes,
+		Windows:       slices.Clone(set.Windows),
 	}
 }

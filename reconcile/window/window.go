@@ -117,6 +117,21 @@ func ParseAll(list []string) ([]Window, error) {
 	return out, nil
 }
 
+// ParseValidated parses a list that config has validated already. Were
+// one not to parse, the list holds a window that never opens: a release is
+// then held, never applied outside the hours an operator set. nil stays
+// nil (any time).
+func ParseValidated(list []string) []Window {
+	if list == nil {
+		return nil
+	}
+	ws, err := ParseAll(list)
+	if err != nil {
+		return []Window{{}}
+	}
+	return ws
+}
+
 // joined is errors.Join with one line per error; errors.As finds the first.
 type joined []error
 

@@ -129,16 +129,9 @@ func Environment(env config.Environment) pass.Environment {
 	}
 }
 
-// Windows parses deploy windows that config validated. Were one not to
-// parse, the list would hold a window that never opens: a release is then
-// held, never applied outside the hours an operator set.
-func Windows(list []string) []window.Window {
-	ws, err := window.ParseAll(list)
-	if err != nil {
-		return []window.Window{{}}
-	}
-	return ws
-}
+// Windows parses deploy windows that config validated (see
+// window.ParseValidated).
+func Windows(list []string) []window.Window { return window.ParseValidated(list) }
 
 // Environments are every environment of cfg, in config order.
 func Environments(cfg *config.Config) []pass.Environment {
