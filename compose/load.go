@@ -52,6 +52,10 @@ type LoadOptions struct {
 	// LOCKSTEP_URL); "" for a fixed environment, whose slug is then its
 	// name.
 	Set, Slug, URL string
+	// Swarm loads the project as a Docker Swarm stack (Project.Stack), as
+	// docker stack deploy converts it: deploy: keys are honoured, keys a
+	// swarm cannot honour are refused naming the service and the key.
+	Swarm bool
 
 	needs *needs // Need, with what was asked for; set by Load
 }

@@ -102,6 +102,11 @@ type Project struct {
 	// never creates one inside it.
 	MountPoints []string `json:",omitempty"` // omitted when none: outputs of projects without any stay as they were
 
+	// Stack is the project as a Docker Swarm stack, set only when it was
+	// loaded with LoadOptions.Swarm (Services, Networks and Volumes are
+	// then empty: nothing runs as a plain container).
+	Stack *Stack `json:",omitempty"`
+
 	// secrets holds the plaintext of SecretFiles until WriteSecrets: never
 	// exported, serialized or logged (see secretWrites).
 	secrets *secretWrites
