@@ -44,6 +44,26 @@ const (
 	// the removal of a whole review environment.
 	ActRemoveNetwork ActionKind = "remove-network"
 	ActRemoveVolume  ActionKind = "remove-volume"
+
+	// The kinds below are a Docker Swarm stack's (reconcile/swarm): its
+	// service actions are ActCreate, ActUpdate and ActRemove with
+	// SwarmService set, its networks ActCreateNetwork.
+
+	// ActUpdate sends a swarm service its new spec: the swarm rolls its
+	// tasks over as the service's update_config says.
+	ActUpdate ActionKind = "update"
+	// ActCreateConfig and ActCreateSecret create a swarm config or secret
+	// the stack needs. Each is named by its content, so a changed file is
+	// a new object, never an edit in place.
+	ActCreateConfig ActionKind = "create-config"
+	ActCreateSecret ActionKind = "create-secret"
+	// ActRemoveConfig and ActRemoveSecret remove a config or secret of the
+	// stack that the compose files no longer use (an older content). They
+	// are the plan's last phase, carried out only once the stack converged
+	// and no service references the object: apply skips them, the prune
+	// after the health gate does them.
+	ActRemoveConfig ActionKind = "remove-config"
+	ActRemoveSecret ActionKind = "remove-secret"
 )
 
 // Action is one step of a plan. Reasons say why, in words an operator reads
@@ -75,6 +95,17 @@ type Action struct {
 	// re-attached with the right settings.
 	Disconnect []string `json:"disconnect,omitempty"`
 	Connect    []string `json:"connect,omitempty"`
+	// SwarmService is the swarm service an action of a stack is about
+	// (<stack>_<key>, as docker stack deploy names it); Service is then
+	// the compose service key.
+	SwarmService string `json:"swarm_service,omitempty"`
+	// Config and Secret name the swarm config or secret an action creates
+	// or removes (<stack>_<key>_<content hash>).
+	Config string `json:"config,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// ObjectID is the swarm object (service, config, secret) an update or
+	// a removal is of; in an ApplyResult, the service a create made.
+	ObjectID string `json:"object_id,omitempty"`
 }
 
 // Plan is the list of actions that would make the host match a revision.
@@ -109,7 +140,9 @@ type ApplyResult struct {
 	Recreated int      `json:"recreated"`
 	Started   int      `json:"started"`
 	Removed   int      `json:"removed"`
-	Restarted int      `json:"restarted"` // restart: true dependents (ActRestart)
+	// Updated counts swarm services sent a new spec (ActUpdate).
+	Updated   int `json:"updated,omitempty"`
+	Restarted int `json:"restarted"` // restart: true dependents (ActRestart)
 	// Reconnected counts containers re-attached to their networks.
 	Reconnected int `json:"reconnected"`
 	// Adopted counts containers, networks and volumes taken over from

@@ -83,6 +83,16 @@ func writeAction(w io.Writer, a Action) {
 	case ActCreateVolume:
 		fmt.Fprintf(w, "  + volume %s\n", a.Volume)
 		return
+	case ActCreateConfig:
+		fmt.Fprintf(w, "  + config %s%s\n", a.Config, tail)
+	case ActCreateSecret:
+		fmt.Fprintf(w, "  + secret %s%s\n", a.Secret, tail)
+	case ActRemoveConfig:
+		fmt.Fprintf(w, "  - remove config %s%s\n", a.Config, inline("once the stack converged and no service uses it"))
+		return
+	case ActRemoveSecret:
+		fmt.Fprintf(w, "  - remove secret %s%s\n", a.Secret, inline("once the stack converged and no service uses it"))
+		return
 	case ActAdopt:
 		switch {
 		case a.Network != "":
@@ -94,6 +104,10 @@ func writeAction(w io.Writer, a Action) {
 		}
 		fmt.Fprintf(w, "  = adopt %s (%s)%s\n", a.Service, a.Container, tail)
 	case ActRemove:
+		if a.SwarmService != "" {
+			fmt.Fprintf(w, "  - remove service %s%s%s\n", a.SwarmService, inline("its volumes are kept"), tail)
+			return
+		}
 		fmt.Fprintf(w, "  - remove %s%s%s\n", a.Container, inline("its volumes are kept"), tail)
 		return
 	case ActRemoveNetwork:
@@ -103,7 +117,13 @@ func writeAction(w io.Writer, a Action) {
 		fmt.Fprintf(w, "  - remove volume %s%s\n", a.Volume, inline())
 		return
 	case ActCreate:
+		if a.SwarmService != "" {
+			fmt.Fprintf(w, "  + create service %s (%s)%s\n", a.Service, a.SwarmService, tail)
+			break
+		}
 		fmt.Fprintf(w, "  + create %s (%s)%s\n", a.Service, a.Container, tail)
+	case ActUpdate:
+		fmt.Fprintf(w, "  ~ update service %s (%s)%s\n", a.Service, a.SwarmService, tail)
 	case ActRecreate:
 		fmt.Fprintf(w, "  ~ recreate %s (%s)%s\n", a.Service, a.Container, tail)
 	case ActStart:
@@ -121,7 +141,8 @@ func writeAction(w io.Writer, a Action) {
 }
 
 // Summary is the plan in one line: "1 to pull, 2 to create, 1 to recreate,
-// 1 to remove", or "no changes". Networks and volumes count as creates.
+// 1 to remove", or "no changes". Networks and volumes, and a stack's
+// configs and secrets, count as creates and removes.
 func (p *Plan) Summary() string {
 	if p.Empty() {
 		return "no changes"
@@ -130,15 +151,15 @@ func (p *Plan) Summary() string {
 	for _, a := range p.Actions {
 		k := a.Kind
 		switch k {
-		case ActCreateNetwork, ActCreateVolume:
+		case ActCreateNetwork, ActCreateVolume, ActCreateConfig, ActCreateSecret:
 			k = ActCreate
-		case ActRemoveNetwork, ActRemoveVolume:
+		case ActRemoveNetwork, ActRemoveVolume, ActRemoveConfig, ActRemoveSecret:
 			k = ActRemove
 		}
 		counts[k]++
 	}
 	var parts []string
-	for _, k := range []ActionKind{ActPull, ActAdopt, ActCreate, ActRecreate, ActStart, ActRestart, ActReconnect, ActRemove} {
+	for _, k := range []ActionKind{ActPull, ActAdopt, ActCreate, ActRecreate, ActUpdate, ActStart, ActRestart, ActReconnect, ActRemove} {
 		if counts[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%d to %s", counts[k], k))
 			delete(counts, k)

@@ -49,7 +49,24 @@ func goldenPlans() map[string]*Plan {
 		"release":  BuildPlan(release, releaseObserved),
 		"nochange": BuildPlan(fake.Project(), fake.Converged(fake.Project())),
 		"netdrift": BuildPlan(netProject(), netDrift),
+		"stack":    stackPlan(),
 	}
+}
+
+// stackPlan is a Docker Swarm stack's plan (reconcile/swarm builds them;
+// it imports this package, so the plan is written out here).
+func stackPlan() *Plan {
+	return &Plan{Environment: "production", Project: "prod", Commit: fake.CommitB, Actions: []Action{
+		{Kind: ActCreateNetwork, Network: "prod_backend", Reasons: []string{"network does not exist"}},
+		{Kind: ActCreateConfig, Config: "prod_app_conf_def456789012", Reasons: []string{"config app_conf (worker/app.conf) content changed (abc123456789 -> def456789012)"}},
+		{Kind: ActCreateSecret, Secret: "prod_db_pw_0123456789ab", Reasons: []string{"secret missing (removed outside lockstep)"}, Drift: true},
+		{Kind: ActCreate, Service: "cache", SwarmService: "prod_cache", Image: "redis:7", Reasons: []string{"new service"}},
+		{Kind: ActUpdate, Service: "web", SwarmService: "prod_web", ObjectID: "svcweb", Image: "10.237.0.1:5000/web:v2", Order: "start-first",
+			Reasons: []string{"image 10.237.0.1:5000/web:v1 -> :v2"}},
+		{Kind: ActUpdate, Service: "worker", SwarmService: "prod_worker", ObjectID: "svcworker", Reasons: []string{"replicas 1, want 3 (changed outside lockstep)"}, Drift: true},
+		{Kind: ActRemove, Service: "old", SwarmService: "prod_old", ObjectID: "svcold", Reasons: []string{"service old removed from the compose files"}},
+		{Kind: ActRemoveConfig, Config: "prod_app_conf_abc123456789", ObjectID: "cfgold", Reasons: []string{"replaced by prod_app_conf_def456789012"}},
+	}, Gate: []string{"cache 1/1 running for 15s", "web 3/3 running, healthy, for 15s"}}
 }
 
 func TestGolden(t *testing.T) {
@@ -115,6 +132,7 @@ func TestSummary(t *testing.T) {
 		{[]ActionKind{ActRemove, ActPull, ActCreateNetwork, ActCreate, ActRecreate}, "1 to pull, 2 to create, 1 to recreate, 1 to remove"},
 		{[]ActionKind{ActStart, ActRestart, ActCreateVolume}, "1 to create, 1 to start, 1 to restart"},
 		{[]ActionKind{"teleport", ActPull, "beam", "beam"}, "1 to pull, 2 to beam, 1 to teleport"},
+		{[]ActionKind{ActCreateConfig, ActCreateSecret, ActUpdate, ActCreate, ActRemove, ActRemoveConfig, ActRemoveSecret}, "3 to create, 1 to update, 3 to remove"},
 	}
 	for _, tt := range tests {
 		p := &Plan{}

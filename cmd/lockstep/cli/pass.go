@@ -387,7 +387,7 @@ func appliedLine(p *reconcile.Plan, a *reconcile.ApplyResult, failed bool) strin
 		count int
 		verb  string
 	}{
-		{a.Pulled, "pulled"}, {a.Adopted, "adopted"}, {a.Created, "created"}, {a.Recreated, "recreated"},
+		{a.Pulled, "pulled"}, {a.Adopted, "adopted"}, {a.Created, "created"}, {a.Recreated, "recreated"}, {a.Updated, "updated"},
 		{a.Started, "started"}, {a.Restarted, "restarted"}, {a.Reconnected, "reconnected"}, {a.Removed, "removed"},
 	} {
 		if n.count > 0 {
