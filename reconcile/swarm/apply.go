@@ -176,8 +176,16 @@ func (a *applier) do(ctx context.Context, act reconcile.Action) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", describe(act), err)
 	}
-	a.opts.Log.Info().Str("action", string(act.Kind)).Str("service", act.SwarmService).Str("network", act.Network).
-		Str("config", act.Config).Str("secret", act.Secret).Strs("reasons", act.Reasons).Bool("drift", act.Drift).Msg("apply")
+	ev := a.opts.Log.Info().Str("action", string(act.Kind)).Strs("reasons", act.Reasons)
+	for _, f := range [][2]string{{"service", act.SwarmService}, {"network", act.Network}, {"config", act.Config}, {"secret", act.Secret}} {
+		if f[1] != "" {
+			ev = ev.Str(f[0], f[1])
+		}
+	}
+	if act.Drift {
+		ev = ev.Bool("drift", true)
+	}
+	ev.Msg("apply")
 	cctx, cancel := context.WithTimeout(ctx, a.opts.CallTimeout)
 	defer cancel()
 	var err error

@@ -14,24 +14,25 @@ import (
 
 // gateTarget is one service the gate follows.
 type gateTarget struct {
-	svc *compose.StackService
-	id  string // the swarm service
+	svc     *compose.StackService
+	id      string // the swarm service
+	updated bool   // by this apply (else created)
 }
 
 // gateTargets are the services done created or updated, in the stack's
 // order, but those that opt out with lockstep.health-gate: "false".
 func gateTargets(desired *compose.Stack, done []reconcile.Action) []gateTarget {
-	ids := map[string]string{}
+	changed := map[string]reconcile.Action{}
 	for _, a := range done {
 		if (a.Kind == reconcile.ActCreate || a.Kind == reconcile.ActUpdate) && a.SwarmService != "" {
-			ids[a.SwarmService] = a.ObjectID
+			changed[a.SwarmService] = a
 		}
 	}
 	var out []gateTarget
 	for i := range desired.Services {
 		svc := &desired.Services[i]
-		if id, ok := ids[svc.Name]; ok && !gateOptOut(svc) {
-			out = append(out, gateTarget{svc: svc, id: id})
+		if a, ok := changed[svc.Name]; ok && !gateOptOut(svc) {
+			out = append(out, gateTarget{svc: svc, id: a.ObjectID, updated: a.Kind == reconcile.ActUpdate})
 		}
 	}
 	return out
@@ -179,6 +180,9 @@ func (s *gateState) poll(ctx context.Context, eng Engine, nodes []compose.Observ
 		return false, gateFailure(zerolog.Ctx(ctx), s.t, task, reason)
 	}
 	s.last = judge(s.t.svc, obs, nodes)
+	if s.t.updated && s.last.converged && updatePending(obs, s.last) {
+		s.last.converged, s.last.update = false, "not completed yet"
+	}
 	now := gate.Clock.Now()
 	switch {
 	case !s.last.converged:

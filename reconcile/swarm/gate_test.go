@@ -85,6 +85,19 @@ func TestVerify(t *testing.T) {
 				}
 			}
 		}, minPolls: 10 + 30},
+		{name: "update not started yet: old tasks do not pass", mod: update, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) {
+				if s.Name == "lst_web" {
+					s.UpdateState = ""
+					setTasks(s, func(t *compose.ObservedTask) { t.Image = imageOf(s.Spec) })
+				}
+			}
+		}, wantErr: "3/3 tasks running, update not completed yet", wantTask: "lst_web"},
+		{name: "a label-only update has no rollout to wait for", mod: func(r *release) {
+			r.extra = func(st *compose.Stack) { st.Services[1].Spec.Labels["team"] = "web" }
+		}, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) { s.UpdateState = "" }
+		}, minPolls: 30},
 		{name: "never healthy: timeout", onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" {

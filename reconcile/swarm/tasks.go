@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -15,8 +16,9 @@ const (
 	taskFailed   = "failed"
 	taskRejected = "rejected"
 
-	updateUpdating = "updating"
-	updatePaused   = "paused"
+	updateUpdating  = "updating"
+	updatePaused    = "paused"
+	updateCompleted = "completed"
 )
 
 // progress is how far a service got towards its desired state.
@@ -113,7 +115,11 @@ func taskError(t compose.ObservedTask) string {
 // judge measures obs against what svc wants, from one snapshot.
 func judge(svc *compose.StackService, obs compose.ObservedService, nodes []compose.ObservedNode) progress {
 	p := progress{observed: true, job: svc.Job}
-	if obs.UpdateState != "" && obs.UpdateState != "completed" {
+	switch obs.UpdateState {
+	case "", updateCompleted, "rollback_completed":
+		// No update, or one done: a rolled back service runs its previous
+		// spec (whether that is the desired one, the hash says).
+	default:
 		p.update = obs.UpdateState
 	}
 	img := imageOf(obs.Spec)
@@ -144,6 +150,18 @@ func judge(svc *compose.StackService, obs compose.ObservedService, nodes []compo
 	}
 	p.converged = p.update == "" && p.running == p.want && p.starting == 0 && p.old == 0
 	return p
+}
+
+// updatePending reports whether obs, which this apply updated, has a
+// rolling update to go through that the swarm has not finished (or not
+// started yet: right after the update its state is empty, and the old
+// tasks still look converged). A new task template means one; a change
+// of the replicas or of the service's own labels does not.
+func updatePending(obs compose.ObservedService, p progress) bool {
+	if obs.PreviousSpec == nil || p.want == 0 || obs.UpdateState == updateCompleted {
+		return false
+	}
+	return !reflect.DeepEqual(obs.PreviousSpec.TaskTemplate, obs.Spec.TaskTemplate)
 }
 
 // wantTasks is how many tasks obs must have running (complete): its
