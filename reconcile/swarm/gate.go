@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -32,7 +33,10 @@ func gateTargets(desired *compose.Stack, done []reconcile.Action) []gateTarget {
 	for i := range desired.Services {
 		svc := &desired.Services[i]
 		if a, ok := changed[svc.Name]; ok && !gateOptOut(svc) {
-			out = append(out, gateTarget{svc: svc, id: a.ObjectID, updated: a.Kind == reconcile.ActUpdate})
+			// The API takes a service's name where it takes its id: a
+			// result read back without ids still names its services.
+			id := cmp.Or(a.ObjectID, a.SwarmService)
+			out = append(out, gateTarget{svc: svc, id: id, updated: a.Kind == reconcile.ActUpdate})
 		}
 	}
 	return out

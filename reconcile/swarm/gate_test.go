@@ -37,16 +37,19 @@ func failSlot(s *compose.ObservedService, slot int, now time.Time) {
 		Image: imageOf(s.Spec), CreatedAt: now}}, s.Tasks...)
 }
 
-func TestVerify(t *testing.T) {
+// verifyCase is one gate scenario of TestVerify.
+type verifyCase struct {
+	name     string
+	mod      func(r *release) // the release gated, over v1 (nil: a fresh stack)
+	onPoll   func(clock *fake.AutoClock) func(s *compose.ObservedService, n int)
+	wantErr  string // "" passes; else the GateError's reason contains it
+	wantTask string
+	minPolls int // of web, at least (the bake period)
+}
+
+func verifyCases() []verifyCase {
 	update := func(r *release) { r.webImage = reg + "/web:v2" }
-	tests := []struct {
-		name     string
-		mod      func(r *release) // the release gated, over v1 (nil: a fresh stack)
-		onPoll   func(clock *fake.AutoClock) func(s *compose.ObservedService, n int)
-		wantErr  string // "" passes; else the GateError's reason contains it
-		wantTask string
-		minPolls int // of web, at least (the bake period)
-	}{
+	return []verifyCase{
 		{name: "fresh stack converges and bakes", minPolls: int(reconcile.DefaultBake / (500 * time.Millisecond))},
 		{name: "update converges", mod: update, minPolls: 30},
 		{name: "task fails with its exit code", onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
@@ -131,6 +134,10 @@ func TestVerify(t *testing.T) {
 			}
 		}, wantErr: "1 of the previous spec still running"},
 	}
+}
+
+func TestVerify(t *testing.T) {
+	tests := verifyCases()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f, clock := newSwarm()
