@@ -132,6 +132,9 @@ func (a *applier) pinImages(ctx context.Context, acts []reconcile.Action) error 
 // ran just before, when it is the same reference; else the reference
 // resolved now.
 func (a *applier) pin(ctx context.Context, svc *compose.StackService) (string, error) {
+	if hasDigest(svc.Image) {
+		return svc.Image, nil // the compose file pins it
+	}
 	if obs, ok := a.st.services[svc.Name]; ok {
 		if img := imageOf(obs.Spec); hasDigest(img) && samePinnedRef(img, svc.Image) {
 			return img, nil
@@ -141,9 +144,6 @@ func (a *applier) pin(ctx context.Context, svc *compose.StackService) (string, e
 				return img, nil
 			}
 		}
-	}
-	if hasDigest(svc.Image) {
-		return svc.Image, nil
 	}
 	if img, ok := a.resolved[svc.Image]; ok {
 		return img, nil

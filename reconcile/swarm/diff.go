@@ -104,9 +104,25 @@ func normalRef(ref string) string {
 }
 
 // samePinnedRef reports whether pinned (as the swarm has it) is written
-// ref pinned to some digest.
+// ref pinned to some digest; when ref is itself pinned (the compose file
+// names a digest), to that digest.
 func samePinnedRef(pinned, ref string) bool {
-	return pinned != "" && normalRef(pinned) == normalRef(ref)
+	if pinned == "" {
+		return false
+	}
+	if hasDigest(ref) {
+		return canonical(pinned) == canonical(ref)
+	}
+	return normalRef(pinned) == normalRef(ref)
+}
+
+// canonical is ref in its canonical form, digest included.
+func canonical(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return named.String()
 }
 
 // imageDiff words an image change, "" when want (as written) and got (as
@@ -117,11 +133,14 @@ func imageDiff(want, got string) string {
 		return ""
 	}
 	from := stripDigest(got)
+	if hasDigest(want) {
+		from = got // the compose file pins a digest: which one matters
+	}
 	if from == "" {
 		from = "none"
 	}
 	to := want
-	if i, j := strings.LastIndex(from, ":"), strings.LastIndex(want, ":"); i > 0 && j > 0 &&
+	if i, j := strings.LastIndex(from, ":"), strings.LastIndex(want, ":"); i > 0 && j > 0 && !strings.Contains(from+want, "@") &&
 		from[:i] == want[:j] && !strings.Contains(want[j:], "/") && !strings.Contains(from[i:], "/") {
 		to = want[j:] // same repository: "image reg/web:v1 -> :v2"
 	}
