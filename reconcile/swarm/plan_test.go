@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -239,5 +240,41 @@ func TestPlanWarnsAboutNetworkSettings(t *testing.T) {
 	plan := BuildPlan(st, observe(t, f, st))
 	if !plan.Empty() || len(plan.Warnings) != 1 || !strings.Contains(plan.Warnings[0], "attachable false -> true") {
 		t.Errorf("plan = %v, warnings %q", actionLines(plan.Actions), plan.Warnings)
+	}
+}
+
+// TestPlanIsPureAndSerializable: the same inputs give the same plan, the
+// inputs are not changed, and a plan read back from JSON applies the same.
+func TestPlanIsPureAndSerializable(t *testing.T) {
+	f, _ := newSwarm()
+	deploy(t, f, v1().stack())
+	r := v1()
+	r.webImage, r.workerConf = reg+"/web:v2", "level=debug\n"
+	st := r.stack()
+	o := observe(t, f, st)
+	before, _ := json.Marshal([]any{st, o})
+	plan := BuildPlan(st, o)
+	after, _ := json.Marshal([]any{st, o})
+	if string(before) != string(after) {
+		t.Fatal("BuildPlan changed its inputs")
+	}
+	again := BuildPlan(st, o)
+	a, _ := json.Marshal(plan)
+	b, _ := json.Marshal(again)
+	if string(a) != string(b) {
+		t.Fatalf("two plans differ:\n%s\n%s", a, b)
+	}
+	var back reconcile.Plan
+	if err := json.Unmarshal(a, &back); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), f, st, o, &back, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := json.Marshal([]any{st, o}); string(before) != string(after) {
+		t.Fatal("Apply changed its inputs")
+	}
+	if p := BuildPlan(st, observe(t, f, st)); Changes(p) {
+		t.Errorf("plan after: %v", actionLines(p.Actions))
 	}
 }
