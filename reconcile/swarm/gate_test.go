@@ -108,6 +108,13 @@ func verifyCases() []verifyCase {
 				}
 			}
 		}, wantErr: "not converged after 2m0s: 0/3 tasks running, 3 starting", wantTask: "lst_web"},
+		{name: "the swarm stops an unhealthy task: complete", onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) {
+				if s.Name == "lst_web" && n == 2 {
+					s.Tasks[0].State, s.Tasks[0].DesiredState, s.Tasks[0].Message, s.Tasks[0].CreatedAt = taskComplete, "shutdown", "finished", clock.Now()
+				}
+			}
+		}, wantErr: "ended (complete) while the service wants it running: it exited 0, or the swarm stopped it because its healthcheck failed: finished", wantTask: "lst_web.1"},
 		{name: "unhealthy task", onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" && n == 4 {

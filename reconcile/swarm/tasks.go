@@ -61,8 +61,8 @@ func (p progress) text() string {
 // failure is why obs failed for good, with the task it names (the
 // service's name when none): an update the swarm paused or rolled back
 // (its update_config.failure_action), or a task of the current spec
-// created since the gate started that failed, was rejected, or reports
-// unhealthy.
+// created since the gate started that failed, was rejected, reports
+// unhealthy, or (not a job) completed.
 func failure(obs compose.ObservedService, since time.Time) (task, reason string) {
 	switch obs.UpdateState {
 	case updatePaused:
@@ -78,11 +78,20 @@ func failure(obs compose.ObservedService, since time.Time) (task, reason string)
 		switch {
 		case t.State == taskFailed || t.State == taskRejected:
 			return taskName(obs, t), fmt.Sprintf("task %s %s: %s", taskName(obs, t), t.State, taskError(t))
+		case t.State == taskComplete && !isJob(obs):
+			// A service's task ends only when it is replaced (shutdown):
+			// complete is its container exiting 0, or the swarm stopping
+			// it because its healthcheck failed (the API says no more).
+			return taskName(obs, t), withMessage(fmt.Sprintf("task %s ended (complete) while the service wants it running: it exited 0, or the swarm stopped it because its healthcheck failed", taskName(obs, t)), taskError(t))
 		case t.Health == "unhealthy":
 			return taskName(obs, t), fmt.Sprintf("task %s: healthcheck reports unhealthy", taskName(obs, t))
 		}
 	}
 	return "", ""
+}
+
+func isJob(obs compose.ObservedService) bool {
+	return obs.Spec.Mode.ReplicatedJob != nil || obs.Spec.Mode.GlobalJob != nil
 }
 
 func withMessage(s, msg string) string {
