@@ -55,9 +55,10 @@ func (b *Backend) Plan(desired *compose.Stack, observed compose.ObservedStack, l
 // calls: the swarm refuses an update at a stale version, so two managers
 // cannot both win the same change.
 func (b *Backend) Apply(ctx context.Context, desired *compose.Stack, observed compose.ObservedStack, plan *reconcile.Plan) (*reconcile.ApplyResult, error) {
-	if !Changes(plan) {
+	if plan == nil || plan.Empty() {
 		return &reconcile.ApplyResult{Done: []reconcile.Action{}}, nil
 	}
+	// Also for a plan of prunes only: Verify prunes after it.
 	ok, reason, err := CanApply(ctx, b.Engine)
 	if err != nil {
 		return &reconcile.ApplyResult{Done: []reconcile.Action{}}, err
@@ -85,6 +86,10 @@ func (b *Backend) Verify(ctx context.Context, desired *compose.Stack, done []rec
 
 func (b *Backend) prune(ctx context.Context, desired *compose.Stack) {
 	log := zerolog.Ctx(ctx)
+	if ok, reason, err := CanApply(ctx, b.Engine); err != nil || !ok {
+		log.Warn().Err(err).Str("reason", reason).Msg("not pruning old configs and secrets: this node may not change the swarm")
+		return
+	}
 	after, err := b.Observe(ctx, desired)
 	if err != nil {
 		log.Warn().Err(err).Msg("not pruning old configs and secrets: cannot observe the stack")

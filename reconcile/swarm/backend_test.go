@@ -78,4 +78,26 @@ func TestBackendAppliesOnlyOnTheLeader(t *testing.T) {
 	if !errors.As(err, &nl) || len(res.Done) != 0 || len(f.calls) != 0 {
 		t.Errorf("Apply on a follower: %v, done %v, calls %v", err, res.Done, f.calls)
 	}
+
+	// Nor does it prune: a plan of prunes only is refused too, and a
+	// gate that passes on a follower removes nothing.
+	f.info.Leader = true
+	deploy(t, f, st)
+	r := v1()
+	r.workerConf = "level=debug\n"
+	next := r.stack()
+	deploy(t, f, next)
+	f.info.Leader = false
+	o = observe(t, f, next)
+	plan := b.Plan(next, o, nil, 0)
+	if Changes(plan) || plan.Empty() {
+		t.Fatalf("plan %v: want prunes only", actionLines(plan.Actions))
+	}
+	f.resetCalls()
+	if _, err := b.Apply(context.Background(), next, o, plan); !errors.As(err, &nl) {
+		t.Errorf("Apply of prunes on a follower: %v", err)
+	}
+	if err := b.Verify(context.Background(), next, nil, reconcile.GateOptions{}); err != nil || len(f.calls) != 0 {
+		t.Errorf("Verify on a follower: %v, calls %v", err, f.calls)
+	}
 }
