@@ -46,8 +46,10 @@ const (
 	ActRemoveVolume  ActionKind = "remove-volume"
 
 	// The kinds below are a Docker Swarm stack's (reconcile/swarm): its
-	// service actions are ActCreate, ActUpdate and ActRemove with
-	// SwarmService set, its networks ActCreateNetwork.
+	// service actions are ActCreate, ActUpdate, ActRemove and ActRecreate
+	// (a service whose mode changed, which the swarm cannot update: removed
+	// and created again) with SwarmService set, its networks
+	// ActCreateNetwork.
 
 	// ActUpdate sends a swarm service its new spec: the swarm rolls its
 	// tasks over as the service's update_config says.

@@ -125,6 +125,10 @@ func writeAction(w io.Writer, a Action) {
 	case ActUpdate:
 		fmt.Fprintf(w, "  ~ update service %s (%s)%s\n", a.Service, a.SwarmService, tail)
 	case ActRecreate:
+		if a.SwarmService != "" {
+			fmt.Fprintf(w, "  ~ recreate service %s (%s)%s\n", a.Service, a.SwarmService, tail)
+			break
+		}
 		fmt.Fprintf(w, "  ~ recreate %s (%s)%s\n", a.Service, a.Container, tail)
 	case ActStart:
 		fmt.Fprintf(w, "  > start %s (%s)%s\n", a.Service, a.Container, tail)

@@ -112,7 +112,7 @@ type applier struct {
 // updates, resolving each reference at most once.
 func (a *applier) pinImages(ctx context.Context, acts []reconcile.Action) error {
 	for _, act := range acts {
-		if act.Kind != reconcile.ActCreate && act.Kind != reconcile.ActUpdate {
+		if act.Kind != reconcile.ActCreate && act.Kind != reconcile.ActUpdate && act.Kind != reconcile.ActRecreate {
 			continue
 		}
 		svc, err := a.service(act)
@@ -202,6 +202,10 @@ func (a *applier) do(ctx context.Context, act reconcile.Action) error {
 		err = a.updateService(cctx, act)
 	case reconcile.ActRemove:
 		err = a.eng.RemoveService(cctx, act.ObjectID)
+	case reconcile.ActRecreate:
+		if err = a.eng.RemoveService(cctx, act.ObjectID); err == nil {
+			act.ObjectID, err = a.createService(cctx, act)
+		}
 	default:
 		err = fmt.Errorf("unknown action kind %q for a swarm stack (plan from a newer lockstep?)", act.Kind)
 	}
@@ -216,6 +220,8 @@ func (a *applier) do(ctx context.Context, act reconcile.Action) error {
 		a.res.Updated++
 	case reconcile.ActRemove:
 		a.res.Removed++
+	case reconcile.ActRecreate:
+		a.res.Recreated++
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	swarmapi "github.com/moby/moby/api/types/swarm"
+
 	"github.com/lockstep-gitops/lockstep/compose"
 	"github.com/lockstep-gitops/lockstep/reconcile"
 	"github.com/lockstep-gitops/lockstep/reconcile/internal/fake"
@@ -241,5 +243,32 @@ func TestApplyOnlyPruneActionsChangesNothing(t *testing.T) {
 	res, err := Apply(context.Background(), f, st, o, plan, ApplyOptions{})
 	if err != nil || len(res.Done) != 0 || len(f.calls) != 0 {
 		t.Errorf("Apply: %v, done %v, calls %v", err, res.Done, f.calls)
+	}
+}
+
+// TestApplyModeChangeRecreates: the swarm cannot update a service's mode,
+// so a service made global is removed and created again, and gated.
+func TestApplyModeChangeRecreates(t *testing.T) {
+	f, clock := newSwarm()
+	deploy(t, f, v1().stack())
+	r := v1()
+	r.extra = func(st *compose.Stack) {
+		st.Services[2] = r.service("worker", reg+"/worker:v1", 0, func(s *swarmapi.ServiceSpec) {
+			s.Mode = swarmapi.ServiceMode{Global: &swarmapi.GlobalService{}}
+			s.TaskTemplate.ContainerSpec.Configs = st.Services[2].Spec.TaskTemplate.ContainerSpec.Configs
+		})
+	}
+	st := r.stack()
+	f.resetCalls()
+	plan, res := deploy(t, f, st)
+	equalLines(t, "plan", actionLines(plan.Actions), []string{
+		"recreate lst_worker: [mode replicated -> global the swarm cannot change a service's mode in place: it is removed and created again]",
+	})
+	equalLines(t, "calls", f.changes(), []string{"remove-service lst_worker", "create-service lst_worker"})
+	if res.Recreated != 1 || res.Done[0].ObjectID != f.service(t, "lst_worker").ID {
+		t.Errorf("result: %d recreated, done %+v", res.Recreated, res.Done)
+	}
+	if err := Verify(context.Background(), f, st, res.Done, reconcile.GateOptions{Clock: clock}); err != nil || f.polls["lst_worker"] == 0 {
+		t.Errorf("gate: %v, %d polls of the worker", err, f.polls["lst_worker"])
 	}
 }

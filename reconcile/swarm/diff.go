@@ -162,6 +162,12 @@ func modeText(m swarmapi.ServiceMode) (mode string, replicas uint64) {
 	return "replicated", 1 // the swarm's default
 }
 
+// modeKind is a mode without its replica count.
+func modeKind(m swarmapi.ServiceMode) string {
+	mode, _ := modeText(m)
+	return mode
+}
+
 func modeDiff(want, got swarmapi.ServiceMode) []string {
 	wm, wr := modeText(want)
 	gm, gr := modeText(got)

@@ -288,6 +288,9 @@ func (f *fakeSwarm) UpdateService(_ context.Context, id string, version uint64, 
 	if version != s.Version {
 		return fmt.Errorf("update out of sequence (version %d, the service is at %d)", version, s.Version)
 	}
+	if modeKind(spec.Mode) != modeKind(s.Spec.Mode) {
+		return errors.New("service mode change is not allowed")
+	}
 	spec, err := f.accept(spec)
 	if err != nil {
 		return err

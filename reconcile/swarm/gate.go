@@ -25,7 +25,7 @@ type gateTarget struct {
 func gateTargets(desired *compose.Stack, done []reconcile.Action) []gateTarget {
 	changed := map[string]reconcile.Action{}
 	for _, a := range done {
-		if (a.Kind == reconcile.ActCreate || a.Kind == reconcile.ActUpdate) && a.SwarmService != "" {
+		if (a.Kind == reconcile.ActCreate || a.Kind == reconcile.ActUpdate || a.Kind == reconcile.ActRecreate) && a.SwarmService != "" {
 			changed[a.SwarmService] = a
 		}
 	}

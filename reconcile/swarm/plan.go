@@ -231,6 +231,13 @@ func (st *stackIndex) updateAction(svc *compose.StackService, obs compose.Observ
 	}
 	diff := specDiff(st, svc, obs)
 	have := obs.Spec.Labels[compose.LabelHash]
+	if wm, gm := modeKind(svc.Spec.Mode), modeKind(obs.Spec.Mode); wm != gm {
+		// The swarm refuses to change a service's mode in an update.
+		a.Kind, a.Order = reconcile.ActRecreate, ""
+		a.Reasons = append(diff, "the swarm cannot change a service's mode in place: it is removed and created again")
+		a.Drift = have == svc.Hash
+		return a, true
+	}
 	switch {
 	case have == svc.Hash && len(diff) == 0:
 		return a, false
