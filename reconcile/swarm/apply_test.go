@@ -272,3 +272,27 @@ func TestApplyModeChangeRecreates(t *testing.T) {
 		t.Errorf("gate: %v, %d polls of the worker", err, f.polls["lst_worker"])
 	}
 }
+
+// TestPruneTriesEveryRemoval: a removal the swarm refuses is reported,
+// the others are done.
+func TestPruneTriesEveryRemoval(t *testing.T) {
+	f, _ := newSwarm()
+	old := v1().stack()
+	deploy(t, f, old)
+	r := v1()
+	r.workerConf = "level=debug\n"
+	r.extra = func(st *compose.Stack) {
+		st.Secrets[0] = object("db_pw", "n3w")
+		st.Services[0].Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName = st.Secrets[0].Name
+	}
+	st := r.stack()
+	deploy(t, f, st)
+	// A service outside the stack uses the old secret: the swarm refuses.
+	f.services["other"] = &compose.ObservedService{ID: "other", Name: "other", Spec: old.Services[0].Spec}
+	delete(f.services["other"].Spec.Labels, compose.LabelStackNamespace)
+	done, err := Prune(context.Background(), f, st, observe(t, f, st))
+	if err == nil || !strings.Contains(err.Error(), "remove secret "+old.Secrets[0].Name+": secret '"+old.Secrets[0].Name+"' is in use") {
+		t.Errorf("Prune error = %v", err)
+	}
+	equalLines(t, "pruned", actionLines(done), []string{"remove-config " + old.Configs[0].Name + ": [replaced by " + st.Configs[0].Name + "]"})
+}

@@ -283,3 +283,26 @@ func TestHealthy(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyTimeoutDoesNotCutTheBake: a service converged before the
+// deadline bakes to the end; one that is not converged at the deadline
+// fails then.
+func TestVerifyTimeoutDoesNotCutTheBake(t *testing.T) {
+	f, clock := newSwarm()
+	st := v1().stack()
+	_, res := deploy(t, f, st)
+	gate := reconcile.GateOptions{Clock: clock, Timeout: 5 * time.Second, Bake: 15 * time.Second}
+	if err := Verify(context.Background(), f, st, res.Done, gate); err != nil {
+		t.Fatalf("Verify = %v: the bake outlasts the timeout", err)
+	}
+	f.onPoll = func(s *compose.ObservedService, n int) {
+		if s.Name == "lst_worker" {
+			s.Tasks[0].State = map[bool]string{true: taskRunning, false: "starting"}[n%2 == 0]
+		}
+	}
+	err := Verify(context.Background(), f, st, res.Done, gate)
+	var ge *reconcile.GateError
+	if !errors.As(err, &ge) || ge.Service != "worker" || !strings.Contains(ge.Reason, "not converged after 5s") {
+		t.Errorf("Verify = %v, want worker not converged after 5s", err)
+	}
+}
