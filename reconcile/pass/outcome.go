@@ -69,7 +69,7 @@ func (p *Pipeline) newRun(env Environment, opts Options) *run {
 	if opts.ID == "" {
 		opts.ID = NewID(p.now())
 	}
-	r := &run{p: p, env: env, opts: opts, log: log.With().Str("env", env.Name).Str("pass", opts.ID).Logger()}
+	r := &run{p: p, env: env, opts: opts, log: log.With().Str("env", env.Name).Str("pass", opts.ID).Logger(), backend: p.backendFor(env)}
 	r.res = &Result{Environment: env.Name, Project: env.Project}
 	return r
 }

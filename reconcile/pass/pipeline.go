@@ -111,6 +111,9 @@ type Backend interface {
 // assertion that Host is a Backend lives here.
 var _ Backend = (*reconcile.Host)(nil)
 
+// backendFor is the backend env is deployed to.
+func (p *Pipeline) backendFor(env Environment) Backend { return p.Backend }
+
 // DefaultPassTimeout bounds one pass when the Pipeline sets no PassContext.
 const DefaultPassTimeout = 30 * time.Minute
 

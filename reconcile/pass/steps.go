@@ -16,10 +16,11 @@ import (
 
 // run is one pass in progress: what the steps found so far.
 type run struct {
-	p    *Pipeline
-	env  Environment
-	opts Options
-	log  zerolog.Logger
+	p       *Pipeline
+	env     Environment
+	opts    Options
+	log     zerolog.Logger
+	backend Backend // the environment's (Pipeline.backendFor)
 
 	rel      gitsource.Release
 	project  *compose.Project
@@ -231,7 +232,7 @@ func (r *run) policy(ctx context.Context) error {
 // from Docker Compose get the hashes recorded for them, so the plan treats
 // them as lockstep's. Writes nothing.
 func (r *run) observe(ctx context.Context) error {
-	observed, err := r.p.Backend.Observe(ctx, r.project)
+	observed, err := r.backend.Observe(ctx, r.project)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("observe project %s: %w", r.project.Name, err)}
 	}
@@ -324,7 +325,7 @@ func (r *run) plan(ctx context.Context) error {
 			r.log.Warn().Err(err).Msg("cannot write the decrypted configs and secrets the containers bind")
 		}
 		r.recordDeployed()
-		if r.p.Backend.Healthy(r.project, r.observed) {
+		if r.backend.Healthy(r.project, r.observed) {
 			r.res.Healthy = true
 			r.recordHealthy()
 		}
@@ -348,7 +349,7 @@ func (r *run) apply(ctx context.Context) error {
 	if r.p.Started != nil && r.res.Plan != nil && !r.res.Plan.Empty() && r.rel.Commit != r.res.Previous {
 		r.p.Started(r.env, r.rel.Commit)
 	}
-	applied, err := r.p.Backend.Apply(ctx, r.project, r.observed, r.res.Plan, r.p.gateOptions(r.env))
+	applied, err := r.backend.Apply(ctx, r.project, r.observed, r.res.Plan, r.p.gateOptions(r.env))
 	r.res.Applied = applied
 	// Whatever else failed, what was adopted is adopted.
 	r.recordAdopted(applied)
@@ -375,7 +376,7 @@ func (r *run) gate(ctx context.Context) error {
 	if r.gateErr != nil {
 		return nil // the apply already found the release unhealthy
 	}
-	err := r.p.Backend.Verify(ctx, r.project, r.res.Applied.Done, r.p.gateOptions(r.env))
+	err := r.backend.Verify(ctx, r.project, r.res.Applied.Done, r.p.gateOptions(r.env))
 	var ge *reconcile.GateError
 	switch {
 	case errors.As(err, &ge):
@@ -412,7 +413,7 @@ func (r *run) recordHealthy() {
 // more (keeping the rollback targets), and decrypted files no container
 // binds. Failing to prune is logged, never fatal: it only costs disk.
 func (r *run) prune(ctx context.Context) {
-	after, err := r.p.Backend.Observe(ctx, r.project)
+	after, err := r.backend.Observe(ctx, r.project)
 	if err != nil {
 		r.log.Warn().Err(err).Msg("not pruning old releases: cannot observe the project")
 		return
