@@ -98,7 +98,7 @@ func (r *run) settle(ctx context.Context, rec *reconcile.PassRecord, err error) 
 		return r.gateFailed(ctx, rec)
 	case err != nil:
 		rec.Result, rec.Error, rec.Class = reconcile.ResultFailed, err.Error(), reconcile.Classify(err)
-	case (r.res.Paused || r.holdAll) && r.res.Plan != nil && !r.res.Plan.Empty():
+	case (r.res.Paused || r.holdAll || r.follower) && r.res.Plan != nil && !r.res.Plan.Empty():
 		rec.Result = reconcile.ResultPaused
 	case r.res.Applied != nil:
 		rec.Result = reconcile.ResultApplied

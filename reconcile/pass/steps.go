@@ -39,6 +39,9 @@ type run struct {
 	// forced: the release is applied outside its deploy window
 	// (Options.ForceWindow).
 	forced bool
+	// follower: another agent applies to the backend (Leader); this pass
+	// plans and reports only.
+	follower bool
 }
 
 // step is one step of a pass: it reads and changes only what its doc
@@ -106,7 +109,7 @@ func (r *run) done() bool {
 	if r.res.Quarantined != nil && r.opts.Mode == ModeApply {
 		return true
 	}
-	if r.opts.Mode == ModeApply && r.res.Plan != nil && (r.res.Paused || r.holdAll || r.res.Plan.Empty()) {
+	if r.opts.Mode == ModeApply && r.res.Plan != nil && (r.res.Paused || r.holdAll || r.follower || r.res.Plan.Empty()) {
 		return true
 	}
 	return false
@@ -305,13 +308,28 @@ func (r *run) fillPriorFiles(o *compose.Observed) {
 // plan compares the desired project with what the engine has. Pure: it
 // changes only the result's Plan.
 func (r *run) plan(ctx context.Context) error {
-	plan := reconcile.BuildPlanSince(r.project, r.observed, r.last)
-	plan.Gate = reconcile.GatePlan(r.project, plan.Actions, r.p.gateOptions(r.env).Bake)
+	var plan *reconcile.Plan
+	if pl, ok := r.backend.(Planner); ok {
+		var err error
+		if plan, err = pl.Plan(r.project, r.observed, r.last, r.p.gateOptions(r.env)); err != nil {
+			return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("plan %s at %s: %w", r.env.Name, reconcile.Short(r.rel.Commit), err)}
+		}
+	} else {
+		plan = reconcile.BuildPlanSince(r.project, r.observed, r.last)
+		plan.Gate = reconcile.GatePlan(r.project, plan.Actions, r.p.gateOptions(r.env).Bake)
+	}
 	r.res.Plan = plan
 	if r.opts.Mode != ModeApply {
 		return nil
 	}
+	if !plan.Empty() && !r.res.Paused && !r.holdAll {
+		if err := r.leader(ctx); err != nil {
+			return err
+		}
+	}
 	switch {
+	case r.follower:
+		r.log.Info().Str("plan", plan.Summary()).Str("held", r.res.Held.Reason).Msg("another agent applies: nothing applied")
 	case r.res.Paused:
 		r.log.Info().Str("plan", plan.Summary()).Msg("environment is paused in its pin file: nothing applied")
 	case r.holdAll:
@@ -329,6 +347,26 @@ func (r *run) plan(ctx context.Context) error {
 			r.res.Healthy = true
 			r.recordHealthy()
 		}
+	}
+	return nil
+}
+
+// leader asks a backend that several agents watch whether this agent
+// applies (Leader). When it does not, the pass is held: it has planned,
+// it reports, it changes nothing. Reads the backend; changes the result's
+// Held.
+func (r *run) leader(ctx context.Context) error {
+	l, ok := r.backend.(Leader)
+	if !ok {
+		return nil
+	}
+	applies, why, err := l.Applies(ctx)
+	if err != nil {
+		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("who applies %s: %w", r.env.Name, err)}
+	}
+	if !applies {
+		r.follower = true
+		r.res.Held = &Held{Kind: reconcile.HoldFollower, Commit: r.rel.Commit, Reason: why}
 	}
 	return nil
 }
