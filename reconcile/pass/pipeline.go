@@ -45,8 +45,8 @@ type Environment struct {
 	// RemoveVolumes lets a teardown remove the environment's named
 	// volumes too. Only a set's environments have it.
 	RemoveVolumes bool
-	// Backend is where the environment runs: BackendCompose (the default,
-	// "") this host's engine, BackendSwarm a stack on the swarm the engine
+	// Backend is where the environment runs: BackendCompose (config's
+	// default; "" means the same) this host's engine, BackendSwarm a stack on the swarm the engine
 	// belongs to (Pipeline.Swarm).
 	Backend string
 }
