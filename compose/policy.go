@@ -92,6 +92,9 @@ func CheckPolicy(p *Project, pol Policy) []Violation {
 	var out []Violation
 	roots := bindRoots(p.ReleaseDir, pol.AllowedBindRoots)
 	sockets := socketPaths()
+	if p.Stack != nil {
+		out = append(out, stackViolations(p.Stack, pol, roots, sockets)...)
+	}
 	for i := range p.Services {
 		s := &p.Services[i]
 		add := func(setting, rule, format string, args ...any) {

@@ -117,7 +117,7 @@ func (c *converter) stackMounts(s types.ServiceConfig) ([]mount.Mount, error) {
 		m := mount.Mount{Type: mount.Type(v.Type), Target: v.Target, ReadOnly: v.ReadOnly}
 		switch v.Type {
 		case types.VolumeTypeVolume:
-			if v.Volume != nil {
+			if v.Volume != nil && (v.Volume.NoCopy || v.Volume.Subpath != "") {
 				m.VolumeOptions = &mount.VolumeOptions{NoCopy: v.Volume.NoCopy, Subpath: v.Volume.Subpath}
 			}
 			if v.Source == "" {

@@ -177,9 +177,9 @@ func (c *converter) contentHash(data []byte, encrypted bool) string {
 }
 
 // stackObjectRefs converts a service's configs: and secrets: into swarm
-// references as docker stack deploy does (target defaulting to the key:
-// the engine puts a relative config target at /<target> and a secret's
-// under /run/secrets; uid and gid "0", mode 0444), sorted by object name.
+// references as docker stack deploy does (target defaulting to /<key> for
+// a config and /run/secrets/<key> for a secret, where the engine puts
+// them; uid and gid "0", mode 0444), sorted by object name.
 // It returns the keys used and, for the hash, each object name's content
 // hash.
 func (c *converter) stackObjectRefs(s types.ServiceConfig, objs map[string]StackObject, cs *swarm.ContainerSpec, out *StackService) (map[string]string, error) {
@@ -189,9 +189,15 @@ func (c *converter) stackObjectRefs(s types.ServiceConfig, objs map[string]Stack
 		if !ok {
 			return "", "", "", 0, nil, located(c.src, s.Name, kind, fmt.Sprintf("%s: not declared under the top-level %s:; declare it", key, kind))
 		}
+		// compose-go already spells a secret's default target
+		// /run/secrets/<key>; a config's is /<key>, where the engine puts
+		// a relative one.
 		name := r.Target
 		if name == "" {
-			name = key
+			name = "/" + key
+			if kind == "secrets" {
+				name = "/run/secrets/" + key
+			}
 		}
 		uid, gid, mode := r.UID, r.GID, os.FileMode(0o444)
 		if uid == "" {
@@ -240,4 +246,10 @@ func objectHashRef(o StackObject) string {
 		return "external:" + o.Name
 	}
 	return "content:" + o.ContentHash
+}
+
+// contentSum is the plain sha256 content hash, hex.
+func contentSum(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
