@@ -263,9 +263,9 @@ secrets:
   inline: {file: ./inline.txt}
   ext: {external: true, name: shared-token}
 `,
-		"site.conf": "server {}\n",
+		"site.conf":  "server {}\n",
 		"inline.txt": "inline-secret",
-		".env":      "TOKEN=tok-value\n",
+		".env":       "TOKEN=tok-value\n",
 	})
 	s := stackService(t, p, "web")
 	st := p.Stack
