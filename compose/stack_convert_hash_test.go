@@ -65,9 +65,15 @@ func TestStackHashSensitive(t *testing.T) {
 		name string
 		edit func(files map[string]string)
 	}{
-		{"image", func(f map[string]string) { f["compose.yaml"] = strings.Replace(f["compose.yaml"], "nginx:1.27", "nginx:1.28", 1) }},
-		{"environment", func(f map[string]string) { f["compose.yaml"] = strings.Replace(f["compose.yaml"], "MODE: prod", "MODE: dev", 1) }},
-		{"replicas", func(f map[string]string) { f["compose.yaml"] = strings.Replace(f["compose.yaml"], "replicas: 2", "replicas: 3", 1) }},
+		{"image", func(f map[string]string) {
+			f["compose.yaml"] = strings.Replace(f["compose.yaml"], "nginx:1.27", "nginx:1.28", 1)
+		}},
+		{"environment", func(f map[string]string) {
+			f["compose.yaml"] = strings.Replace(f["compose.yaml"], "MODE: prod", "MODE: dev", 1)
+		}},
+		{"replicas", func(f map[string]string) {
+			f["compose.yaml"] = strings.Replace(f["compose.yaml"], "replicas: 2", "replicas: 3", 1)
+		}},
 		{"config content", func(f map[string]string) { f["site.conf"] = "server { listen 81; }\n" }},
 		{"label", func(f map[string]string) {
 			f["compose.yaml"] = strings.Replace(f["compose.yaml"], "    deploy: {replicas: 2}", "    deploy: {replicas: 2, labels: {a: b}}", 1)
