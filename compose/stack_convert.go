@@ -32,6 +32,9 @@ const defaultStackDriver = "overlay"
 
 // stack fills p.Stack from c's compose-go project.
 func (c *converter) stack(p *Project) (*Project, error) {
+	if err := c.secrets.checkStackLabels(c.src); err != nil {
+		return nil, err
+	}
 	st := &Stack{Namespace: c.opts.Project}
 	objs := map[string]StackObject{} // "configs/<key>" or "secrets/<key>"
 	for _, kind := range []string{"configs", "secrets"} {

@@ -65,6 +65,20 @@ var swarmKeys = map[string]swarmRule{
 	"pids_limit":      {refuse: "a swarm service takes its PIDs limit from deploy.resources.limits.pids; move it there"},
 }
 
+// stackConverted are the single-host handled keys stackService converts
+// into the swarm service spec (or that compose-go already applied).
+// TestStackKeysCoverHandled fails when a key handled on a single host is
+// neither here nor in swarmKeys, so that a key the single-host converter
+// learns is not silently dropped from stacks.
+var stackConverted = []string{
+	"cap_add", "cap_drop", "command", "configs", "deploy", "dns", "dns_opt", "dns_search",
+	"entrypoint", "env_file", "environment", "extra_hosts", "healthcheck", "hostname", "image",
+	"init", "label_file", "labels", "log_driver", "log_opt", "logging", "name", "networks",
+	"oom_score_adj", "ports", "profiles", "read_only", "restart", "secrets", "security_opt",
+	"stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "ulimits",
+	"user", "volumes", "working_dir",
+}
+
 const resourcesMsg = "a swarm service takes its resources from deploy.resources (limits: cpus, memory, pids; reservations: cpus, memory) only (docker stack deploy ignores or refuses the service-level keys); move it there"
 
 // swarmRule is what a swarm does with a key: refuse (with what to do) or

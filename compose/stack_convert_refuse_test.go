@@ -144,3 +144,21 @@ func TestStackWarnings(t *testing.T) {
 	le := stackLoadErr(t, files, true)
 	assertContains(t, le.Error(), "strict", "build")
 }
+
+func TestStackKeysCoverHandled(t *testing.T) {
+	for key, rule := range serviceKeys {
+		if rule != handled {
+			continue
+		}
+		if _, ok := swarmKeys[key]; ok {
+			continue
+		}
+		found := false
+		for _, k := range stackConverted {
+			found = found || k == key
+		}
+		if !found {
+			t.Errorf("key %q is handled on a single host, but the stack conversion neither converts, refuses nor warns for it", key)
+		}
+	}
+}

@@ -85,3 +85,27 @@ func TestStackNeed(t *testing.T) {
 		}
 	}
 }
+
+// TestStackLabelFromEncryptedRefused: a service label of the swarm
+// service (deploy.labels) or an object's label cannot carry a decrypted
+// value.
+func TestStackLabelFromEncryptedRefused(t *testing.T) {
+	id := newTestIdentity(t)
+	for _, tc := range []struct{ compose, key string }{
+		{"services:\n  web:\n    image: nginx:1.27\n    deploy:\n      labels: {token: \"${TOKEN}\"}\n", "deploy.labels"},
+		{"services:\n  web:\n    image: nginx:1.27\n    configs: [c]\nconfigs:\n  c: {content: x, labels: {t: \"${TOKEN}\"}}\n", "configs.c.labels"},
+	} {
+		dir := writeRelease(t, map[string]string{"compose.yaml": tc.compose, ".env.age": encrypt(t, id, "TOKEN=tok-5e3a9\n", false)})
+		opts := testOptions(dir)
+		opts.Swarm = true
+		opts.Secrets = SecretOptions{IdentityFile: id.file}
+		le := loadErr(t, opts)
+		if le.Key != tc.key || le.Line == 0 {
+			t.Errorf("error at line %d key %q, want %s: %v", le.Line, le.Key, tc.key, le)
+		}
+		assertContains(t, le.Error(), "TOKEN", ".env.age")
+		if strings.Contains(le.Error(), "tok-5e3a9") {
+			t.Errorf("error holds the plaintext: %v", le)
+		}
+	}
+}

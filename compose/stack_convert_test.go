@@ -2,6 +2,7 @@ package compose
 
 import (
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -327,4 +328,23 @@ func TestStackHostBindAndPolicy(t *testing.T) {
 	if v := CheckPolicy(p, Policy{AllowedBindRoots: []string{"/srv", "/etc"}, AllowCapabilities: []string{"NET_ADMIN"}}); len(v) != 0 {
 		t.Errorf("allowed stack still violates: %v", v)
 	}
+}
+
+// TestStackHostObjectFile: a config from a host file under an allowed
+// root is read on the manager and sent to the swarm.
+func TestStackHostObjectFile(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(root+"/tls.pem", []byte("-----BEGIN CERT-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(writeRelease(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: nginx:1.27\n    secrets: [tls]\nsecrets:\n  tls: {file: " + root + "/tls.pem}\n"}))
+	opts.Swarm = true
+	opts.HostFileRoots = []string{root}
+	p := load(t, opts)
+	o := p.Stack.Secrets[0]
+	eq(t, "data", string(o.Data()), "-----BEGIN CERT-----\n")
+	eq(t, "source", o.Source, root+"/tls.pem")
+	opts.HostFileRoots = nil
+	le := loadErr(t, opts)
+	assertContains(t, le.Error(), "allowed_bind_roots", "secrets.tls.file")
 }
