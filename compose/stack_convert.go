@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -132,12 +133,34 @@ func (c *converter) stackNetwork(key string, n types.NetworkConfig) (StackNetwor
 	if n.Ipam.Driver != "" || len(n.Ipam.Config) > 0 || len(n.Ipam.Options) > 0 {
 		ipam := &StackIPAM{Driver: n.Ipam.Driver, Options: cloneMap(n.Ipam.Options)}
 		for _, pool := range n.Ipam.Config {
+			if err := checkPool(pool); err != nil {
+				return StackNetwork{}, fail("ipam.config", err.Error())
+			}
 			ipam.Config = append(ipam.Config, StackIPAMPool{Subnet: pool.Subnet, IPRange: pool.IPRange, Gateway: pool.Gateway,
 				AuxAddress: cloneMap(pool.AuxiliaryAddresses)})
 		}
 		out.IPAM = ipam
 	}
 	return out, nil
+}
+
+// checkPool refuses an ipam pool the engine would refuse at create time,
+// when the release is already being applied.
+func checkPool(pool *types.IPAMPool) error {
+	for _, p := range []struct{ key, v string }{{"subnet", pool.Subnet}, {"ip_range", pool.IPRange}} {
+		if _, err := netip.ParsePrefix(p.v); p.v != "" && err != nil {
+			return fmt.Errorf("invalid %s %q: %v", p.key, p.v, err)
+		}
+	}
+	if _, err := netip.ParseAddr(pool.Gateway); pool.Gateway != "" && err != nil {
+		return fmt.Errorf("invalid gateway %q: %v", pool.Gateway, err)
+	}
+	for _, name := range sortedKeys(pool.AuxiliaryAddresses) {
+		if _, err := netip.ParseAddr(pool.AuxiliaryAddresses[name]); err != nil {
+			return fmt.Errorf("invalid aux address for %q: %v", name, err)
+		}
+	}
+	return nil
 }
 
 // stackVolume is a top-level named volume. The swarm has no volume

@@ -86,6 +86,7 @@ func TestStackTopLevelRefusals(t *testing.T) {
 	cases := []struct {
 		name, top, key, want string
 	}{
+		{"bad subnet", "networks:\n  default: {ipam: {config: [{subnet: 10.0.0.0/33}]}}\n", "networks.default.ipam.config", "invalid subnet"},
 		{"bridge network", "networks:\n  default: {driver: bridge}\n", "networks.default.driver", "local to one node"},
 		{"named config", "configs:\n  c: {file: ./c.conf, name: fixed}\n", "configs.c.name", "by their content"},
 		{"templated config", "configs:\n  c: {file: ./c.conf, template_driver: golang}\n", "configs.c.template_driver", "templated"},

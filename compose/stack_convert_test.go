@@ -163,6 +163,11 @@ func TestStackServiceSpec(t *testing.T) {
 					Labels: map[string]string{"team": "a", LabelStackNamespace: "shop"}},
 			})
 		}},
+		{"ipam", "", "networks:\n  default: {enable_ipv6: true, ipam: {driver: default, config: [{subnet: 10.9.0.0/24, ip_range: 10.9.0.128/25, gateway: 10.9.0.1, aux_addresses: {r: 10.9.0.2}}]}}\n", func(t *testing.T, s *StackService, st *Stack) {
+			eq(t, "network", st.Networks, []StackNetwork{{Key: "default", Name: "shop_default", Driver: "overlay", EnableIPv6: true,
+				Labels: map[string]string{LabelStackNamespace: "shop"},
+				IPAM:   &StackIPAM{Driver: "default", Config: []StackIPAMPool{{Subnet: "10.9.0.0/24", IPRange: "10.9.0.128/25", Gateway: "10.9.0.1", AuxAddress: map[string]string{"r": "10.9.0.2"}}}}}})
+		}},
 		{"volumes", "volumes:\n      - data:/data\n      - ext:/ext:ro\n      - /cache\n      - /srv/shared:/shared\n      - {type: tmpfs, target: /scratch, tmpfs: {size: 64m}}\n      - {type: volume, source: data, target: /nc, volume: {nocopy: true}}\n    tmpfs: [/run]",
 			"volumes:\n  data: {driver: local, driver_opts: {type: nfs}, labels: {backup: daily}}\n  ext: {external: true, name: legacy-data}\n", func(t *testing.T, s *StackService, st *Stack) {
 				dataOpts := &mount.VolumeOptions{Labels: map[string]string{"backup": "daily", LabelStackNamespace: "shop"},
