@@ -131,7 +131,7 @@ func (c *converter) stackKey(s types.ServiceConfig, key string) error {
 	case !known:
 		return located(c.src, s.Name, key, "lockstep does not know this key (newer compose specification?); remove it or upgrade lockstep")
 	}
-	if why, lenient := c.lenientKey(s, key); lenient && key != "links" {
+	if why, lenient := c.lenientKey(s, key); lenient {
 		return c.ignore(s.Name, key, why)
 	}
 	return located(c.src, s.Name, key, general)
