@@ -117,8 +117,13 @@ func (c *converter) stackKey(s types.ServiceConfig, key string) error {
 	case swarmOnly && rule.refuse != "":
 		return located(c.src, s.Name, key, rule.refuse)
 	case swarmOnly && rule.warn != "":
-		if key == "pull_policy" && s.PullPolicy == types.PullPolicyBuild {
-			return located(c.src, s.Name, key, "pull_policy: build is not possible, lockstep does not build images; push the image in CI and reference it")
+		if key == "pull_policy" {
+			switch s.PullPolicy {
+			case types.PullPolicyBuild:
+				return located(c.src, s.Name, key, "pull_policy: build is not possible, lockstep does not build images; push the image in CI and reference it")
+			case types.PullPolicyMissing, types.PullPolicyIfNotPresent:
+				return nil // what a node does with a pinned digest
+			}
 		}
 		return c.ignore(s.Name, key, rule.warn)
 	case swarmOnly:

@@ -119,6 +119,7 @@ func TestStackWarnings(t *testing.T) {
     depends_on:
       db: {condition: service_healthy}
     expose: ["80"]
+    pull_policy: missing
     restart: always
     deploy:
       restart_policy: {condition: any}
@@ -132,8 +133,8 @@ func TestStackWarnings(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s:%d %s %s", w.File, w.Line, w.Service, w.Key))
 	}
 	eq(t, "warnings", got, []string{
-		"compose.yaml:12 db build",
-		"compose.yaml:7 web restart",
+		"compose.yaml:13 db build",
+		"compose.yaml:8 web restart",
 		"compose.yaml:4 web depends_on",
 		"compose.yaml:6 web expose",
 	})
