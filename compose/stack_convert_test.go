@@ -353,3 +353,17 @@ func TestStackHostObjectFile(t *testing.T) {
 	le := loadErr(t, opts)
 	assertContains(t, le.Error(), "allowed_bind_roots", "secrets.tls.file")
 }
+
+// TestStackHostNetworkPolicy: attaching to the node's host network is
+// what network_mode: host is on a single host, for the policy.
+func TestStackHostNetworkPolicy(t *testing.T) {
+	p := loadStack(t, map[string]string{"compose.yaml": "services:\n  web:\n    image: nginx:1.27\n    networks: [hostnet]\nnetworks:\n  hostnet: {external: true, name: host}\n"})
+	eq(t, "attachment", stackService(t, p, "web").Spec.TaskTemplate.Networks, []swarm.NetworkAttachmentConfig{{Target: "host"}})
+	v := CheckPolicy(p, Policy{})
+	if len(v) != 1 || v[0].Rule != "allow_host_network" {
+		t.Errorf("violations %v, want allow_host_network", v)
+	}
+	if v := CheckPolicy(p, Policy{AllowHostNetwork: true}); len(v) != 0 {
+		t.Errorf("allowed host network still violates: %v", v)
+	}
+}
