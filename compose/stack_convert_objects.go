@@ -56,6 +56,10 @@ func (c *converter) stackObject(kind, key string, o types.FileObjectConfig) (Sta
 	if err != nil {
 		return StackObject{}, err
 	}
+	if kind == "configs" && (out.Encrypted || c.secrets.leaks(string(data))) {
+		// Swarm configs are not secret: docker config inspect prints them.
+		return StackObject{}, fail("", "holds a value decrypted from an age-encrypted file, and a swarm config is readable by anyone with access to a manager (docker config inspect); declare it under secrets: instead")
+	}
 	limit := maxSwarmConfig
 	if kind == "secrets" {
 		limit = maxSwarmSecret

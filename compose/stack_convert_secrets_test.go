@@ -109,3 +109,30 @@ func TestStackLabelFromEncryptedRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestStackEncryptedConfigRefused: a swarm config is readable by anyone
+// with access to a manager, so decrypted content must be a secret.
+func TestStackEncryptedConfigRefused(t *testing.T) {
+	id := newTestIdentity(t)
+	for _, tc := range []struct{ name, top string }{
+		{"age file", "configs:\n  c: {file: ./c.conf.age}\n"},
+		{"decrypted variable", "configs:\n  c: {content: \"password=${TOKEN}\"}\n"},
+		{"decrypted environment", "configs:\n  c: {environment: TOKEN}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeRelease(t, map[string]string{
+				"compose.yaml": "services:\n  web:\n    image: nginx:1.27\n    configs: [c]\n" + tc.top,
+				"c.conf.age":   encrypt(t, id, "password=tok-5e3a9", false),
+				".env.age":     encrypt(t, id, "TOKEN=tok-5e3a9\n", false),
+			})
+			opts := testOptions(dir)
+			opts.Swarm = true
+			opts.Secrets = SecretOptions{IdentityFile: id.file}
+			le := loadErr(t, opts)
+			assertContains(t, le.Error(), "configs.c", "secrets: instead")
+			if strings.Contains(le.Error(), "tok-5e3a9") {
+				t.Errorf("error holds the plaintext: %v", le)
+			}
+		})
+	}
+}
