@@ -122,9 +122,10 @@ func (c *converter) containerSpec(s types.ServiceConfig) (*swarm.ContainerSpec, 
 		d := time.Duration(*s.StopGracePeriod)
 		cs.StopGracePeriod = &d
 	}
-	// extra_hosts in the swarm's notation: "IP hostname".
-	for _, h := range s.ExtraHosts.AsList(":") {
-		if host, ip, ok := strings.Cut(h, ":"); ok {
+	// extra_hosts in the swarm's notation, "IP hostname", by hostname
+	// (compose-go holds them in a map).
+	for _, host := range sortedKeys(s.ExtraHosts) {
+		for _, ip := range s.ExtraHosts[host] {
 			cs.Hosts = append(cs.Hosts, ip+" "+host)
 		}
 	}

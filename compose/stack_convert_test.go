@@ -202,7 +202,7 @@ func TestStackServiceSpec(t *testing.T) {
     cap_drop: [ALL]
     sysctls: {net.core.somaxconn: "1024"}
     ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
-    extra_hosts: ["db.local:10.0.0.5"]
+    extra_hosts: ["db.local:10.0.0.5", "api.local:10.0.0.6", "cache.local:10.0.0.7", "v6.local:[::1]"]
     dns: [1.1.1.1]
     dns_search: [example.com]
     dns_opt: [ndots:2]
@@ -226,7 +226,7 @@ func TestStackServiceSpec(t *testing.T) {
 			eq(t, "cap drop", cs.CapabilityDrop, []string{"ALL"})
 			eq(t, "sysctls", cs.Sysctls, map[string]string{"net.core.somaxconn": "1024"})
 			eq(t, "ulimits", cs.Ulimits, []*container.Ulimit{{Name: "nofile", Soft: 1024, Hard: 2048}, {Name: "nproc", Soft: 512, Hard: 512}})
-			eq(t, "hosts", cs.Hosts, []string{"10.0.0.5 db.local"})
+			eq(t, "hosts", cs.Hosts, []string{"10.0.0.6 api.local", "10.0.0.7 cache.local", "10.0.0.5 db.local", "::1 v6.local"})
 			if cs.DNSConfig == nil || len(cs.DNSConfig.Nameservers) != 1 || cs.DNSConfig.Nameservers[0].String() != "1.1.1.1" ||
 				!reflect.DeepEqual(cs.DNSConfig.Search, []string{"example.com"}) || !reflect.DeepEqual(cs.DNSConfig.Options, []string{"ndots:2"}) {
 				t.Errorf("dns config = %+v", cs.DNSConfig)
