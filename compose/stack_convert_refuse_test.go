@@ -147,6 +147,15 @@ func TestStackWarnings(t *testing.T) {
 	assertContains(t, le.Error(), "strict", "build")
 }
 
+func TestStackServiceNameLength(t *testing.T) {
+	key := strings.Repeat("w", 60)
+	le := stackLoadErr(t, map[string]string{"compose.yaml": "services:\n  " + key + ":\n    image: nginx:1.27\n"}, false)
+	if le.Service != key || le.Line != 2 {
+		t.Errorf("error at line %d for service %q: %v", le.Line, le.Service, le)
+	}
+	assertContains(t, le.Error(), "63 characters")
+}
+
 func TestStackKeysCoverHandled(t *testing.T) {
 	for key, rule := range serviceKeys {
 		if rule != handled {

@@ -14,6 +14,10 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 )
 
+// maxServiceName is the longest service name a swarm takes: the name is
+// a DNS label.
+const maxServiceName = 63
+
 // stackService converts one compose service into the swarm service spec
 // docker stack deploy would send for it, with lockstep's labels and hash.
 func (c *converter) stackService(s types.ServiceConfig, objs map[string]StackObject) (StackService, error) {
@@ -29,6 +33,9 @@ func (c *converter) stackService(s types.ServiceConfig, objs map[string]StackObj
 		d = &types.DeployConfig{}
 	}
 	out := StackService{Key: s.Name, Name: c.opts.Project + "_" + s.Name, Image: s.Image}
+	if len(out.Name) > maxServiceName {
+		return StackService{}, located(c.src, s.Name, "", fmt.Sprintf("the swarm service name %s is longer than the %d characters a swarm takes (it is a DNS label); use a shorter service key or project name", out.Name, maxServiceName))
+	}
 
 	cs, err := c.containerSpec(s)
 	if err != nil {
