@@ -96,6 +96,11 @@ func (c *converter) stackEndpoint(s types.ServiceConfig, mode string) (*swarm.En
 		if out.Mode == swarm.ResolutionModeDNSRR && pc.PublishMode == swarm.PortConfigPublishModeIngress {
 			return nil, fail(fmt.Sprintf("%d: a port published through the routing mesh (mode ingress) needs endpoint_mode vip; publish it with mode: host, or remove endpoint_mode: dnsrr", p.Target))
 		}
+		for _, o := range out.Ports {
+			if pc.PublishedPort != 0 && o.PublishedPort == pc.PublishedPort && o.Protocol == pc.Protocol {
+				return nil, fail(fmt.Sprintf("%d/%s is published twice; the swarm refuses duplicate published ports", pc.PublishedPort, pc.Protocol))
+			}
+		}
 		out.Ports = append(out.Ports, pc)
 	}
 	slices.SortFunc(out.Ports, func(a, b swarm.PortConfig) int {
@@ -184,6 +189,13 @@ func (c *converter) stackMounts(s types.ServiceConfig) ([]mount.Mount, error) {
 			return nil, located(c.src, s.Name, "tmpfs", fmt.Sprintf("%s: tmpfs options (%s) cannot be read into a swarm mount; use the long volumes: syntax, type: tmpfs with tmpfs.size and tmpfs.mode", target, opts))
 		}
 		out = append(out, mount.Mount{Type: mount.TypeTmpfs, Target: target})
+	}
+	seen := map[string]bool{}
+	for _, m := range out {
+		if seen[m.Target] {
+			return nil, located(c.src, s.Name, "volumes", fmt.Sprintf("%s: mounted twice; the swarm refuses a duplicate mount point", m.Target))
+		}
+		seen[m.Target] = true
 	}
 	return out, nil
 }

@@ -75,6 +75,9 @@ func (c *converter) stackService(s types.ServiceConfig, objs map[string]StackObj
 	if spec.Mode, out.Job, err = stackMode(d); err != nil {
 		return StackService{}, fail("deploy.mode", err.Error())
 	}
+	if rp := task.RestartPolicy; out.Job && rp != nil && rp.Condition == swarm.RestartPolicyConditionAny {
+		return StackService{}, fail(restartKey(d), "a job runs to completion, and restart condition any (restart: always or unless-stopped) contradicts that; use on-failure (a job's default) or none")
+	}
 	if spec.UpdateConfig, err = stackUpdateConfig(d.UpdateConfig); err != nil {
 		return StackService{}, fail("deploy.update_config", err.Error())
 	}
@@ -234,6 +237,21 @@ func (c *converter) stackResources(service string, r types.Resources) (*swarm.Re
 	}{{"limits", r.Limits}, {"reservations", r.Reservations}} {
 		if res.r != nil && len(res.r.Devices) > 0 {
 			return nil, located(c.src, service, "deploy.resources."+res.key+".devices", "device requests (GPUs) cannot be made by a swarm service; use generic_resources under reservations with the nodes' node-generic-resources, or remove them")
+		}
+	}
+	for _, res := range []struct {
+		key string
+		r   *types.Resource
+	}{{"limits", r.Limits}, {"reservations", r.Reservations}} {
+		if res.r == nil {
+			continue
+		}
+		// The swarm's own minimums, refused at create otherwise.
+		if n := nanoCPUs(res.r.NanoCPUs); n != 0 && n < 1e6 {
+			return nil, located(c.src, service, "deploy.resources."+res.key+".cpus", "must be at least 0.001 (the swarm refuses less)")
+		}
+		if m := int64(res.r.MemoryBytes); m != 0 && m < 4<<20 {
+			return nil, located(c.src, service, "deploy.resources."+res.key+".memory", "must be at least 4MiB (the swarm refuses less)")
 		}
 	}
 	if l := r.Limits; l != nil {
