@@ -101,14 +101,21 @@ type StackObject struct {
 	// external object.
 	Name     string
 	External bool // must exist; never created or removed
-	// ContentHash is the sha256 (hex) of the content.
+	// ContentHash is the sha256 (hex) of the content; for content that
+	// came from an age-encrypted file (an *.age file: source, or an
+	// environment: variable set by an encrypted env file) the HMAC-SHA256
+	// keyed with the host's identities instead, as File.Digest, so the
+	// name and labels reveal nothing about a secret's value (managers
+	// sharing the identity file compute the same one).
 	ContentHash string
 	// Labels carry the namespace, lockstep.environment and
 	// lockstep.content-hash (= ContentHash), plus the compose file's.
 	Labels map[string]string
 	// Source is the release path the content came from (slash-separated,
-	// relative to the release dir; "" for content: or environment:), for
-	// plans and errors; Encrypted when it was an *.age file.
+	// relative to the release dir; the absolute path of a host file under
+	// [policy].allowed_bind_roots; "" for content: or environment:), for
+	// plans and errors; Encrypted when it was decrypted (an *.age file, or
+	// an environment: variable from an encrypted env file).
 	Source    string
 	Encrypted bool
 	data      []byte // the content (decrypted); see Data
