@@ -208,3 +208,23 @@ type ObservedNode struct {
 	Leader       bool
 	Reachability string // managers: reachable, unreachable, unknown
 }
+
+// SwarmInfo is the local node's place in the swarm, as the swarm backend
+// reads it before a pass (reconcile/swarm's Info: the engine adapter in
+// compose/engine and the planner share this one type).
+type SwarmInfo struct {
+	NodeID    string
+	ClusterID string
+	State     string // swarm.LocalNodeState: "inactive", "active", "pending", "error", "locked"
+	Manager   bool   // the node is a manager
+	Leader    bool   // and the current Raft leader (only the leader's agent applies)
+	Managers  int
+	Nodes     int
+}
+
+// WithData returns o with content data, for the converter that reads the
+// file (and tests); Data returns it.
+func (o StackObject) WithData(data []byte) StackObject {
+	o.data = data
+	return o
+}
