@@ -92,10 +92,14 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 // RemoveNetwork removes a stack network by id; one already gone is what
-// was asked for.
+// was asked for. The swarm frees a removed network a moment later: until
+// then it is still listed (ObserveStack sees it), and removing it again
+// gets a "network ID not found" that is not typed as such (HTTP 500),
+// which is read as gone too.
 func (s *Swarm) RemoveNetwork(ctx context.Context, id string) error {
 	s.call(ctx, "remove-network", id)
-	if _, err := s.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+	_, err := s.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+	if err != nil && !cerrdefs.IsNotFound(err) && !strings.HasSuffix(err.Error(), "network "+id+" not found") {
 		return fmt.Errorf("remove network %s: %w", shortID(id), err)
 	}
 	return nil
