@@ -66,6 +66,9 @@ func requireSingleSwarm(t *testing.T) *swarmFixture {
 		ns:  strings.ReplaceAll(harness.UniqueProject(t, "lst"), "-", ""),
 		reg: harness.StartRegistry(t),
 	}
+	// Registered first, so it runs last, once the services' containers
+	// are gone: the images the engine pulled from the test's registry.
+	harness.CleanupProject(t, cli, f.ns, f.reg)
 	t.Cleanup(func() { f.cleanup(t) })
 	return f
 }
@@ -86,6 +89,16 @@ func (f *swarmFixture) cleanup(t *testing.T) {
 		if err := f.sw.RemoveService(ctx, s.ID); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
+	}
+	// The swarm removes the services' containers a moment later, also
+	// those of services the test removed itself.
+	byContainerName := make(client.Filters).Add("name", f.ns+"_")
+	err = pollUntil(ctx, func() (bool, error) {
+		list, err := f.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: byContainerName})
+		return err == nil && len(list.Items) == 0, err
+	})
+	if err != nil {
+		t.Errorf("cleanup: the containers of the stack's services: %v", err)
 	}
 	configs, _ := f.cli.ConfigList(ctx, client.ConfigListOptions{Filters: byName})
 	for _, c := range configs.Items {
