@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -34,8 +35,12 @@ const swarmSingleEnv = "LOCKSTEP_SWARM_SINGLE"
 type swarmFixture struct {
 	cli *client.Client
 	sw  *Swarm
-	ns  string // the stack namespace, unique to the test
-	reg string // the test's registry, 127.0.0.1:PORT
+	// counted is a Swarm on its own client whose requests are recorded
+	// in calls, to check what an observation costs.
+	counted *Swarm
+	calls   []string
+	ns      string // the stack namespace, unique to the test
+	reg     string // the test's registry, 127.0.0.1:PORT
 }
 
 func requireSingleSwarm(t *testing.T) *swarmFixture {
@@ -66,6 +71,19 @@ func requireSingleSwarm(t *testing.T) *swarmFixture {
 		ns:  strings.ReplaceAll(harness.UniqueProject(t, "lst"), "-", ""),
 		reg: harness.StartRegistry(t),
 	}
+	counting, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation(),
+		client.WithHTTPRequestHook(func(r *http.Request) error {
+			f.calls = append(f.calls, r.Method+" "+r.URL.Path[strings.LastIndex(r.URL.Path, "/"):])
+			return nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { counting.Close() })
+	if _, err := counting.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.counted = NewSwarm(counting, zerolog.Nop())
 	// Registered first, so it runs last, once the services' containers
 	// are gone: the images the engine pulled from the test's registry.
 	harness.CleanupProject(t, cli, f.ns, f.reg)
@@ -220,4 +238,14 @@ func mustNoErr(t *testing.T, what string, err error) {
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
+}
+
+// observeCounted observes desired through the counting client and
+// returns the requests it made.
+func (f *swarmFixture) observeCounted(ctx context.Context, t *testing.T, desired *compose.Stack) (compose.ObservedStack, []string) {
+	t.Helper()
+	f.calls = nil
+	obs, err := f.counted.ObserveStack(ctx, desired)
+	mustNoErr(t, "observe", err)
+	return obs, f.calls
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,8 +93,11 @@ func TestSwarmStack(t *testing.T) {
 	mustNoErr(t, "create service", err)
 	f.waitRunning(ctx, t, svcID, v1)
 
-	obs, err := f.sw.ObserveStack(ctx, desired)
-	mustNoErr(t, "observe", err)
+	obs, calls := f.observeCounted(ctx, t, desired)
+	wantCalls := []string{"GET /services", "GET /tasks", "GET /networks", "GET /networks", "GET /configs", "GET /configs", "GET /secrets", "GET /secrets", "GET /nodes"}
+	if !slices.Equal(calls, wantCalls) {
+		t.Errorf("ObserveStack with a service and an external of each kind called %v, want %v", calls, wantCalls)
+	}
 	f.checkObserved(t, obs, svcID, v1, netID, cfgID, secID)
 
 	f.checkUpdate(ctx, t, obs.Services[0], v2)
@@ -120,6 +124,9 @@ func TestSwarmStack(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("after removal: %v; the stack still has %+v", err, obs)
+	}
+	if _, calls := f.observeCounted(ctx, t, &compose.Stack{Namespace: f.ns}); len(calls) != 5 {
+		t.Errorf("ObserveStack of an empty stack without externals called %v, want the 5 lists (no tasks)", calls)
 	}
 }
 
