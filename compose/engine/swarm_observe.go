@@ -20,6 +20,9 @@ import (
 // configs, secrets, nodes; no task list without services) plus one per kind
 // of external object the stack names.
 func (s *Swarm) ObserveStack(ctx context.Context, desired *compose.Stack) (compose.ObservedStack, error) {
+	if desired == nil || desired.Namespace == "" {
+		return compose.ObservedStack{}, fmt.Errorf("observe a stack: no stack namespace given")
+	}
 	ns := desired.Namespace
 	out := compose.ObservedStack{Namespace: ns}
 	byStack := make(client.Filters).Add("label", compose.LabelStackNamespace+"="+ns)
