@@ -104,11 +104,23 @@ func (s *Swarm) ResolveImage(ctx context.Context, ref string) (string, error) {
 	}
 	res, err := s.cli.DistributionInspect(ctx, reference.FamiliarString(named), client.DistributionInspectOptions{EncodedRegistryAuth: auth})
 	if err != nil {
-		return "", fmt.Errorf("resolve the digest of image %s: %w", ref, pullFailed(ref, reg, err))
+		return "", resolveFailed(ref, reg, err)
 	}
 	pinned, err := reference.WithDigest(named, res.Descriptor.Digest)
 	if err != nil {
 		return "", fmt.Errorf("resolve image %s: the registry gave digest %q: %w", ref, res.Descriptor.Digest, err)
 	}
 	return reference.FamiliarString(pinned), nil
+}
+
+// resolveFailed classifies a distribution inspect error as Pull does a
+// pull's: a missing image or tag reads "image X not found in registry R"
+// (errors.Is(err, cerrdefs.ErrNotFound)), a refusal "denied access".
+func resolveFailed(ref, reg string, err error) error {
+	var pe *PullError
+	if errors.As(pullFailed(ref, reg, err), &pe) {
+		pe.Resolve = true
+		return pe
+	}
+	return fmt.Errorf("resolve the digest of image %s: %w", ref, err)
 }

@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/lockstep-gitops/lockstep/e2e/harness"
+)
+
+// TestSwarmResolveImageCredentials checks that ResolveImage sends the
+// credentials lockstep's Docker config has for the image's registry, and
+// that a registry refusing their absence is a denied error saying so.
+func TestSwarmResolveImageCredentials(t *testing.T) {
+	f := requireSingleSwarm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var locked atomic.Bool // open while the test pushes
+	reg := harness.Registry()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); locked.Load() && (!ok || u != "ci" || p != "pw") {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ref := harness.PushTestApp(t, addr, f.ns+"/private", "v1", harness.ImageOptions{})
+	want := ref + "@" + registryDigest(t, ref)
+	locked.Store(true)
+
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	_, err := f.sw.ResolveImage(ctx, ref)
+	if !errors.Is(err, cerrdefs.ErrUnauthenticated) || !strings.Contains(err.Error(), "denied access") {
+		t.Fatalf("ResolveImage without credentials = %v, want a denied error", err)
+	}
+
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("ci:pw"))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+addr+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	got, err := f.sw.ResolveImage(ctx, ref)
+	if err != nil || got != want {
+		t.Fatalf("ResolveImage with credentials = %s, %v; want %s", got, err, want)
+	}
+}
