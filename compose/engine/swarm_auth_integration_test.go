@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,12 +21,12 @@ import (
 // credentials lockstep's Docker config has for the image's registry, and
 // that a registry refusing their absence is a denied error saying so.
 func TestSwarmResolveImageCredentials(t *testing.T) {
-	f := requireSingleSwarm(t)
+	f := requireSwarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var locked atomic.Bool // open while the test pushes
 	reg := harness.Registry()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := f.startRegistry(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); locked.Load() && (!ok || u != "ci" || p != "pw") {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
@@ -35,8 +34,6 @@ func TestSwarmResolveImageCredentials(t *testing.T) {
 		}
 		reg.ServeHTTP(w, r)
 	}))
-	t.Cleanup(srv.Close)
-	addr := strings.TrimPrefix(srv.URL, "http://")
 	ref := harness.PushTestApp(t, addr, f.ns+"/private", "v1", harness.ImageOptions{})
 	want := ref + "@" + registryDigest(t, ref)
 	locked.Store(true)

@@ -21,7 +21,7 @@ import (
 // non-zero on SIGTERM, with no word of health, whatever the restart
 // policy), one whose check passes does.
 func TestSwarmTaskHealth(t *testing.T) {
-	f := requireSingleSwarm(t)
+	f := requireSwarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	image, err := f.sw.ResolveImage(ctx, harness.PushTestApp(t, f.reg, f.ns+"/web", "v1", harness.ImageOptions{}))

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -40,10 +42,19 @@ type swarmFixture struct {
 	counted *Swarm
 	calls   []string
 	ns      string // the stack namespace, unique to the test
-	reg     string // the test's registry, 127.0.0.1:PORT
+	regIP   string // where the test's registries listen: every node reaches it
+	reg     string // the test's registry, regIP:PORT
+	nodes   int    // how many nodes the swarm has
 }
 
-func requireSingleSwarm(t *testing.T) *swarmFixture {
+// requireSwarm is the swarm the Swarm integration tests run against. To
+// move them to e2e/swarmtest, replace the body with
+//
+//	s := swarmtest.Require(t)
+//	return newSwarmFixture(t, s.Hosts[0], s.RegistryAddr, len(s.Hosts))
+//
+// (the tests assume nothing of the node count or which node leads).
+func requireSwarm(t *testing.T) *swarmFixture {
 	t.Helper()
 	host := os.Getenv(swarmSingleEnv)
 	if host == "" {
@@ -55,7 +66,7 @@ func requireSingleSwarm(t *testing.T) *swarmFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cli.Close() })
+	defer cli.Close()
 	info, err := cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,12 +76,28 @@ func requireSingleSwarm(t *testing.T) *swarmFixture {
 			t.Fatalf("make %s a swarm manager: %v", host, err)
 		}
 	}
-	f := &swarmFixture{
-		cli: cli,
-		sw:  NewSwarm(cli, zerolog.New(zerolog.NewTestWriter(t))),
-		ns:  strings.ReplaceAll(harness.UniqueProject(t, "lst"), "-", ""),
-		reg: harness.StartRegistry(t),
+	return newSwarmFixture(t, host, "127.0.0.1", 1)
+}
+
+// newSwarmFixture is a fixture on the swarm manager at host, whose nodes
+// reach the test process at regIP.
+func newSwarmFixture(t *testing.T, host, regIP string, nodes int) *swarmFixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli, err := Connect(ctx, host)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { cli.Close() })
+	f := &swarmFixture{
+		cli:   cli,
+		sw:    NewSwarm(cli, zerolog.New(zerolog.NewTestWriter(t))),
+		ns:    strings.ReplaceAll(harness.UniqueProject(t, "lst"), "-", ""),
+		regIP: regIP,
+		nodes: nodes,
+	}
+	f.reg = f.startRegistry(t, harness.Registry())
 	counting, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation(),
 		client.WithHTTPRequestHook(func(r *http.Request) error {
 			f.calls = append(f.calls, r.Method+" "+r.URL.Path[strings.LastIndex(r.URL.Path, "/"):])
@@ -248,4 +275,20 @@ func (f *swarmFixture) observeCounted(ctx context.Context, t *testing.T, desired
 	obs, err := f.counted.ObserveStack(ctx, desired)
 	mustNoErr(t, "observe", err)
 	return obs, f.calls
+}
+
+// startRegistry serves h on regIP:0 until the test ends and returns
+// "regIP:PORT".
+func (f *swarmFixture) startRegistry(t *testing.T, h http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(f.regIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return l.Addr().String()
 }

@@ -11,21 +11,29 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	swarmapi "github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 
 	"github.com/lockstep-gitops/lockstep/compose"
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
 )
 
-// TestSwarmInfo checks Info on a single-node swarm: an active manager
-// that leads, in a cluster of one.
+// TestSwarmInfo checks Info on a manager: active, in a cluster of all the
+// swarm's nodes, and leading exactly when the node list says it leads.
 func TestSwarmInfo(t *testing.T) {
-	f := requireSingleSwarm(t)
+	f := requireSwarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	info, err := f.sw.Info(ctx)
 	mustNoErr(t, "info", err)
-	if info.State != "active" || !info.Manager || !info.Leader || info.Nodes != 1 || info.Managers != 1 || info.NodeID == "" || info.ClusterID == "" {
-		t.Fatalf("Info = %+v, want an active leading manager of a one-node swarm", info)
+	if info.State != "active" || !info.Manager || info.Nodes != f.nodes || info.Managers < 1 || info.NodeID == "" || info.ClusterID == "" {
+		t.Fatalf("Info = %+v, want an active manager of a %d-node swarm", info, f.nodes)
+	}
+	nodes, err := f.cli.NodeList(ctx, client.NodeListOptions{})
+	mustNoErr(t, "list nodes", err)
+	for _, n := range nodes.Items {
+		if leads := n.ManagerStatus != nil && n.ManagerStatus.Leader; n.ID == info.NodeID && leads != info.Leader {
+			t.Fatalf("Info says leader=%v, the node list %v", info.Leader, leads)
+		}
 	}
 }
 
@@ -33,7 +41,7 @@ func TestSwarmInfo(t *testing.T) {
 // its registry has, that a pinned reference comes back unchanged, and
 // that a missing tag or repository is a not-found error saying so.
 func TestSwarmResolveImage(t *testing.T) {
-	f := requireSingleSwarm(t)
+	f := requireSwarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ref := harness.PushTestApp(t, f.reg, f.ns+"/web", "v1", harness.ImageOptions{})
@@ -66,7 +74,7 @@ func TestSwarmResolveImage(t *testing.T) {
 // exact name only, updates the service's image until the update
 // completes, is refused a stale version, and removes everything twice.
 func TestSwarmStack(t *testing.T) {
-	f := requireSingleSwarm(t)
+	f := requireSwarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	v1, err := f.sw.ResolveImage(ctx, harness.PushTestApp(t, f.reg, f.ns+"/web", "v1", harness.ImageOptions{}))
@@ -174,9 +182,18 @@ func (f *swarmFixture) checkObserved(t *testing.T, obs compose.ObservedStack, sv
 	if s := obs.Secrets[0]; s.ID != secID || s.Labels[compose.LabelStackNamespace] != f.ns {
 		t.Errorf("observed secrets %+v", obs.Secrets)
 	}
-	if len(obs.Nodes) != 1 || !obs.Nodes[0].Leader || obs.Nodes[0].Role != "manager" || obs.Nodes[0].State != "ready" ||
-		obs.Nodes[0].Reachability != "reachable" || obs.Nodes[0].Availability != "active" {
-		t.Errorf("observed nodes %+v", obs.Nodes)
+	leaders := 0
+	for i, n := range obs.Nodes {
+		if n.Leader {
+			leaders++
+		}
+		if n.ID == "" || n.Hostname == "" || n.State != "ready" || n.Availability != "active" || n.Role == "manager" && n.Reachability != "reachable" ||
+			i > 0 && obs.Nodes[i-1].Hostname > n.Hostname {
+			t.Errorf("observed node %+v (of %+v)", n, obs.Nodes)
+		}
+	}
+	if len(obs.Nodes) != f.nodes || leaders != 1 {
+		t.Errorf("observed nodes %+v, want %d with one leader, by hostname", obs.Nodes, f.nodes)
 	}
 }
 
