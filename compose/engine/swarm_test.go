@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
 	swarmapi "github.com/moby/moby/api/types/swarm"
 
@@ -137,5 +138,25 @@ func TestOutOfSequence(t *testing.T) {
 	}
 	if isOutOfSequence(errors.New("Error response from daemon: service x not found")) {
 		t.Error("another error is taken for a stale version")
+	}
+}
+
+func TestResolveFailed(t *testing.T) {
+	ref, reg := "127.0.0.1:5000/web:v9", "127.0.0.1:5000"
+	for _, c := range []struct {
+		err      error
+		notFound bool
+		denied   bool
+		want     string
+	}{
+		{errors.New("manifest unknown: manifest unknown"), true, false, "image " + ref + " not found in registry " + reg},
+		{errors.New(`Head "http://127.0.0.1:5000/v2/web/manifests/v9": no basic auth credentials`), false, true, "resolve the digest of " + ref + ": registry " + reg + " denied access"},
+		{errors.New("received unexpected HTTP status: 502 Bad Gateway"), false, false, "resolve the digest of " + ref + " from registry " + reg + ": received unexpected HTTP status: 502"},
+		{context.DeadlineExceeded, false, false, "resolve the digest of image " + ref + ": context deadline exceeded"},
+	} {
+		err := resolveFailed(ref, reg, c.err)
+		if errors.Is(err, cerrdefs.ErrNotFound) != c.notFound || errors.Is(err, cerrdefs.ErrUnauthenticated) != c.denied || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("resolveFailed(%v) = %v (not found %v, denied %v), want %q...", c.err, err, errors.Is(err, cerrdefs.ErrNotFound), errors.Is(err, cerrdefs.ErrUnauthenticated), c.want)
+		}
 	}
 }
