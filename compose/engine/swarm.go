@@ -17,13 +17,14 @@ import (
 // manager's Engine API, read by a stack's namespace label and changed one
 // object at a time. Like Engine it decides nothing and never retries.
 //
-// Registry credentials: the engine keeps none of its own that the API
-// exposes, so ResolveImage sends the ones lockstep's Docker config has for
-// the image's registry (as docker stack deploy sends the CLI's), while
-// CreateService and UpdateService send none (docker stack deploy without
-// --with-registry-auth): the nodes pull with what their own daemons have,
-// and credentials never land in the service spec the swarm stores and
-// hands to every worker.
+// Registry credentials: a daemon keeps none of its own (they live with
+// the client), so ResolveImage sends the ones lockstep's Docker config has
+// for the image's registry, as docker stack deploy sends the CLI's. But
+// CreateService and UpdateService send none, as docker stack deploy
+// without --with-registry-auth: credentials never land in the service
+// spec the swarm stores and hands to every worker, and so the nodes pull
+// anonymously. A private registry needs that option's equivalent, which
+// lockstep does not offer yet.
 type Swarm struct {
 	cli      *client.Client
 	log      zerolog.Logger
