@@ -13,13 +13,15 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	swarmapi "github.com/moby/moby/api/types/swarm"
 
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
 )
 
 // TestSwarmResolveImageCredentials checks that ResolveImage sends the
 // credentials lockstep's Docker config has for the image's registry, and
-// that a registry refusing their absence is a denied error saying so.
+// that a registry refusing their absence is a denied error saying so; and
+// that a service, created without credentials, cannot pull from it.
 func TestSwarmResolveImageCredentials(t *testing.T) {
 	f := requireSwarm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -53,5 +55,19 @@ func TestSwarmResolveImageCredentials(t *testing.T) {
 	got, err := f.sw.ResolveImage(ctx, ref)
 	if err != nil || got != want {
 		t.Fatalf("ResolveImage with credentials = %s, %v; want %s", got, err, want)
+	}
+
+	// A service sends no credentials: its node pulls anonymously, and is
+	// refused.
+	replicas := uint64(1)
+	id, err := f.sw.CreateService(ctx, swarmapi.ServiceSpec{
+		Annotations:  swarmapi.Annotations{Name: f.ns + "_private", Labels: f.labels()},
+		TaskTemplate: swarmapi.TaskSpec{ContainerSpec: &swarmapi.ContainerSpec{Image: got}},
+		Mode:         swarmapi.ServiceMode{Replicated: &swarmapi.ReplicatedService{Replicas: &replicas}},
+	})
+	mustNoErr(t, "create service", err)
+	seen, task := f.firstTaskEnd(ctx, t, id)
+	if task.State != string(swarmapi.TaskStateRejected) || !strings.Contains(task.Err, "no basic auth credentials") {
+		t.Fatalf("the task of a private image went through %v and ended %+v, want rejected for want of credentials", seen, task)
 	}
 }
