@@ -165,7 +165,7 @@ type ObservedService struct {
 	// message.
 	UpdateState   string
 	UpdateMessage string
-	UpdatedAt     time.Time
+	UpdatedAt     time.Time      // when the service last changed (its Meta.UpdatedAt)
 	Tasks         []ObservedTask // the tasks of the current and previous slots, newest first
 }
 
@@ -182,8 +182,15 @@ type ObservedTask struct {
 	Message      string // the task status message
 	Err          string // the task status error
 	ExitCode     int
-	Health       string // container health reported for the task: "", starting, healthy, unhealthy (API >= 1.44 may not report it)
-	CreatedAt    time.Time
+	// Health is the container health reported for the task: "",
+	// starting, healthy, unhealthy. The swarm API (up to 1.56 at least)
+	// reports none, so compose/engine leaves it "": instead a task whose
+	// container has a healthcheck stays in state starting until the check
+	// passes and only then becomes running; when it fails, the swarm stops
+	// the container and the task ends (complete or failed, desired
+	// shutdown) without ever having been running.
+	Health    string
+	CreatedAt time.Time
 	// ServiceVersion is the service spec version the task was made for
 	// (Task.Version is the task's; the engine reports the spec index in
 	// Task.ServiceID + the spec it runs: compare Spec's image and the
@@ -214,4 +221,24 @@ type ObservedNode struct {
 	Availability string // active, pause, drain
 	Leader       bool
 	Reachability string // managers: reachable, unreachable, unknown
+}
+
+// SwarmInfo is the local node's place in the swarm, as the swarm backend
+// reads it before a pass (reconcile/swarm's Info: the engine adapter in
+// compose/engine and the planner share this one type).
+type SwarmInfo struct {
+	NodeID    string
+	ClusterID string
+	State     string // swarm.LocalNodeState: "inactive", "active", "pending", "error", "locked"
+	Manager   bool   // the node is a manager
+	Leader    bool   // and the current Raft leader (only the leader's agent applies)
+	Managers  int
+	Nodes     int
+}
+
+// WithData returns o with content data, for the converter that reads the
+// file (and tests); Data returns it.
+func (o StackObject) WithData(data []byte) StackObject {
+	o.data = data
+	return o
 }
