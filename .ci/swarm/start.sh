@@ -32,6 +32,11 @@ if swarm_ready; then
 	exit 0
 fi
 
+# The routing mesh and service VIPs need IPVS; where it is a module, load it
+# (dockerd's own modprobe needs /lib/modules too). Without it they do not
+# answer: see README.md.
+modprobe ip_vs 2>/dev/null || true
+[ -e /proc/net/ip_vs ] || log "this kernel has no IPVS: no routing mesh, no service VIPs (use endpoint mode dnsrr, ports in host mode)"
 t0=$(date +%s%N)
 ms() { echo $((($(date +%s%N) - t0) / 1000000)); }
 bash "$HERE/stop.sh" 2>/dev/null || true # whatever a half-started or killed run left

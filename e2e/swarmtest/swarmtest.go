@@ -156,3 +156,18 @@ func (s *Swarm) StartRegistry(t testing.TB) string {
 	t.Helper()
 	return harness.StartRegistryOn(t, s.RegistryAddr)
 }
+
+// RoutingMesh reports whether the kernel has IPVS, which the swarm's load
+// balancing needs: the routing mesh (ports published in ingress mode,
+// answering at every node) and service VIPs (endpoint mode vip, the
+// default: a service's name resolves to one virtual IP). Without it those
+// do not answer (dockerd logs "Could not get ipvs family information from
+// the kernel"); what works is endpoint mode dnsrr (the name resolves to the
+// tasks' IPs, over the overlay network between nodes) and ports published
+// in host mode (at the node that runs the task). All nodes share the test
+// process's kernel, so this looks at its own /proc; .ci/swarm/start.sh
+// loads the ip_vs module where it can.
+func (s *Swarm) RoutingMesh() bool {
+	_, err := os.Stat("/proc/net/ip_vs")
+	return err == nil
+}
