@@ -13,6 +13,9 @@ NET=10.237.0 # a /24; nodes are NET.11, NET.12, NET.13, the root netns NET.1
 NODES=(1 2 3)
 SWITCH=$PREFIX-sw
 HOSTIF=lsw0 # the root netns' end of its link to the switch
+# The modern engine's build (.ci/engine/build.sh): Docker 29 unless
+# LOCKSTEP_SWARM_ENGINE=26 (MODERN_ENGINE, for .ci/run's other engine, is not read).
+ENGINE=${LOCKSTEP_SWARM_ENGINE:-29}
 CACHE=${MODERN_ENGINE_CACHE:-/var/cache/modern-engine}
 # Swarm overlay networks take their subnets from here, not from swarm's
 # default 10.0.0.0/8, which holds NET.

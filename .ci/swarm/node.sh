@@ -18,7 +18,7 @@ stop)
 	log "node $n stopped"
 	;;
 start)
-	start_dockerd "$n" "$(bash "$HERE/../engine/build.sh")"
+	start_dockerd "$n" "$(MODERN_ENGINE=$ENGINE bash "$HERE/../engine/build.sh")"
 	log "node $n answers on $(sock "$n")"
 	;;
 *) die "usage: node.sh stop|start N" ;;

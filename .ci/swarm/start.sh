@@ -40,7 +40,7 @@ modprobe ip_vs 2>/dev/null || true
 t0=$(date +%s%N)
 ms() { echo $((($(date +%s%N) - t0) / 1000000)); }
 bash "$HERE/stop.sh" 2>/dev/null || true # whatever a half-started or killed run left
-BIN=$(bash "$HERE/../engine/build.sh")
+BIN=$(MODERN_ENGINE=$ENGINE bash "$HERE/../engine/build.sh")
 
 # ---- network: a switch netns with a bridge; a veth from it to each node and
 # one to the root netns. The bridge is not in the root netns, where the
