@@ -75,6 +75,7 @@ done
 # ---- engines ---------------------------------------------------------------
 mkdir -p "$CACHE"
 for n in "${NODES[@]}"; do
+	: >"$(nodelog "$n")"
 	cat >"$(conf "$n")" <<EOF
 {
   "hosts": ["unix://$(sock "$n")"],

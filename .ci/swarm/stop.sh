@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # stop.sh: stop the swarm start.sh started and remove all of it: the three
 # dockerds and their containerds, what runs in their network namespaces, their
-# data (/var/lib/lockstep-swarmN), exec roots, sockets, configs and logs, the
+# data (/var/lib/lockstep-swarmN), exec roots, sockets and configs, the
 # namespaces, the switch and the root netns' lsw0. The build cache
-# (/var/cache/modern-engine) stays. Never touches the machine's engine: it
+# (/var/cache/modern-engine) stays, and so do the logs
+# (/var/log/lockstep-swarmN.log, for a failed run; the next start.sh
+# truncates them). Never touches the machine's engine: it
 # signals only pids that run in a node's netns, and unmounts only under the
 # nodes' own directories.
 set -uo pipefail
@@ -42,7 +44,7 @@ fi
 
 for n in "${NODES[@]}"; do
 	[ "$rc" = 0 ] && rm -rf --one-file-system "$(data "$n")" "$(execroot "$n")"
-	rm -f "$(sock "$n")" "$(pidfile "$n")" "$(conf "$n")" "$(nodelog "$n")"
+	rm -f "$(sock "$n")" "$(pidfile "$n")" "$(conf "$n")"
 	[ -e "/run/netns/$(netns "$n")" ] && ip netns del "$(netns "$n")"
 done
 ip link show "$HOSTIF" >/dev/null 2>&1 && ip link del "$HOSTIF"
