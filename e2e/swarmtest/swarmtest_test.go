@@ -1,8 +1,11 @@
 package swarmtest
 
 import (
+	"errors"
+	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -31,5 +34,20 @@ func TestParse(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q) = %v, want an error with %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// TestLock: tests share the swarm's lock; an exclusive one waits for them.
+func TestLock(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	lockSwarm(t, syscall.LOCK_SH)
+	lockSwarm(t, syscall.LOCK_SH)
+	f, err := os.OpenFile(lockPath(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Fatalf("exclusive lock while two tests hold it shared: %v, want EWOULDBLOCK", err)
 	}
 }
