@@ -253,9 +253,13 @@ func flock(t testing.TB, f *os.File, how int) {
 // exclusive turns the test's shared lock into an exclusive one, once.
 func (s *Swarm) exclusive(t testing.TB) {
 	t.Helper()
-	if s.exclusiveHeld {
+	switch {
+	case s.exclusiveHeld:
 		return
+	case s.lock == nil: // a Swarm from Parse, not Require
+		s.lock = lockSwarm(t, syscall.LOCK_EX)
+	default:
+		flock(t, s.lock, syscall.LOCK_EX)
 	}
-	flock(t, s.lock, syscall.LOCK_EX)
 	s.exclusiveHeld = true
 }
