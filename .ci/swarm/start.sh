@@ -39,6 +39,9 @@ modprobe ip_vs 2>/dev/null || true
 [ -e /proc/net/ip_vs ] || log "this kernel has no IPVS: no routing mesh, no service VIPs (use endpoint mode dnsrr, ports in host mode)"
 t0=$(date +%s%N)
 ms() { echo $((($(date +%s%N) - t0) / 1000000)); }
+if [ -e "/run/netns/$SWITCH" ] || [ -e "/run/netns/$(netns 1)" ]; then
+	log "a swarm is here but not three ready managers: removing it and starting afresh"
+fi
 bash "$HERE/stop.sh" 2>/dev/null || true # whatever a half-started or killed run left
 BIN=$(MODERN_ENGINE=$ENGINE bash "$HERE/../engine/build.sh")
 
