@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,21 +17,8 @@ import (
 
 	"github.com/lockstep-gitops/lockstep/compose"
 	"github.com/lockstep-gitops/lockstep/e2e/harness"
+	"github.com/lockstep-gitops/lockstep/e2e/swarmtest"
 )
-
-// swarmSingleEnv names the engine of a single-node swarm the Swarm
-// integration tests run against, until they move to e2e/swarmtest: its
-// DOCKER_HOST, the test process in the engine's network namespace (so the
-// registry the test serves on 127.0.0.1 is the engine's too):
-//
-//	MODERN_ENGINE_NAME=lockstep-swc bash .ci/engine/start.sh
-//	MODERN_ENGINE_NAME=lockstep-swc bash .ci/engine/exec.sh \
-//	  env LOCKSTEP_SWARM_SINGLE=unix:///run/lockstep-swc.sock go test -timeout 30m -run TestSwarm ./compose/engine/
-//
-// The engine is made a swarm manager (advertising 127.0.0.1) when it is
-// not in a swarm yet. Unset, the tests skip loudly, under CI=true too:
-// CI does not provide this engine (the integrator wires swarmtest.Require).
-const swarmSingleEnv = "LOCKSTEP_SWARM_SINGLE"
 
 type swarmFixture struct {
 	cli *client.Client
@@ -47,36 +33,13 @@ type swarmFixture struct {
 	nodes   int    // how many nodes the swarm has
 }
 
-// requireSwarm is the swarm the Swarm integration tests run against. To
-// move them to e2e/swarmtest, replace the body with
-//
-//	s := swarmtest.Require(t)
-//	return newSwarmFixture(t, s.Hosts[0], s.RegistryAddr, len(s.Hosts))
-//
-// (the tests assume nothing of the node count or which node leads).
+// requireSwarm is the swarm the Swarm integration tests run against: the
+// three managers of .ci/swarm (e2e/swarmtest), through the first one. The
+// tests assume nothing of the node count or which node leads.
 func requireSwarm(t *testing.T) *swarmFixture {
 	t.Helper()
-	host := os.Getenv(swarmSingleEnv)
-	if host == "" {
-		t.Skipf("SKIPPED LOUDLY: %s is not set: this test needs a real swarm manager (see swarmSingleEnv in %s); not a failure even under CI=true until e2e/swarmtest wires it", swarmSingleEnv, "compose/engine/swarm_integration_test.go")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cli, err := Connect(ctx, host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	info, err := cli.Info(ctx, client.InfoOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Info.Swarm.LocalNodeState == swarmapi.LocalNodeStateInactive {
-		if _, err := cli.SwarmInit(ctx, client.SwarmInitOptions{ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1"}); err != nil {
-			t.Fatalf("make %s a swarm manager: %v", host, err)
-		}
-	}
-	return newSwarmFixture(t, host, "127.0.0.1", 1)
+	s := swarmtest.Require(t)
+	return newSwarmFixture(t, s.Hosts[0], s.RegistryAddr, len(s.Hosts))
 }
 
 // newSwarmFixture is a fixture on the swarm manager at host, whose nodes
