@@ -46,6 +46,9 @@ func convertProject(opts LoadOptions, files []string, src *sources, cp *types.Pr
 		ReleaseDir:  opts.ReleaseDir,
 		ConfigFiles: slices.Clone(files),
 	}
+	if opts.Swarm {
+		return c.stack(p)
+	}
 	for _, key := range sortedKeys(cp.Networks) {
 		n, err := c.network(key, cp.Networks[key])
 		if err != nil {

@@ -85,6 +85,11 @@ var (
 // applied. Load only checks, read-only, that the runtime dir is a tmpfs
 // the agent can trust, as far as it exists.
 //
+// With opts.Swarm the project is converted into a swarm stack instead
+// (Project.Stack, see stack_convert.go): Services, Networks, Volumes and
+// SecretFiles stay empty, configs and secrets are read into swarm objects
+// in memory, and nothing is bound from the runtime dir.
+//
 // Every configuration problem is returned as a *LoadError naming the file,
 // line, service and key as far as they are known. No error carries a
 // decrypted value.

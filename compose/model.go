@@ -242,6 +242,9 @@ type Observed struct {
 	// PortHolders says what holds each fixed host port a desired service
 	// publishes, when something does; a port nobody holds is absent.
 	PortHolders []PortHolder
+	// Stack is what the swarm has of the project deployed as a stack (a
+	// swarm backend's Observe); nil for a project on a single host.
+	Stack *ObservedStack `json:",omitempty"`
 }
 
 // PortHolder is what holds a host port the project publishes: a running

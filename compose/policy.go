@@ -87,11 +87,15 @@ func (e *PolicyError) Permanent() bool { return true }
 // allow, in service order, whatever pol.Mode says: the caller decides
 // whether they warn or refuse. It reads the host only to resolve symlinks
 // of bind sources (a bind of /srv/data/link pointing at /etc is a bind of
-// /etc); a path that does not exist is judged as written.
+// /etc); a path that does not exist is judged as written. A stack
+// (Project.Stack) is checked as stackViolations says.
 func CheckPolicy(p *Project, pol Policy) []Violation {
 	var out []Violation
 	roots := bindRoots(p.ReleaseDir, pol.AllowedBindRoots)
 	sockets := socketPaths()
+	if p.Stack != nil {
+		out = append(out, stackViolations(p.Stack, pol, roots, sockets)...)
+	}
 	for i := range p.Services {
 		s := &p.Services[i]
 		add := func(setting, rule, format string, args ...any) {

@@ -101,14 +101,21 @@ type StackObject struct {
 	// external object.
 	Name     string
 	External bool // must exist; never created or removed
-	// ContentHash is the sha256 (hex) of the content.
+	// ContentHash is the sha256 (hex) of the content; for content that
+	// came from an age-encrypted file (an *.age file: source, or an
+	// environment: variable set by an encrypted env file) the HMAC-SHA256
+	// keyed with the host's identities instead, as File.Digest, so the
+	// name and labels reveal nothing about a secret's value (managers
+	// sharing the identity file compute the same one).
 	ContentHash string
 	// Labels carry the namespace, lockstep.environment and
 	// lockstep.content-hash (= ContentHash), plus the compose file's.
 	Labels map[string]string
 	// Source is the release path the content came from (slash-separated,
-	// relative to the release dir; "" for content: or environment:), for
-	// plans and errors; Encrypted when it was an *.age file.
+	// relative to the release dir; the absolute path of a host file under
+	// [policy].allowed_bind_roots; "" for content: or environment:), for
+	// plans and errors; Encrypted when it was decrypted (an *.age file, or
+	// an environment: variable from an encrypted env file).
 	Source    string
 	Encrypted bool
 	data      []byte // the content (decrypted); see Data
@@ -158,7 +165,7 @@ type ObservedService struct {
 	// message.
 	UpdateState   string
 	UpdateMessage string
-	UpdatedAt     time.Time
+	UpdatedAt     time.Time      // when the service last changed (its Meta.UpdatedAt)
 	Tasks         []ObservedTask // the tasks of the current and previous slots, newest first
 }
 
@@ -175,8 +182,15 @@ type ObservedTask struct {
 	Message      string // the task status message
 	Err          string // the task status error
 	ExitCode     int
-	Health       string // container health reported for the task: "", starting, healthy, unhealthy (API >= 1.44 may not report it)
-	CreatedAt    time.Time
+	// Health is the container health reported for the task: "",
+	// starting, healthy, unhealthy. The swarm API (up to 1.56 at least)
+	// reports none, so compose/engine leaves it "": instead a task whose
+	// container has a healthcheck stays in state starting until the check
+	// passes and only then becomes running; when it fails, the swarm stops
+	// the container and the task ends (complete or failed, desired
+	// shutdown) without ever having been running.
+	Health    string
+	CreatedAt time.Time
 	// ServiceVersion is the service spec version the task was made for
 	// (Task.Version is the task's; the engine reports the spec index in
 	// Task.ServiceID + the spec it runs: compare Spec's image and the

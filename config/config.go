@@ -246,6 +246,10 @@ type Environment struct {
 	// while one is open, and one of the pin file's when it sets any.
 	// Empty: always.
 	Windows []string
+	// Backend is where the environment runs: "compose" (the default) on
+	// this host's engine, "swarm" as a stack on the swarm that engine is a
+	// manager of.
+	Backend string
 }
 
 // PathFrom resolves which config file to read: the --config flag if given,

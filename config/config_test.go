@@ -49,6 +49,7 @@ func TestDefaults(t *testing.T) {
 			Name:          "production",
 			PinFile:       "environments/production.toml",
 			Project:       "production",
+			Backend:       "compose",
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -230,6 +231,7 @@ func TestProblems(t *testing.T) {
 		{"windows bad day", repo + env + "windows = [\"Mon-Fri 09:00-16:00 UTC\", \"Mo-Fr 09:00-16:00 UTC\"]\n", "[[environment]][0].windows", 5, `element 1: window "Mo-Fr 09:00-16:00 UTC": "Mo" is not a day.*e.g. "Mon-Fri 09:00-16:00 Europe/Berlin"`},
 		{"windows no zone", repo + env + "windows = [\"Mon 09:00-16:00\"]\n", "[[environment]][0].windows", 5, `element 0: .*has 2 of its 3 fields`},
 		{"windows empty", repo + env + "windows = []\n", "[[environment]][0].windows", 5, `would never open`},
+		{"backend unknown", repo + env + "backend = \"kubernetes\"\n", "[[environment]][0].backend", 5, `must be "compose" \(this host's engine\) or "swarm".*got "kubernetes"`},
 		{"windows not a list", repo + env + "windows = \"Mon 09:00-16:00 UTC\"\n", "[[environment]][0].windows", 5, `must be an array of strings`},
 		{"pin_file absolute", repo + env + "pin_file = \"/etc/p.toml\"\n", "[[environment]][0].pin_file", 5, `relative to the repository root`},
 		{"pin_file escapes", repo + env + "pin_file = \"a/../../p.toml\"\n", "[[environment]][0].pin_file", 5, `without ".."`},
@@ -432,6 +434,7 @@ project = "pa"
 env_files = ["/e.env"]
 min_commit = "9fceb02d0ae598e95dc970b74767f19372d61af8"
 windows = ["Mon-Fri 09:00-16:00 Europe/Berlin"]
+backend = "swarm"
 [[environment_set]]
 name = "review"
 pins = "environments/review/*.toml"

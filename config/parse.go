@@ -123,6 +123,7 @@ type fileEnvironment struct {
 	EnvFiles      any `toml:"env_files"`
 	MinCommit     any `toml:"min_commit"`
 	Windows       any `toml:"windows"`
+	Backend       any `toml:"backend"`
 }
 
 // Parse decodes and validates a config document. path is only used to

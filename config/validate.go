@@ -269,10 +269,22 @@ func (c *checker) environment(k func(string) key, f *fileEnvironment) Environmen
 		EnvFiles:     c.strings(k("env_files"), f.EnvFiles),
 		MinCommit:    c.str(k("min_commit"), f.MinCommit, ""),
 		Windows:      c.windowList(k("windows"), f.Windows),
+		Backend:      c.backend(k("backend"), f.Backend),
 		// Zero means "as [health]": filled in by build, once [health] is known.
 		HealthTimeout: c.duration(k("health_timeout"), f.HealthTimeout, 0, time.Second),
 		Bake:          c.duration(k("bake"), f.Bake, 0, time.Second),
 	}
+}
+
+// backend checks an environment's backend: compose (the default) or
+// swarm.
+func (c *checker) backend(k key, v any) string {
+	b := c.str(k, v, "compose")
+	if b != "compose" && b != "swarm" {
+		c.add(k, "must be \"compose\" (this host's engine) or \"swarm\" (a stack on the engine's swarm); got %q", b)
+		return "compose"
+	}
+	return b
 }
 
 // envName checks the name of environment i and records it in names. It

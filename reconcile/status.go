@@ -87,10 +87,13 @@ type HoldKind string
 const (
 	HoldPaused HoldKind = "paused" // paused = true in its pin file
 	HoldWindow HoldKind = "window" // outside its deploy windows
+	// HoldFollower: another agent applies (a swarm manager that is not
+	// the Raft leader); this one plans and reports.
+	HoldFollower HoldKind = "follower"
 )
 
 // HoldKinds are every hold kind (metrics create a series for each).
-var HoldKinds = []HoldKind{HoldPaused, HoldWindow}
+var HoldKinds = []HoldKind{HoldPaused, HoldWindow, HoldFollower}
 
 // Hold is a release that is pending and not applied, and why.
 type Hold struct {

@@ -2,17 +2,22 @@
 // reading a project's containers, networks, volumes and images back by
 // their compose labels, pulling images with the Docker config's
 // credentials, and creating, starting, stopping, renaming and removing
-// what apply decides. To say what holds the host ports a project
-// publishes, Observe also tries to bind, for an instant, those no
-// container publishes, when the engine is local.
+// what apply decides; and, for a project deployed as a swarm stack, the
+// calls to a swarm manager (Swarm): the stack's services, tasks, networks,
+// configs and secrets read by its namespace label, the nodes, image
+// digests, and the objects created and removed as the plan says. To say
+// what holds the host ports a project publishes, Observe also tries to
+// bind, for an instant, those no container publishes, when the engine is
+// local.
 //
 // It knows nothing of git, releases or plans, and decides nothing: it does
 // exactly the one call it is asked for, never retries on its own, and
-// removes a network or a named volume only when a teardown asks
-// (RemoveNetwork, RemoveVolume), never an anonymous volume. OnDemand connects at the first call
-// that needs the engine, and again at the next call after a failed connect.
-// A call logs through the logger its context carries (a pass's), when
-// there is one, else through the Engine's own.
+// Engine removes a network or a named volume only when a teardown asks
+// (RemoveNetwork, RemoveVolume), never an anonymous volume. OnDemand
+// connects at the first call that needs the engine, and again at the next
+// call after a failed connect. A call logs through the logger its context
+// carries (a pass's), when there is one, else through the Engine's (or
+// Swarm's) own.
 package engine
 
 import (

@@ -200,6 +200,12 @@ func TestPullFailed(t *testing.T) {
 			wantIn:     []string{"denied access", "docker login"},
 		},
 		{
+			name:       "no credentials for a registry that wants them",
+			err:        errors.New(`Head "http://127.0.0.1:5000/v2/app/manifests/nope": no basic auth credentials`),
+			wantDenied: true,
+			wantIn:     []string{"denied access", "no basic auth credentials"},
+		},
+		{
 			name:   "other registry trouble",
 			err:    &jsonstream.Error{Message: "received unexpected HTTP status: 502 Bad Gateway"},
 			wantIn: []string{"502 Bad Gateway"},

@@ -25,16 +25,22 @@ type PullError struct {
 	Message  string // what the engine reported, verbatim
 	NotFound bool   // the registry has no such repository or tag
 	Denied   bool   // the registry refused our credentials (or their absence)
+	// Resolve: it was a digest lookup (Swarm.ResolveImage), not a pull.
+	Resolve bool
 }
 
 func (e *PullError) Error() string {
+	op := "pull"
+	if e.Resolve {
+		op = "resolve the digest of"
+	}
 	switch {
 	case e.Denied:
-		return fmt.Sprintf("pull %s: registry %s denied access (%s): check the credentials for %s in the Docker config (docker login %s)", e.Image, e.Registry, e.Message, e.Registry, e.Registry)
+		return fmt.Sprintf("%s %s: registry %s denied access (%s): check the credentials for %s in the Docker config (docker login %s)", op, e.Image, e.Registry, e.Message, e.Registry, e.Registry)
 	case e.NotFound:
 		return fmt.Sprintf("image %s not found in registry %s (%s): check the image name and tag, and that CI pushed it", e.Image, e.Registry, e.Message)
 	default:
-		return fmt.Sprintf("pull %s from registry %s: %s", e.Image, e.Registry, e.Message)
+		return fmt.Sprintf("%s %s from registry %s: %s", op, e.Image, e.Registry, e.Message)
 	}
 }
 
@@ -101,7 +107,8 @@ func pullFailed(ref, reg string, err error) error {
 	pe := &PullError{Image: ref, Registry: reg, Message: msg}
 	switch {
 	case cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) ||
-		strings.Contains(low, "unauthorized") || strings.Contains(low, "denied") || strings.Contains(low, "authentication required"):
+		strings.Contains(low, "unauthorized") || strings.Contains(low, "denied") || strings.Contains(low, "authentication required") ||
+		strings.Contains(low, "no basic auth credentials"):
 		pe.Denied = true
 	case cerrdefs.IsNotFound(err) || strings.Contains(low, "manifest unknown") || strings.Contains(low, "not found") || strings.Contains(low, "name unknown"):
 		pe.NotFound = true

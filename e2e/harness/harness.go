@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,6 +110,24 @@ func RequireTool(t testing.TB, name, pkg string) string {
 func StartRegistry(t testing.TB) string {
 	t.Helper()
 	srv := httptest.NewServer(Registry())
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// StartRegistryOn is StartRegistry listening on ip:0 instead, for engines
+// that reach the test process at another address than 127.0.0.1 (the
+// nodes of e2e/swarmtest's swarm, each in a network namespace of its own).
+// It returns "IP:PORT"; the engines must trust ip as an insecure registry.
+func StartRegistryOn(t testing.TB, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("start a registry on %s: %v", ip, err)
+	}
+	srv := httptest.NewUnstartedServer(Registry())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }

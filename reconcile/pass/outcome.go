@@ -69,7 +69,7 @@ func (p *Pipeline) newRun(env Environment, opts Options) *run {
 	if opts.ID == "" {
 		opts.ID = NewID(p.now())
 	}
-	r := &run{p: p, env: env, opts: opts, log: log.With().Str("env", env.Name).Str("pass", opts.ID).Logger()}
+	r := &run{p: p, env: env, opts: opts, log: log.With().Str("env", env.Name).Str("pass", opts.ID).Logger(), backend: p.backendFor(env)}
 	r.res = &Result{Environment: env.Name, Project: env.Project}
 	return r
 }
@@ -98,7 +98,7 @@ func (r *run) settle(ctx context.Context, rec *reconcile.PassRecord, err error) 
 		return r.gateFailed(ctx, rec)
 	case err != nil:
 		rec.Result, rec.Error, rec.Class = reconcile.ResultFailed, err.Error(), reconcile.Classify(err)
-	case (r.res.Paused || r.holdAll) && r.res.Plan != nil && !r.res.Plan.Empty():
+	case (r.res.Paused || r.holdAll || r.follower) && r.res.Plan != nil && !r.res.Plan.Empty():
 		rec.Result = reconcile.ResultPaused
 	case r.res.Applied != nil:
 		rec.Result = reconcile.ResultApplied

@@ -45,7 +45,17 @@ type Environment struct {
 	// RemoveVolumes lets a teardown remove the environment's named
 	// volumes too. Only a set's environments have it.
 	RemoveVolumes bool
+	// Backend is where the environment runs: BackendCompose (config's
+	// default; "" means the same) this host's engine, BackendSwarm a stack on the swarm the engine
+	// belongs to (Pipeline.Swarm).
+	Backend string
 }
+
+// Backends of an environment.
+const (
+	BackendCompose = "compose"
+	BackendSwarm   = "swarm"
+)
 
 // Slug is what LOCKSTEP_SLUG is for env: a review environment's name
 // without its set's prefix (the pin file's stem, made a valid name), a
@@ -111,6 +121,34 @@ type Backend interface {
 // assertion that Host is a Backend lives here.
 var _ Backend = (*reconcile.Host)(nil)
 
+// Planner is a backend that plans itself: a swarm stack is planned by
+// service, not by container. Without it, the plan step compares
+// containers (reconcile.BuildPlanSince). An error is a release the
+// backend cannot apply (an external network that does not exist): the
+// pass stops before anything is touched.
+type Planner interface {
+	Plan(desired *compose.Project, observed compose.Observed, last *reconcile.Deployed, gate reconcile.GateOptions) (*reconcile.Plan, error)
+}
+
+// Leader is a backend that several agents watch and only one changes (the
+// agent on a swarm's Raft leader). Applies says whether this one does,
+// and when not, why; the pass then plans, reports, and applies nothing.
+type Leader interface {
+	Applies(ctx context.Context) (bool, string, error)
+}
+
+// backendFor is the backend env is deployed to: Swarm for a swarm
+// environment, else Backend.
+func (p *Pipeline) backendFor(env Environment) Backend {
+	if env.Backend == BackendSwarm {
+		if p.Swarm == nil {
+			return noSwarm{}
+		}
+		return p.Swarm
+	}
+	return p.Backend
+}
+
 // DefaultPassTimeout bounds one pass when the Pipeline sets no PassContext.
 const DefaultPassTimeout = 30 * time.Minute
 
@@ -120,7 +158,10 @@ type Pipeline struct {
 	Source  Source
 	Load    Loader
 	Backend Backend
-	State   *state.Store
+	// Swarm is the backend of the environments whose Backend is
+	// BackendSwarm; nil fails their passes at observe.
+	Swarm Backend
+	State *state.Store
 	// Policy is checked on every loaded release before the engine is
 	// asked anything. The zero value warns about everything it covers.
 	Policy compose.Policy

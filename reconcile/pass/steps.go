@@ -16,10 +16,11 @@ import (
 
 // run is one pass in progress: what the steps found so far.
 type run struct {
-	p    *Pipeline
-	env  Environment
-	opts Options
-	log  zerolog.Logger
+	p       *Pipeline
+	env     Environment
+	opts    Options
+	log     zerolog.Logger
+	backend Backend // the environment's (Pipeline.backendFor)
 
 	rel      gitsource.Release
 	project  *compose.Project
@@ -38,6 +39,9 @@ type run struct {
 	// forced: the release is applied outside its deploy window
 	// (Options.ForceWindow).
 	forced bool
+	// follower: another agent applies to the backend (Leader); this pass
+	// plans and reports only.
+	follower bool
 }
 
 // step is one step of a pass: it reads and changes only what its doc
@@ -105,7 +109,7 @@ func (r *run) done() bool {
 	if r.res.Quarantined != nil && r.opts.Mode == ModeApply {
 		return true
 	}
-	if r.opts.Mode == ModeApply && r.res.Plan != nil && (r.res.Paused || r.holdAll || r.res.Plan.Empty()) {
+	if r.opts.Mode == ModeApply && r.res.Plan != nil && (r.res.Paused || r.holdAll || r.follower || r.res.Plan.Empty()) {
 		return true
 	}
 	return false
@@ -231,7 +235,7 @@ func (r *run) policy(ctx context.Context) error {
 // from Docker Compose get the hashes recorded for them, so the plan treats
 // them as lockstep's. Writes nothing.
 func (r *run) observe(ctx context.Context) error {
-	observed, err := r.p.Backend.Observe(ctx, r.project)
+	observed, err := r.backend.Observe(ctx, r.project)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("observe project %s: %w", r.project.Name, err)}
 	}
@@ -304,13 +308,28 @@ func (r *run) fillPriorFiles(o *compose.Observed) {
 // plan compares the desired project with what the engine has. Pure: it
 // changes only the result's Plan.
 func (r *run) plan(ctx context.Context) error {
-	plan := reconcile.BuildPlanSince(r.project, r.observed, r.last)
-	plan.Gate = reconcile.GatePlan(r.project, plan.Actions, r.p.gateOptions(r.env).Bake)
+	var plan *reconcile.Plan
+	if pl, ok := r.backend.(Planner); ok {
+		var err error
+		if plan, err = pl.Plan(r.project, r.observed, r.last, r.p.gateOptions(r.env)); err != nil {
+			return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("plan %s at %s: %w", r.env.Name, reconcile.Short(r.rel.Commit), err)}
+		}
+	} else {
+		plan = reconcile.BuildPlanSince(r.project, r.observed, r.last)
+		plan.Gate = reconcile.GatePlan(r.project, plan.Actions, r.p.gateOptions(r.env).Bake)
+	}
 	r.res.Plan = plan
 	if r.opts.Mode != ModeApply {
 		return nil
 	}
+	if !plan.Empty() && !r.res.Paused && !r.holdAll {
+		if err := r.leader(ctx); err != nil {
+			return err
+		}
+	}
 	switch {
+	case r.follower:
+		r.log.Info().Str("plan", plan.Summary()).Str("held", r.res.Held.Reason).Msg("another agent applies: nothing applied")
 	case r.res.Paused:
 		r.log.Info().Str("plan", plan.Summary()).Msg("environment is paused in its pin file: nothing applied")
 	case r.holdAll:
@@ -324,10 +343,30 @@ func (r *run) plan(ctx context.Context) error {
 			r.log.Warn().Err(err).Msg("cannot write the decrypted configs and secrets the containers bind")
 		}
 		r.recordDeployed()
-		if r.p.Backend.Healthy(r.project, r.observed) {
+		if r.backend.Healthy(r.project, r.observed) {
 			r.res.Healthy = true
 			r.recordHealthy()
 		}
+	}
+	return nil
+}
+
+// leader asks a backend that several agents watch whether this agent
+// applies (Leader). When it does not, the pass is held: it has planned,
+// it reports, it changes nothing. Reads the backend; changes the result's
+// Held.
+func (r *run) leader(ctx context.Context) error {
+	l, ok := r.backend.(Leader)
+	if !ok {
+		return nil
+	}
+	applies, why, err := l.Applies(ctx)
+	if err != nil {
+		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("who applies %s: %w", r.env.Name, err)}
+	}
+	if !applies {
+		r.follower = true
+		r.res.Held = &Held{Kind: reconcile.HoldFollower, Commit: r.rel.Commit, Reason: why}
 	}
 	return nil
 }
@@ -348,7 +387,7 @@ func (r *run) apply(ctx context.Context) error {
 	if r.p.Started != nil && r.res.Plan != nil && !r.res.Plan.Empty() && r.rel.Commit != r.res.Previous {
 		r.p.Started(r.env, r.rel.Commit)
 	}
-	applied, err := r.p.Backend.Apply(ctx, r.project, r.observed, r.res.Plan, r.p.gateOptions(r.env))
+	applied, err := r.backend.Apply(ctx, r.project, r.observed, r.res.Plan, r.p.gateOptions(r.env))
 	r.res.Applied = applied
 	// Whatever else failed, what was adopted is adopted.
 	r.recordAdopted(applied)
@@ -375,7 +414,7 @@ func (r *run) gate(ctx context.Context) error {
 	if r.gateErr != nil {
 		return nil // the apply already found the release unhealthy
 	}
-	err := r.p.Backend.Verify(ctx, r.project, r.res.Applied.Done, r.p.gateOptions(r.env))
+	err := r.backend.Verify(ctx, r.project, r.res.Applied.Done, r.p.gateOptions(r.env))
 	var ge *reconcile.GateError
 	switch {
 	case errors.As(err, &ge):
@@ -412,7 +451,7 @@ func (r *run) recordHealthy() {
 // more (keeping the rollback targets), and decrypted files no container
 // binds. Failing to prune is logged, never fatal: it only costs disk.
 func (r *run) prune(ctx context.Context) {
-	after, err := r.p.Backend.Observe(ctx, r.project)
+	after, err := r.backend.Observe(ctx, r.project)
 	if err != nil {
 		r.log.Warn().Err(err).Msg("not pruning old releases: cannot observe the project")
 		return

@@ -119,7 +119,7 @@ func (p *Pipeline) Teardown(ctx context.Context, env Environment, reason string,
 func (r *run) teardown(ctx context.Context, reason string) error {
 	ctx = r.log.WithContext(ctx)
 	empty := &compose.Project{Name: r.env.Project, Environment: r.env.Name}
-	observed, err := r.p.Backend.Observe(ctx, empty)
+	observed, err := r.backend.Observe(ctx, empty)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("observe project %s: %w", r.env.Project, err)}
 	}
@@ -132,7 +132,7 @@ func (r *run) teardown(ctx context.Context, reason string) error {
 	if r.opts.Mode != ModeApply || plan.Empty() {
 		return nil
 	}
-	applied, err := r.p.Backend.Apply(ctx, empty, observed, plan, r.p.gateOptions(r.env))
+	applied, err := r.backend.Apply(ctx, empty, observed, plan, r.p.gateOptions(r.env))
 	r.res.Applied = applied
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepApply, Err: fmt.Errorf("tear down %s: %w", r.env.Name, err)}

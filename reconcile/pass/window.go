@@ -126,10 +126,13 @@ func (r *run) toldHeld(h *Held) bool {
 	return false
 }
 
-// heldEvent adds EventHeld for the pass's hold unless it was told.
+// heldEvent adds EventHeld for the pass's hold unless it was told or
+// is a follower's.
 func (r *run) heldEvent() {
 	h := r.res.Held
-	if h == nil || r.toldHeld(h) {
+	// A follower is told by its status and metric, not notified: every
+	// manager but one would send it on every release.
+	if h == nil || h.Kind == reconcile.HoldFollower || r.toldHeld(h) {
 		return
 	}
 	r.event(reconcile.Event{Kind: reconcile.EventHeld, Commit: h.Commit, Previous: r.res.Previous, Reason: h.Reason})

@@ -227,9 +227,9 @@ func TestPassesAllEnvironmentsInConfigOrder(t *testing.T) {
 	}
 	want := []pass.Environment{
 		{Name: "production", Project: "prod", PinFile: "environments/production.toml", EnvFiles: []string{"/etc/lockstep/production.env"},
-			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake},
+			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake, Backend: pass.BackendCompose},
 		{Name: "staging", Project: "staging", PinFile: "environments/staging.toml", ComposeFiles: []string{"compose.yaml", "compose.staging.yaml"},
-			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake},
+			HealthTimeout: config.DefaultHealthTimeout, Bake: config.DefaultBake, Backend: pass.BackendCompose},
 	}
 	if !reflect.DeepEqual(fake.envs, want) {
 		t.Errorf("runner got\n%+v\nwant\n%+v", fake.envs, want)

@@ -126,6 +126,7 @@ func Environment(env config.Environment) pass.Environment {
 		HealthTimeout: env.HealthTimeout,
 		Bake:          env.Bake,
 		Windows:       Windows(env.Windows),
+		Backend:       env.Backend,
 	}
 }
 
