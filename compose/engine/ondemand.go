@@ -35,6 +35,7 @@ type OnDemand struct {
 	mu     sync.Mutex // held across a connect, so concurrent calls make one
 	cli    *client.Client
 	eng    *Engine
+	swarm  *Swarm // on cli, made by the first Swarm call
 	closed bool
 }
 
@@ -75,8 +76,25 @@ func (o *OnDemand) Close() error {
 		return nil
 	}
 	err := o.cli.Close()
-	o.cli, o.eng = nil, nil
+	o.cli, o.eng, o.swarm = nil, nil, nil
 	return err
+}
+
+// Swarm is the swarm calls on the same connection, connecting first when
+// there is none (the swarm backend's engine).
+func (o *OnDemand) Swarm(ctx context.Context) (*Swarm, error) {
+	if _, err := o.engine(ctx); err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cli == nil {
+		return nil, errClosed
+	}
+	if o.swarm == nil {
+		o.swarm = NewSwarm(o.cli, o.log)
+	}
+	return o.swarm, nil
 }
 
 func (o *OnDemand) Observe(ctx context.Context, p *compose.Project) (compose.Observed, error) {

@@ -26,6 +26,7 @@ import (
 	"github.com/lockstep-gitops/lockstep/reconcile/envset"
 	"github.com/lockstep-gitops/lockstep/reconcile/pass"
 	"github.com/lockstep-gitops/lockstep/reconcile/state"
+	"github.com/lockstep-gitops/lockstep/reconcile/swarm"
 	"github.com/lockstep-gitops/lockstep/reconcile/window"
 )
 
@@ -62,6 +63,7 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Parts, error) {
 		Source:  releases,
 		Load:    Loader(secrets, LoadRules(cfg)),
 		Backend: &reconcile.Host{Engine: eng},
+		Swarm:   &swarm.Backend{Engine: eng.SwarmCalls()},
 		State:   store,
 		Policy:  Policy(cfg.Policy),
 		Secrets: secrets,
@@ -70,6 +72,9 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Parts, error) {
 	}
 	return &Parts{Pipeline: p, Releases: releases, State: store, engine: eng}, nil
 }
+
+// The swarm backend's calls connect on demand, as the host's do.
+var _ swarm.Engine = (*engine.OnDemandSwarm)(nil)
 
 // Close releases the engine client, if one was made.
 func (p *Parts) Close() error { return p.engine.Close() }
@@ -190,6 +195,7 @@ func Loader(secrets compose.SecretOptions, rules Rules) pass.Loader {
 			Strict:        rules.Strict,
 			HostFileRoots: rules.HostFileRoots,
 			Need:          need,
+			Swarm:         env.Backend == pass.BackendSwarm,
 		})
 	}
 }
