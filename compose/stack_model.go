@@ -61,6 +61,18 @@ type StackService struct {
 	Secrets []string
 }
 
+// Tasks is how many tasks the service runs by its spec: its replicas, 1
+// for a global service or a job (as a deployment record counts them).
+func (s StackService) Tasks() int {
+	if m := s.Spec.Mode; m.Replicated != nil && m.Global == nil && m.ReplicatedJob == nil && m.GlobalJob == nil {
+		if m.Replicated.Replicas == nil {
+			return 1
+		}
+		return int(*m.Replicated.Replicas)
+	}
+	return 1
+}
+
 // StackNetwork is a network of the stack.
 type StackNetwork struct {
 	Key      string // key under networks: ("default")

@@ -26,6 +26,13 @@ func DeployedOf(p *compose.Project, at time.Time) *Deployed {
 			d.Replicas[s.Name] = s.Replicas
 		}
 	}
+	if p.Stack != nil {
+		for _, s := range p.Stack.Services {
+			if n := s.Tasks(); n > 0 {
+				d.Replicas[s.Key] = n
+			}
+		}
+	}
 	return d
 }
 

@@ -127,19 +127,10 @@ func releaseOf(desired *compose.Stack) (env, commit string) {
 }
 
 // DeployedOf is the record of desired running at commit, as of at, for
-// BuildPlanSince: each service by key (a global service or a job as 1).
+// BuildPlanSince (reconcile.DeployedOf of the stack: each service by key,
+// a global service or a job as 1).
 func DeployedOf(desired *compose.Stack, commit string, at time.Time) *reconcile.Deployed {
-	d := &reconcile.Deployed{Commit: commit, Project: desired.Namespace, Replicas: map[string]int{}, At: at.UTC()}
-	for _, s := range desired.Services {
-		n := 1
-		if mode, replicas := modeText(s.Spec.Mode); mode == "replicated" {
-			n = int(replicas)
-		}
-		if n > 0 {
-			d.Replicas[s.Key] = n
-		}
-	}
-	return d
+	return reconcile.DeployedOf(&compose.Project{Name: desired.Namespace, Commit: commit, Stack: desired}, at)
 }
 
 // planNetworks creates the stack's missing networks, and warns about
