@@ -179,7 +179,7 @@ var (
 		"Unix time at which the last successful pass of an environment ended.",
 		[]string{"environment"}, nil)
 	heldDesc = prometheus.NewDesc("lockstep_environment_held",
-		"1 while a new release of an environment is held back, by reason: paused (in its pin file) or window (waiting for its deploy window); else 0.",
+		"1 while a new release of an environment is held back, by reason: paused (in its pin file), window (waiting for its deploy window) or follower (a swarm manager that is not the leader: the leader's agent applies); else 0.",
 		[]string{"environment", "reason"}, nil)
 	readyDesc = prometheus.NewDesc("lockstep_ready",
 		"1 once the agent has run its first pass (when /healthz turns 200), else 0.",

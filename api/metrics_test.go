@@ -79,10 +79,12 @@ lockstep_deployed_info{commit="` + sha('a') + `",environment="staging"} 1
 # TYPE lockstep_last_success_timestamp_seconds gauge
 lockstep_last_success_timestamp_seconds{environment="production"} 1.6e+09
 lockstep_last_success_timestamp_seconds{environment="staging"} 1.700000002e+09
-# HELP lockstep_environment_held 1 while a new release of an environment is held back, by reason: paused (in its pin file) or window (waiting for its deploy window); else 0.
+# HELP lockstep_environment_held 1 while a new release of an environment is held back, by reason: paused (in its pin file), window (waiting for its deploy window) or follower (a swarm manager that is not the leader: the leader's agent applies); else 0.
 # TYPE lockstep_environment_held gauge
+lockstep_environment_held{environment="production",reason="follower"} 0
 lockstep_environment_held{environment="production",reason="paused"} 0
 lockstep_environment_held{environment="production",reason="window"} 1
+lockstep_environment_held{environment="staging",reason="follower"} 0
 lockstep_environment_held{environment="staging",reason="paused"} 0
 lockstep_environment_held{environment="staging",reason="window"} 0
 # HELP lockstep_ready 1 once the agent has run its first pass (when /healthz turns 200), else 0.

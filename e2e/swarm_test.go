@@ -207,4 +207,3 @@ func (f *swarmFixture) configNames() []string {
 	}
 	return out
 }
-
