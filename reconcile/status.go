@@ -61,7 +61,9 @@ type PassRecord struct {
 	Class       Class         `json:"class,omitempty"` // Class* constant, for failures
 	Created     int           `json:"created,omitempty"`
 	Recreated   int           `json:"recreated,omitempty"`
-	Removed     int           `json:"removed,omitempty"`
+	// Updated counts the swarm services sent a new spec.
+	Updated int `json:"updated,omitempty"`
+	Removed int `json:"removed,omitempty"`
 	// Adopted counts the containers, networks and volumes taken over from
 	// Docker Compose without a change.
 	Adopted int `json:"adopted,omitempty"`

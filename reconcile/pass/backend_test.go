@@ -34,7 +34,7 @@ func (b *stackBackend) Applies(context.Context) (bool, string, error) { return b
 
 func (b *stackBackend) Apply(ctx context.Context, desired *compose.Project, observed compose.Observed, plan *reconcile.Plan, gate reconcile.GateOptions) (*reconcile.ApplyResult, error) {
 	b.applied++
-	return &reconcile.ApplyResult{Done: plan.Actions}, nil
+	return &reconcile.ApplyResult{Done: plan.Actions, Updated: 1}, nil
 }
 
 func (b *stackBackend) Verify(context.Context, *compose.Project, []reconcile.Action, reconcile.GateOptions) error {
@@ -68,6 +68,9 @@ func TestSwarmEnvironmentUsesTheSwarmBackend(t *testing.T) {
 	}
 	if len(f.eng.Calls()) != 0 {
 		t.Fatalf("the host engine was asked: %v", f.eng.Calls())
+	}
+	if recs, _ := f.st.History("prod", 1); len(recs) != 1 || recs[0].Updated != 1 {
+		t.Fatalf("history does not count the updated services: %+v", recs)
 	}
 	if _, err := f.r.Plan(context.Background(), prodEnv); err != nil || b.planned != 1 {
 		t.Fatalf("a compose environment went to the swarm backend (planned %d): %v", b.planned, err)

@@ -83,7 +83,7 @@ func (r *run) record(start time.Time) reconcile.PassRecord {
 		rec.Plan = r.res.Plan.Summary()
 	}
 	if a := r.res.Applied; a != nil {
-		rec.Created, rec.Recreated, rec.Removed, rec.Adopted = a.Created, a.Recreated, a.Removed, a.Adopted
+		rec.Created, rec.Recreated, rec.Removed, rec.Adopted, rec.Updated = a.Created, a.Recreated, a.Removed, a.Adopted, a.Updated
 	}
 	return rec
 }

@@ -70,7 +70,7 @@ func (p *Pipeline) Rollback(ctx context.Context, env Environment, pinned string,
 		rec.Plan = sub.Plan.Summary()
 	}
 	if a := sub.Applied; a != nil {
-		rec.Created, rec.Recreated, rec.Removed = a.Created, a.Recreated, a.Removed
+		rec.Created, rec.Recreated, rec.Removed, rec.Updated = a.Created, a.Recreated, a.Removed, a.Updated
 	}
 	r.res = sub
 	r.res.Commit, r.res.Head = pinned, opts.Head
