@@ -74,6 +74,14 @@ func verifyCases() []verifyCase {
 				}
 			}
 		}, wantErr: "update paused by the swarm (update_config.failure_action: pause): update paused due to failure or early termination of task x1", wantTask: "lst_web"},
+		{name: "update paused by the swarm says why its task failed", mod: update, onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) {
+				if s.Name == "lst_web" && n == 2 {
+					failSlot(s, 1, clock.Now())
+					s.UpdateState, s.UpdateMessage = "paused", "update paused due to failure or early termination of task x1"
+				}
+			}
+		}, wantErr: "early termination of task x1; task lst_web.1 failed: task: non-zero exit (1)", wantTask: "lst_web.1"},
 		{name: "update rolled back by the swarm", mod: update, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" {

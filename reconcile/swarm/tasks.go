@@ -62,14 +62,30 @@ func (p progress) text() string {
 // service's name when none): an update the swarm paused or rolled back
 // (its update_config.failure_action), or a task of the current spec
 // created since the gate started that failed, was rejected, reports
-// unhealthy, or (not a job) completed.
+// unhealthy, or (not a job) completed. A paused or rolled back update
+// also says why its task failed: the swarm's own message names only the
+// task's id.
 func failure(obs compose.ObservedService, since time.Time) (task, reason string) {
+	var swarmSays string
 	switch obs.UpdateState {
 	case updatePaused:
-		return obs.Name, withMessage("update paused by the swarm (update_config.failure_action: pause)", obs.UpdateMessage)
+		swarmSays = withMessage("update paused by the swarm (update_config.failure_action: pause)", obs.UpdateMessage)
 	case "rollback_started", "rollback_paused", "rollback_completed":
-		return obs.Name, withMessage("the swarm rolled the update back (update_config.failure_action: rollback; "+obs.UpdateState+")", obs.UpdateMessage)
+		swarmSays = withMessage("the swarm rolled the update back (update_config.failure_action: rollback; "+obs.UpdateState+")", obs.UpdateMessage)
 	}
+	task, reason = taskFailure(obs, since)
+	switch {
+	case swarmSays == "":
+		return task, reason
+	case reason == "":
+		return obs.Name, swarmSays
+	}
+	return task, swarmSays + "; " + reason
+}
+
+// taskFailure is the first task of obs's current spec created since the
+// gate started that ended or failed (see failure).
+func taskFailure(obs compose.ObservedService, since time.Time) (task, reason string) {
 	img := imageOf(obs.Spec)
 	for _, t := range obs.Tasks {
 		if t.Image != img || t.CreatedAt.Before(since) {
