@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// swarmSnapshot is what a refused release must leave as it was: each
+// service's version and spec, and the stack's configs and networks, and
+// the swarm's networks by name (an external one is no stack's).
+type swarmSnapshot struct {
+	services map[string]string // key -> "version spec"
+	configs  []string
+	networks []string
+	all      []string // every network of the swarm
+}
+
+func (f *swarmFixture) snapshot() swarmSnapshot {
+	f.t.Helper()
+	s := swarmSnapshot{services: map[string]string{}, configs: f.configNames(), networks: f.networkNames()}
+	for k, svc := range f.services() {
+		spec, err := json.Marshal(svc.Spec)
+		must(f.t, err)
+		s.services[k] = fmt.Sprintf("v%d %s", svc.Version.Index, spec)
+	}
+	slices.Sort(s.configs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := f.cli.NetworkList(ctx, client.NetworkListOptions{})
+	must(f.t, err)
+	for _, n := range list.Items {
+		s.all = append(s.all, n.Name)
+	}
+	slices.Sort(s.all)
+	return s
+}
+
+// sameSwarm fails the test unless the stack is as before.
+func (f *swarmFixture) sameSwarm(before swarmSnapshot) {
+	f.t.Helper()
+	after := f.snapshot()
+	for k, v := range before.services {
+		if after.services[k] != v {
+			f.t.Errorf("service %s changed:\n was %s\n now %s", k, v, after.services[k])
+		}
+	}
+	if len(after.services) != len(before.services) {
+		f.t.Errorf("services: %d, were %d", len(after.services), len(before.services))
+	}
+	for _, c := range []struct {
+		what       string
+		was, after []string
+	}{{"configs", before.configs, after.configs}, {"stack networks", before.networks, after.networks}, {"swarm networks", before.all, after.all}} {
+		if !slices.Equal(c.was, c.after) {
+			f.t.Errorf("%s changed: %v, were %v", c.what, c.after, c.was)
+		}
+	}
+}
+
+// withWeb is compose with lines added to web's service, right under its
+// image: line (line 4 of swarmStackYAML).
+func withWeb(t *testing.T, compose, webImage, lines string) string {
+	t.Helper()
+	at := "    image: " + webImage + "\n"
+	if !strings.Contains(compose, at) {
+		t.Fatalf("no %q in the compose file", at)
+	}
+	return strings.Replace(compose, at, at+lines, 1)
+}
+
+// TestSwarmBadInput (issue 12, scenario 7): after a healthy deployment,
+// a release the swarm cannot run is refused with a message that says
+// what and where, and nothing on the swarm is touched (every service's
+// version and spec, the stack's configs and networks, the swarm's
+// networks). Each bad release also changes the worker's config, so a
+// refusal that came after the first change would show: (a) a key a swarm
+// service cannot honour (privileged: true), refused by validate, plan and
+// apply naming file, line, service and key; (b) an external network that
+// does not exist, refused naming it; (c) an image tag the registry does
+// not have, refused naming the image.
+func TestSwarmBadInput(t *testing.T) {
+	f := newSwarmFixture(t)
+	web := f.images["web:a"]
+	good := swarmStackYAML(web, f.images["worker:a"], "")
+	f.release("stack G", map[string]string{"compose.yaml": good, "worker/config.txt": "one\n"})
+	start := time.Now()
+	f.apply()
+	t.Logf("apply of G: %s", time.Since(start).Round(100*time.Millisecond))
+	missing := f.registry + "/web:nosuchtag"
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"privileged", withWeb(t, good, web, "    privileged: true\n"),
+			[]string{`compose.yaml:4: service "web": privileged: `, "cap_add"}},
+		{"unknown external network", withWeb(t, good, web, "    networks: [edge]\n") + "networks:\n  edge:\n    external: true\n",
+			[]string{"external network edge (networks.edge) does not exist"}},
+		{"missing image", strings.Replace(good, web, missing, 1),
+			[]string{"web:nosuchtag", "service " + f.project + "_web"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.t = t
+			before := f.snapshot()
+			f.release("refused: "+tc.name, map[string]string{"compose.yaml": tc.yaml, "worker/config.txt": "changed\n"})
+			if tc.name == "privileged" {
+				f.refusedBeforeApply(tc.want)
+			}
+			r := f.lockstep("apply", "e2e")
+			t.Logf("apply said: %s", lastLine(r.stderr))
+			if r.code == 0 {
+				t.Fatalf("apply of the refused release succeeded: %s", r)
+			}
+			assertSays(t, r.stdout+r.stderr, tc.want...)
+			f.sameSwarm(before)
+		})
+	}
+}
+
+// refusedBeforeApply: validate and plan refuse the release as apply does.
+func (f *swarmFixture) refusedBeforeApply(want []string) {
+	t := f.t
+	for _, cmd := range []string{"validate", "plan"} {
+		r := f.lockstep(cmd, "e2e")
+		t.Logf("%s said: %s", cmd, lastLine(r.stdout+r.stderr))
+		if r.code == 0 {
+			t.Errorf("%s accepted the release: %s", cmd, r)
+		}
+		assertSays(t, r.stdout+r.stderr, want...)
+	}
+}
