@@ -52,7 +52,7 @@ func gateOptOut(svc *compose.StackService) bool {
 }
 
 // GatePlan says what Verify will wait for after actions, for the plan's
-// reader ("web 3/3 running, healthy, for 15s", "migrate completes").
+// reader ("web 3/3 running and healthy for 15s", "migrate completes").
 func GatePlan(desired *compose.Stack, actions []reconcile.Action, bake time.Duration) []string {
 	if bake <= 0 {
 		bake = reconcile.DefaultBake
@@ -69,7 +69,7 @@ func GatePlan(desired *compose.Stack, actions []reconcile.Action, bake time.Dura
 			what = t.svc.Key + " running on every node"
 		}
 		if t.svc.Healthcheck {
-			what += ", healthy,"
+			what += " and healthy"
 		}
 		out = append(out, fmt.Sprintf("%s for %s", what, bake))
 	}

@@ -255,7 +255,7 @@ func TestVerifyGlobalServiceAndJob(t *testing.T) {
 	}
 	if got := GatePlan(st, res.Done, 0); !slices.Equal(got, []string{
 		"agent running on every node for 15s", "migrate completes", "db 1/1 running for 15s",
-		"web 3/3 running, healthy, for 15s", "worker 1/1 running for 15s",
+		"web 3/3 running and healthy for 15s", "worker 1/1 running for 15s",
 	}) {
 		t.Errorf("GatePlan = %q", got)
 	}
