@@ -202,7 +202,11 @@ func (s *gateState) poll(ctx context.Context, eng Engine, nodes []compose.Observ
 
 func gateFailure(log *zerolog.Logger, t gateTarget, task, reason string) error {
 	log.Error().Str("service", t.svc.Name).Str("task", task).Str("reason", reason).Msg("health gate failed")
-	return &reconcile.GateError{Service: t.svc.Key, Container: task, Reason: reason}
+	ge := &reconcile.GateError{Service: t.svc.Key, Reason: reason}
+	if task != t.svc.Name {
+		ge.Task = task
+	}
+	return ge
 }
 
 // Healthy reports whether the stack, found converged to desired (an empty
