@@ -82,6 +82,15 @@ func verifyCases() []verifyCase {
 				}
 			}
 		}, wantErr: "early termination of task x1; task lst_web.1 failed: task: non-zero exit (1)", wantTask: "lst_web.1"},
+		{name: "update paused by the swarm names the task, failed before the gate started", mod: update, onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) {
+				if s.Name == "lst_web" && n == 2 {
+					s.Tasks = append(s.Tasks, compose.ObservedTask{ID: "x1", Slot: 3, State: "complete", DesiredState: "shutdown",
+						Image: imageOf(s.Spec), Message: "finished", CreatedAt: clock.Now().Add(-time.Minute)})
+					s.UpdateState, s.UpdateMessage = "paused", "update paused due to failure or early termination of task x1"
+				}
+			}
+		}, wantErr: "early termination of task x1; task lst_web.3 ended (complete) while the service wants it running: it exited 0, or the swarm stopped it because its healthcheck failed: finished", wantTask: "lst_web.3"},
 		{name: "update rolled back by the swarm", mod: update, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" {
