@@ -133,6 +133,11 @@ func TestSwarmRollback(t *testing.T) {
 	if want := "rolled back to " + shaG[:12]; !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout+r.stderr, "web") {
 		t.Errorf("apply of B: want output naming web and %q, got %s", want, r)
 	}
+	// The swarm's own message names the task by id only: lockstep says
+	// which task it is and how it ended.
+	if !strings.Contains(r.stdout, "task "+f.project+"_web.") {
+		t.Errorf("apply of B: the failure does not say which of web's tasks failed, and how: %s", r)
+	}
 	if took >= timeout {
 		t.Errorf("apply of B took %s: the gate waited for its timeout (%s) instead of failing on web's failed tasks", took, timeout)
 	}
