@@ -64,6 +64,17 @@ func (f *swarmFixture) sameSwarm(before swarmSnapshot) {
 	}
 }
 
+// onLeader points lockstep at the swarm's current leader, then writes
+// the config with extra: only the leader applies (on another manager
+// `lockstep apply` is held, "another agent applies"), and another test's
+// StopNode may have moved the leadership away from node 0. It stays
+// while this test runs: StopNode waits for the tests sharing the swarm.
+func (f *swarmFixture) onLeader(extra string) {
+	i := f.sw.Leader(f.t)
+	f.agentExtra = fmt.Sprintf("\n[engine]\nhost = %q\n", f.sw.Hosts[i])
+	f.writeConfig(extra)
+}
+
 // withWeb is compose with lines added to web's service, right under its
 // image: line (line 4 of swarmStackYAML).
 func withWeb(t *testing.T, compose, webImage, lines string) string {
@@ -81,12 +92,14 @@ func withWeb(t *testing.T, compose, webImage, lines string) string {
 // version and spec, the stack's configs and networks, the swarm's
 // networks). Each bad release also changes the worker's config, so a
 // refusal that came after the first change would show: (a) a key a swarm
-// service cannot honour (privileged: true), refused by validate, plan and
-// apply naming file, line, service and key; (b) an external network that
-// does not exist, refused naming it; (c) an image tag the registry does
-// not have, refused naming the image.
+// service cannot honour (privileged: true, network_mode: host), refused by
+// validate (and plan) and apply naming file, line, service and key; (b) an
+// external network that does not exist, refused by plan and apply naming
+// it; (c) an image tag the registry does not have, refused by apply
+// naming the image (plan does not ask the registry).
 func TestSwarmBadInput(t *testing.T) {
 	f := newSwarmFixture(t)
+	f.onLeader("backend = \"swarm\"\n")
 	web := f.images["web:a"]
 	good := swarmStackYAML(web, f.images["worker:a"], "")
 	f.release("stack G", map[string]string{"compose.yaml": good, "worker/config.txt": "one\n"})
@@ -97,22 +110,23 @@ func TestSwarmBadInput(t *testing.T) {
 	cases := []struct {
 		name, yaml string
 		want       []string
+		before     []string // commands that refuse it too, before apply
 	}{
 		{"privileged", withWeb(t, good, web, "    privileged: true\n"),
-			[]string{`compose.yaml:4: service "web": privileged: `, "cap_add"}},
+			[]string{`compose.yaml:4: service "web": privileged: `, "cap_add"}, []string{"validate", "plan"}},
+		{"network_mode host", withWeb(t, good, web, "    network_mode: host\n"),
+			[]string{`compose.yaml:4: service "web": network_mode: `, "external: true"}, []string{"validate"}},
 		{"unknown external network", withWeb(t, good, web, "    networks: [edge]\n") + "networks:\n  edge:\n    external: true\n",
-			[]string{"external network edge (networks.edge) does not exist"}},
+			[]string{"external network edge (networks.edge) does not exist"}, []string{"plan"}},
 		{"missing image", strings.Replace(good, web, missing, 1),
-			[]string{"web:nosuchtag", "service " + f.project + "_web"}},
+			[]string{"web:nosuchtag", "service " + f.project + "_web"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f.t = t
 			before := f.snapshot()
 			f.release("refused: "+tc.name, map[string]string{"compose.yaml": tc.yaml, "worker/config.txt": "changed\n"})
-			if tc.name == "privileged" {
-				f.refusedBeforeApply(tc.want)
-			}
+			f.refusedBeforeApply(tc.before, tc.want)
 			r := f.lockstep("apply", "e2e")
 			t.Logf("apply said: %s", lastLine(r.stderr))
 			if r.code == 0 {
@@ -124,10 +138,11 @@ func TestSwarmBadInput(t *testing.T) {
 	}
 }
 
-// refusedBeforeApply: validate and plan refuse the release as apply does.
-func (f *swarmFixture) refusedBeforeApply(want []string) {
+// refusedBeforeApply: the commands cmds (validate, plan) refuse the
+// release as apply does.
+func (f *swarmFixture) refusedBeforeApply(cmds, want []string) {
 	t := f.t
-	for _, cmd := range []string{"validate", "plan"} {
+	for _, cmd := range cmds {
 		r := f.lockstep(cmd, "e2e")
 		t.Logf("%s said: %s", cmd, lastLine(r.stdout+r.stderr))
 		if r.code == 0 {
