@@ -119,7 +119,7 @@ func TestSwarmBadInput(t *testing.T) {
 		{"unknown external network", withWeb(t, good, web, "    networks: [edge]\n") + "networks:\n  edge:\n    external: true\n",
 			[]string{"external network edge (networks.edge) does not exist"}, []string{"plan"}},
 		{"missing image", strings.Replace(good, web, missing, 1),
-			[]string{"web:nosuchtag", "service " + f.project + "_web"}, nil},
+			[]string{"resolve image " + missing + " of service web (" + f.project + "_web)", "not found in registry"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
