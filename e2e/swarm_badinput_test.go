@@ -96,7 +96,9 @@ func withWeb(t *testing.T, compose, webImage, lines string) string {
 // validate (and plan) and apply naming file, line, service and key; (b) an
 // external network that does not exist, refused by plan and apply naming
 // it; (c) an image tag the registry does not have, refused by apply
-// naming the image (plan does not ask the registry).
+// naming the image (plan does not ask the registry). Last, a good
+// release applied on a manager that is not the leader is held: nothing
+// applied, and stdout says so.
 func TestSwarmBadInput(t *testing.T) {
 	f := newSwarmFixture(t)
 	f.onLeader("backend = \"swarm\"\n")
@@ -136,6 +138,28 @@ func TestSwarmBadInput(t *testing.T) {
 			f.sameSwarm(before)
 		})
 	}
+	t.Run("apply on a manager that is not the leader", func(t *testing.T) {
+		f.t = t
+		f.applyOnFollower(good)
+	})
+}
+
+// applyOnFollower: lockstep pointed at a manager that is not the leader
+// plans a good release and applies nothing, and says so.
+func (f *swarmFixture) applyOnFollower(good string) {
+	t := f.t
+	follower := (f.sw.Leader(t) + 1) % len(f.sw.Hosts)
+	f.agentExtra = fmt.Sprintf("\n[engine]\nhost = %q\n", f.sw.Hosts[follower])
+	f.writeConfig("backend = \"swarm\"\n")
+	before := f.snapshot()
+	f.release("good, on a follower", map[string]string{"compose.yaml": good, "worker/config.txt": "changed\n"})
+	r := f.lockstep("apply", "e2e")
+	t.Logf("apply on node %d said: %s", follower, lastLine(r.stdout))
+	if r.code != 0 {
+		t.Errorf("apply on a follower: want exit 0 (held: the agent on the leader applies), got %s", r)
+	}
+	assertSays(t, r.stdout, "e2e: nothing applied: ", "is a manager but not the leader")
+	f.sameSwarm(before)
 }
 
 // refusedBeforeApply: the commands cmds (validate, plan) refuse the
