@@ -97,7 +97,7 @@ func TestSwarmRollback(t *testing.T) {
 	f.images["web:bad"] = harness.PushTestApp(t, f.registry, "web", "bad",
 		harness.ImageOptions{Env: []string{"VERSION=bad", "UNHEALTHY=1"}})
 	const timeout = 90 * time.Second
-	f.onLeader(fmt.Sprintf("backend = \"swarm\"\nhealth_timeout = %q\nbake = \"3s\"\n", timeout))
+	f.writeConfig(fmt.Sprintf("backend = \"swarm\"\nhealth_timeout = %q\nbake = \"3s\"\n", timeout))
 	files := func(web, mode string) map[string]string {
 		return map[string]string{
 			"compose.yaml":      swarmFullStack(f.images[web], f.images["worker:a"], mode),
