@@ -36,7 +36,11 @@ func newSwarmFixture(t *testing.T) *swarmFixture {
 			harness.ImageOptions{Env: []string{"VERSION=" + im.tag}})
 	}
 	sf := &swarmFixture{fixture: f, sw: sw, cli: sw.Client(t, 0)}
-	f.agentExtra = fmt.Sprintf("\n[engine]\nhost = %q\n", sw.Hosts[0])
+	// Only the leader applies (elsewhere apply is held), and another
+	// test's StopNode may have moved the leadership off node 0; it does
+	// not move while this test runs: StopNode waits for the tests that
+	// share the swarm.
+	f.agentExtra = fmt.Sprintf("\n[engine]\nhost = %q\n", sw.Hosts[sw.Leader(t)])
 	f.setupGitAndConfig()
 	f.writeConfig("backend = \"swarm\"\n")
 	t.Cleanup(func() { sf.removeStack() })

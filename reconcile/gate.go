@@ -68,11 +68,21 @@ func (o GateOptions) withDefaults() GateOptions {
 type GateError struct {
 	Service   string
 	Container string
-	Reason    string
-	Logs      []string // the container's last log lines (may be empty)
+	// Task is, for a swarm service, the task that failed (<service>.<slot>)
+	// in place of Container; "" when the swarm's service as a whole failed
+	// (an update it paused, a timeout).
+	Task   string
+	Reason string
+	Logs   []string // the container's last log lines (may be empty)
 }
 
 func (e *GateError) Error() string {
+	switch {
+	case e.Task != "":
+		return fmt.Sprintf("health gate: service %s (task %s): %s", e.Service, e.Task, e.Reason)
+	case e.Container == "":
+		return fmt.Sprintf("health gate: service %s: %s", e.Service, e.Reason)
+	}
 	return fmt.Sprintf("health gate: service %s (container %s): %s", e.Service, e.Container, e.Reason)
 }
 

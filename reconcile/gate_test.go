@@ -162,3 +162,20 @@ func TestGatePlanAndLogSayWhatIsWaitedFor(t *testing.T) {
 		t.Fatalf("plan text:\n%s", b.String())
 	}
 }
+
+// TestGateErrorNames: a gate failure names the container, or for a swarm
+// service the task, or neither when the service as a whole failed.
+func TestGateErrorNames(t *testing.T) {
+	for _, tc := range []struct {
+		err  GateError
+		want string
+	}{
+		{GateError{Service: "web", Container: "p-web-1", Reason: "unhealthy"}, "health gate: service web (container p-web-1): unhealthy"},
+		{GateError{Service: "web", Task: "p_web.2", Reason: "task failed"}, "health gate: service web (task p_web.2): task failed"},
+		{GateError{Service: "web", Reason: "update paused"}, "health gate: service web: update paused"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}

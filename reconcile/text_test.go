@@ -66,7 +66,7 @@ func stackPlan() *Plan {
 		{Kind: ActUpdate, Service: "worker", SwarmService: "prod_worker", ObjectID: "svcworker", Reasons: []string{"replicas 1, want 3 (changed outside lockstep)"}, Drift: true},
 		{Kind: ActRemove, Service: "old", SwarmService: "prod_old", ObjectID: "svcold", Reasons: []string{"service old removed from the compose files"}},
 		{Kind: ActRemoveConfig, Config: "prod_app_conf_abc123456789", ObjectID: "cfgold", Reasons: []string{"replaced by prod_app_conf_def456789012"}},
-	}, Gate: []string{"cache 1/1 running for 15s", "web 3/3 running, healthy, for 15s"}}
+	}, Gate: []string{"cache 1/1 running for 15s", "web 3/3 running and healthy for 15s"}}
 }
 
 func TestGolden(t *testing.T) {

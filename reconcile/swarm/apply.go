@@ -121,7 +121,7 @@ func (a *applier) pinImages(ctx context.Context, acts []reconcile.Action) error 
 		}
 		img, err := a.pin(ctx, svc)
 		if err != nil {
-			return fmt.Errorf("resolve image %s of service %s: %w", svc.Image, svc.Name, err)
+			return fmt.Errorf("resolve image %s of service %s (%s): %w", svc.Image, svc.Key, svc.Name, err)
 		}
 		a.pinned[svc.Name] = img
 	}

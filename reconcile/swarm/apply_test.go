@@ -107,7 +107,7 @@ func TestApplyResolveFailureTouchesNothing(t *testing.T) {
 	st := r.stack()
 	o := observe(t, f, st)
 	res, err := Apply(context.Background(), f, st, o, BuildPlan(st, o), ApplyOptions{})
-	if err == nil || !strings.Contains(err.Error(), "resolve image 10.237.0.1:5000/web:missing of service lst_web: manifest unknown") {
+	if err == nil || !strings.Contains(err.Error(), "resolve image 10.237.0.1:5000/web:missing of service web (lst_web): manifest unknown") {
 		t.Fatalf("Apply = %v, want the resolve error", err)
 	}
 	if len(res.Done) != 0 || len(f.changes()) != 0 {

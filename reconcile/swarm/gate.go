@@ -52,7 +52,7 @@ func gateOptOut(svc *compose.StackService) bool {
 }
 
 // GatePlan says what Verify will wait for after actions, for the plan's
-// reader ("web 3/3 running, healthy, for 15s", "migrate completes").
+// reader ("web 3/3 running and healthy for 15s", "migrate completes").
 func GatePlan(desired *compose.Stack, actions []reconcile.Action, bake time.Duration) []string {
 	if bake <= 0 {
 		bake = reconcile.DefaultBake
@@ -69,7 +69,7 @@ func GatePlan(desired *compose.Stack, actions []reconcile.Action, bake time.Dura
 			what = t.svc.Key + " running on every node"
 		}
 		if t.svc.Healthcheck {
-			what += ", healthy,"
+			what += " and healthy"
 		}
 		out = append(out, fmt.Sprintf("%s for %s", what, bake))
 	}
@@ -202,7 +202,11 @@ func (s *gateState) poll(ctx context.Context, eng Engine, nodes []compose.Observ
 
 func gateFailure(log *zerolog.Logger, t gateTarget, task, reason string) error {
 	log.Error().Str("service", t.svc.Name).Str("task", task).Str("reason", reason).Msg("health gate failed")
-	return &reconcile.GateError{Service: t.svc.Key, Container: task, Reason: reason}
+	ge := &reconcile.GateError{Service: t.svc.Key, Reason: reason}
+	if task != t.svc.Name {
+		ge.Task = task
+	}
+	return ge
 }
 
 // Healthy reports whether the stack, found converged to desired (an empty

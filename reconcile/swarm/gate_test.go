@@ -43,8 +43,8 @@ type verifyCase struct {
 	mod      func(r *release) // the release gated, over v1 (nil: a fresh stack)
 	onPoll   func(clock *fake.AutoClock) func(s *compose.ObservedService, n int)
 	wantErr  string // "" passes; else the GateError's reason contains it
-	wantTask string
-	minPolls int // of web, at least (the bake period)
+	wantTask string // the task the GateError names; "" the service
+	minPolls int    // of web, at least (the bake period)
 }
 
 func verifyCases() []verifyCase {
@@ -73,14 +73,31 @@ func verifyCases() []verifyCase {
 					s.UpdateState, s.UpdateMessage = "paused", "update paused due to failure or early termination of task x1"
 				}
 			}
-		}, wantErr: "update paused by the swarm (update_config.failure_action: pause): update paused due to failure or early termination of task x1", wantTask: "lst_web"},
+		}, wantErr: "update paused by the swarm (update_config.failure_action: pause): update paused due to failure or early termination of task x1"},
+		{name: "update paused by the swarm says why its task failed", mod: update, onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) {
+				if s.Name == "lst_web" && n == 2 {
+					failSlot(s, 1, clock.Now())
+					s.UpdateState, s.UpdateMessage = "paused", "update paused due to failure or early termination of task x1"
+				}
+			}
+		}, wantErr: "early termination of task x1; task lst_web.1 failed: task: non-zero exit (1)", wantTask: "lst_web.1"},
+		{name: "update paused by the swarm names the task, failed before the gate started", mod: update, onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
+			return func(s *compose.ObservedService, n int) {
+				if s.Name == "lst_web" && n == 2 {
+					s.Tasks = append(s.Tasks, compose.ObservedTask{ID: "x1", Slot: 3, State: "complete", DesiredState: "shutdown",
+						Image: imageOf(s.Spec), Message: "finished", CreatedAt: clock.Now().Add(-time.Minute)})
+					s.UpdateState, s.UpdateMessage = "paused", "update paused due to failure or early termination of task x1"
+				}
+			}
+		}, wantErr: "early termination of task x1; task lst_web.3 ended (complete) while the service wants it running: it exited 0, or the swarm stopped it because its healthcheck failed: finished", wantTask: "lst_web.3"},
 		{name: "update rolled back by the swarm", mod: update, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" {
 					s.UpdateState = "rollback_started"
 				}
 			}
-		}, wantErr: "the swarm rolled the update back", wantTask: "lst_web"},
+		}, wantErr: "the swarm rolled the update back"},
 		{name: "update in progress, then done", mod: update, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" {
@@ -95,7 +112,7 @@ func verifyCases() []verifyCase {
 					setTasks(s, func(t *compose.ObservedTask) { t.Image = imageOf(s.Spec) })
 				}
 			}
-		}, wantErr: "3/3 tasks running, update not completed yet", wantTask: "lst_web"},
+		}, wantErr: "3/3 tasks running, update not completed yet"},
 		{name: "a label-only update has no rollout to wait for", mod: func(r *release) {
 			r.extra = func(st *compose.Stack) { st.Services[1].Spec.Labels["team"] = "web" }
 		}, onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
@@ -107,7 +124,7 @@ func verifyCases() []verifyCase {
 					setTasks(s, func(t *compose.ObservedTask) { t.State = "starting" })
 				}
 			}
-		}, wantErr: "not converged after 2m0s: 0/3 tasks running, 3 starting", wantTask: "lst_web"},
+		}, wantErr: "not converged after 2m0s: 0/3 tasks running, 3 starting"},
 		{name: "the swarm stops an unhealthy task: complete", onPoll: func(clock *fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" && n == 2 {
@@ -121,7 +138,7 @@ func verifyCases() []verifyCase {
 					s.Tasks[0].Health = "unhealthy"
 				}
 			}
-		}, wantErr: "healthcheck reports unhealthy"},
+		}, wantErr: "healthcheck reports unhealthy", wantTask: "lst_web.1"},
 		{name: "a replica lost during the bake restarts it", onPoll: func(*fake.AutoClock) func(*compose.ObservedService, int) {
 			return func(s *compose.ObservedService, n int) {
 				if s.Name == "lst_web" {
@@ -170,8 +187,8 @@ func TestVerify(t *testing.T) {
 				if !strings.Contains(ge.Reason, tt.wantErr) || ge.Service != "web" {
 					t.Errorf("GateError service %q, reason %q; want web, %q", ge.Service, ge.Reason, tt.wantErr)
 				}
-				if tt.wantTask != "" && ge.Container != tt.wantTask {
-					t.Errorf("GateError names %q, want %q", ge.Container, tt.wantTask)
+				if ge.Task != tt.wantTask || ge.Container != "" {
+					t.Errorf("GateError names task %q, container %q; want task %q (\"\": the service as a whole), no container", ge.Task, ge.Container, tt.wantTask)
 				}
 			}
 			if f.polls["lst_web"] < tt.minPolls {
@@ -247,7 +264,7 @@ func TestVerifyGlobalServiceAndJob(t *testing.T) {
 	}
 	if got := GatePlan(st, res.Done, 0); !slices.Equal(got, []string{
 		"agent running on every node for 15s", "migrate completes", "db 1/1 running for 15s",
-		"web 3/3 running, healthy, for 15s", "worker 1/1 running for 15s",
+		"web 3/3 running and healthy for 15s", "worker 1/1 running for 15s",
 	}) {
 		t.Errorf("GatePlan = %q", got)
 	}

@@ -62,32 +62,78 @@ func (p progress) text() string {
 // service's name when none): an update the swarm paused or rolled back
 // (its update_config.failure_action), or a task of the current spec
 // created since the gate started that failed, was rejected, reports
-// unhealthy, or (not a job) completed.
+// unhealthy, or (not a job) completed. A paused or rolled back update
+// also says why its task failed: the swarm's own message names only the
+// task's id.
 func failure(obs compose.ObservedService, since time.Time) (task, reason string) {
+	var swarmSays string
 	switch obs.UpdateState {
 	case updatePaused:
-		return obs.Name, withMessage("update paused by the swarm (update_config.failure_action: pause)", obs.UpdateMessage)
+		swarmSays = withMessage("update paused by the swarm (update_config.failure_action: pause)", obs.UpdateMessage)
 	case "rollback_started", "rollback_paused", "rollback_completed":
-		return obs.Name, withMessage("the swarm rolled the update back (update_config.failure_action: rollback; "+obs.UpdateState+")", obs.UpdateMessage)
+		swarmSays = withMessage("the swarm rolled the update back (update_config.failure_action: rollback; "+obs.UpdateState+")", obs.UpdateMessage)
 	}
+	task, reason = taskFailure(obs, since)
+	switch {
+	case swarmSays == "":
+		return task, reason
+	case reason == "":
+		task, reason = namedTask(obs)
+	}
+	if reason == "" {
+		return obs.Name, swarmSays
+	}
+	return task, swarmSays + "; " + reason
+}
+
+// namedTask is the task the swarm's update message names by its id
+// ("update paused due to failure or early termination of task ID"), as
+// "task X <state>: <message>". The gate may not have judged it: it can be
+// created, and fail, before the gate's first poll.
+func namedTask(obs compose.ObservedService) (task, reason string) {
+	for _, t := range obs.Tasks {
+		if t.ID == "" || !strings.Contains(obs.UpdateMessage, t.ID) {
+			continue
+		}
+		if why := endedWhy(obs, t); why != "" {
+			return taskName(obs, t), why
+		}
+		return taskName(obs, t), withMessage(fmt.Sprintf("task %s %s", taskName(obs, t), t.State), taskError(t))
+	}
+	return "", ""
+}
+
+// taskFailure is the first task of obs's current spec created since the
+// gate started that ended or failed (see failure).
+func taskFailure(obs compose.ObservedService, since time.Time) (task, reason string) {
 	img := imageOf(obs.Spec)
 	for _, t := range obs.Tasks {
 		if t.Image != img || t.CreatedAt.Before(since) {
 			continue
 		}
-		switch {
-		case t.State == taskFailed || t.State == taskRejected:
-			return taskName(obs, t), fmt.Sprintf("task %s %s: %s", taskName(obs, t), t.State, taskError(t))
-		case t.State == taskComplete && !isJob(obs):
-			// A service's task ends only when it is replaced (shutdown):
-			// complete is its container exiting 0, or the swarm stopping
-			// it because its healthcheck failed (the API says no more).
-			return taskName(obs, t), withMessage(fmt.Sprintf("task %s ended (complete) while the service wants it running: it exited 0, or the swarm stopped it because its healthcheck failed", taskName(obs, t)), taskError(t))
-		case t.Health == "unhealthy":
+		if why := endedWhy(obs, t); why != "" {
+			return taskName(obs, t), why
+		}
+		if t.Health == "unhealthy" {
 			return taskName(obs, t), fmt.Sprintf("task %s: healthcheck reports unhealthy", taskName(obs, t))
 		}
 	}
 	return "", ""
+}
+
+// endedWhy says why task t of obs ended when that is a failure: it
+// failed, was rejected, or (not a job) completed; "" otherwise.
+func endedWhy(obs compose.ObservedService, t compose.ObservedTask) string {
+	switch {
+	case t.State == taskFailed || t.State == taskRejected:
+		return fmt.Sprintf("task %s %s: %s", taskName(obs, t), t.State, taskError(t))
+	case t.State == taskComplete && !isJob(obs):
+		// A service's task ends only when it is replaced (shutdown):
+		// complete is its container exiting 0, or the swarm stopping it
+		// because its healthcheck failed (the API says no more).
+		return withMessage(fmt.Sprintf("task %s ended (complete) while the service wants it running: it exited 0, or the swarm stopped it because its healthcheck failed", taskName(obs, t)), taskError(t))
+	}
+	return ""
 }
 
 func isJob(obs compose.ObservedService) bool {

@@ -262,6 +262,9 @@ func (c *cli) writeText(cmd string, res envResult, commit, policyMode string, ch
 		if h := res.Held; h != nil && h.Kind == reconcile.HoldWindow {
 			fmt.Fprintf(w, "  pending: release %s %s; %s\n", short(h.Commit), h.Reason, heldOutcome(res))
 		}
+		if h := res.Held; h != nil && h.Kind == reconcile.HoldFollower {
+			fmt.Fprintf(w, "  held: %s; apply on this node changes nothing\n", h.Reason)
+		}
 		if res.Quarantined != "" {
 			fmt.Fprintf(w, "  quarantined: %s failed its health gate; apply will not apply it until the pin names another commit (or `lockstep retry %s`)\n", short(res.Quarantined), res.Environment)
 		}
@@ -316,6 +319,9 @@ func (c *cli) writeApply(res envResult, policyMode string, checked bool) {
 	switch {
 	case res.Paused:
 		fmt.Fprintf(w, "%s: paused, nothing applied\n", res.Environment)
+	case res.Held != nil && res.Held.Kind == reconcile.HoldFollower && res.Applied == nil:
+		// Only the JSON log said so: the plan printed above read as done.
+		fmt.Fprintf(w, "%s: nothing applied: %s\n", res.Environment, res.Held.Reason)
 	case res.Applied != nil:
 		fmt.Fprintf(w, "%s: %s\n", res.Environment, appliedLine(res.Plan, res.Applied, res.Error != ""))
 	case res.Error == "" && res.Plan != nil && res.Plan.Empty():
