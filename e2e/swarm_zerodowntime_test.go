@@ -46,6 +46,8 @@ func swarmZeroDowntimeYAML(web, client, order string, replicas int) string {
   client:
     image: %s
     command: ["loop", "http://web:8080/healthz", "20ms"]
+    environment:
+      LOOP_CONNECTIONS: new
     deploy:
       endpoint_mode: dnsrr
 `, web, replicas, order, client)
@@ -108,6 +110,10 @@ func swarmUpdateUnderLoad(t *testing.T, order string, replicas int) (lost, total
 	// covers the whole update.
 	ok1, failed1 := f.taskCountsAfter(clientTask, ok0+1)
 	lost, total = failed1-failed0, (ok1-ok0)+(failed1-failed0)
+	if lost > 0 {
+		t.Logf("the client's failed requests (a request times out after 2s, so a gap shows as few failures and fewer requests):\n%s",
+			f.taskStderr(clientTask, lost))
+	}
 	t.Logf("update of web (%d tasks, %s) by lockstep apply took %s; the client lost %d of %d requests",
 		replicas, order, took.Round(time.Millisecond), lost, total)
 	// At one call per 20 ms, fewer than a quarter of the calls the update's
@@ -138,21 +144,24 @@ func (f *swarmFixture) runningTask(key string) swarmapi.Task {
 	return running[0]
 }
 
+// taskNode is the index of the node that runs task.
+func (f *swarmFixture) taskNode(task swarmapi.Task) int {
+	f.t.Helper()
+	for i := range f.sw.Hosts {
+		if f.sw.NodeID(f.t, i) == task.NodeID {
+			return i
+		}
+	}
+	f.t.Fatalf("task %s runs on node %s, none of the swarm's", task.ID, task.NodeID)
+	return -1
+}
+
 // taskCountsAfter reads the loop client's counts from its task's container
 // logs, through the engine of the node that runs the task, waiting until
 // it has reported at least minOK successes (it reports once a second).
 func (f *swarmFixture) taskCountsAfter(task swarmapi.Task, minOK int) (ok, failed int) {
 	f.t.Helper()
-	node := -1
-	for i := range f.sw.Hosts {
-		if f.sw.NodeID(f.t, i) == task.NodeID {
-			node = i
-		}
-	}
-	if node < 0 {
-		f.t.Fatalf("task %s runs on node %s, none of the swarm's", task.ID, task.NodeID)
-	}
-	cli := f.sw.Client(f.t, node)
+	cli := f.sw.Client(f.t, f.taskNode(task))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok, failed = clientCountsIfAny(f.t, cli, task.Status.ContainerStatus.ContainerID)
@@ -164,6 +173,25 @@ func (f *swarmFixture) taskCountsAfter(task swarmapi.Task, minOK int) (ok, faile
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// taskStderr is the last n lines the task's container wrote to stderr.
+// (The engine's tail counts both streams' lines: the whole log is read.)
+func (f *swarmFixture) taskStderr(task swarmapi.Task, n int) string {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli := f.sw.Client(f.t, f.taskNode(task))
+	logs, err := cli.ContainerLogs(ctx, task.Status.ContainerStatus.ContainerID,
+		client.ContainerLogsOptions{ShowStderr: true, Timestamps: true})
+	must(f.t, err)
+	defer logs.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(io.Discard, &out, logs); err != nil {
+		f.t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // clientCountsIfAny is clientCounts for a client that may not have
