@@ -27,6 +27,17 @@ import (
 // client's list of nodes rather than the swarm, and does not go with
 // start-first at all: the new task cannot bind the port the old one holds
 // on the same node.
+//
+// Why none is lost, and what lockstep need not set: a swarm task's
+// shutdown (moby's swarm executor, controller.Shutdown) first takes the
+// task out of the service's DNS and load balancing, waits 2 s for the
+// nodes' gossip to converge, and only then sends the stop signal; a new
+// task is put in only once it is healthy, hence the healthcheck. The
+// client dials and resolves for every request (LOOP_CONNECTIONS=new), so
+// it sees every moment the name would still lead to a task that stopped
+// listening. A client that keeps its connection or caches the name longer
+// than those 2 s relies on the app draining on SIGTERM (the test app
+// finishes in-flight requests for up to 2 s) within stop_grace_period.
 
 func swarmZeroDowntimeYAML(web, client, order string, replicas int) string {
 	return fmt.Sprintf(`services:
