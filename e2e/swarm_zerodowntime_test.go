@@ -117,8 +117,9 @@ func swarmUpdateUnderLoad(t *testing.T, order string, replicas int) (lost, total
 	if img := f.services()["web"].Spec.TaskTemplate.ContainerSpec.Image; !strings.HasPrefix(img, f.images["web:b"]+"@") {
 		t.Fatalf("web's image after the update: %s", img)
 	}
-	// The client reports once a second: a report made after apply returned
-	// covers the whole update.
+	// The client reports once a second and the last report is read: it is
+	// at most 1 s old, and apply returned a bake (3 s) after the swarm
+	// completed the update, so it covers the whole update.
 	ok1, failed1 := f.taskCountsAfter(clientTask, ok0+1)
 	lost, total = failed1-failed0, (ok1-ok0)+(failed1-failed0)
 	if lost > 0 {
