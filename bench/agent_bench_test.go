@@ -101,16 +101,22 @@ func (w *agentWorld) release() string {
 // waitRunning polls the agent's API until commit runs.
 func (w *agentWorld) waitRunning(commit string, timeout time.Duration) {
 	w.b.Helper()
+	waitRunning(w.b, w.client, commit, timeout)
+}
+
+// waitRunning polls the agent's API until its one environment runs commit.
+func waitRunning(b *testing.B, client *api.Client, commit string, timeout time.Duration) {
+	b.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		envs, err := w.client.Status(ctx)
+		envs, err := client.Status(ctx)
 		cancel()
 		if err == nil && len(envs) == 1 && envs[0].Running == commit {
 			return
 		}
 		if time.Now().After(deadline) {
-			w.b.Fatalf("agent did not converge on %s within %s (last error %v)", commit, timeout, err)
+			b.Fatalf("agent did not converge on %s within %s (last error %v)", commit, timeout, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -173,26 +179,32 @@ func BenchmarkPushToConverged(b *testing.B) {
 // its signed webhook delivered to the agent running it, with polling off.
 func BenchmarkWebhookToConverged(b *testing.B) {
 	w := newAgentWorld(b, "1h")
-	body := []byte(`{"ref":"refs/heads/main"}`)
-	mac := hmac.New(sha256.New, []byte(w.secret))
-	mac.Write(body)
-	sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		sha := w.release()
 		b.StartTimer()
-		req, _ := http.NewRequest(http.MethodPost, w.hook, bytes.NewReader(body))
-		req.Header.Set("X-GitHub-Event", "push")
-		req.Header.Set("X-Hub-Signature-256", sig)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			b.Fatalf("delivery: %s", resp.Status)
-		}
+		deliverPush(b, w.hook, w.secret)
 		w.waitRunning(sha, time.Minute)
+	}
+}
+
+// deliverPush delivers a signed GitHub push webhook of the main branch to
+// the agent's hook URL.
+func deliverPush(b *testing.B, hook, secret string) {
+	b.Helper()
+	body := []byte(`{"ref":"refs/heads/main"}`)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	req, _ := http.NewRequest(http.MethodPost, hook, bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		b.Fatalf("delivery: %s", resp.Status)
 	}
 }

@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprintf(stderr, "loop: INTERVAL %q: want a positive Go duration like 100ms\n", args[2])
 			return 2
 		}
-		return loop(ctx, args[1], interval, stdout, stderr)
+		return loop(ctx, loopClient(getenv), args[1], interval, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "unknown subcommand %q\n%s\n", args[0], usage)
 		return 2
@@ -256,10 +256,22 @@ func get(ctx context.Context, url string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// loopClient is the loop's HTTP client: Go's default, which keeps a
+// connection to the server it reached and reuses it, or, with
+// LOOP_CONNECTIONS=new, one that dials (and resolves the name) for every
+// request, as many separate clients would: a zero-downtime test then sees
+// every moment a name resolves to a server that no longer answers.
+func loopClient(getenv func(string) string) *http.Client {
+	if getenv("LOOP_CONNECTIONS") != "new" {
+		return http.DefaultClient
+	}
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
 // loop hits url every interval until ctx ends and reports how many
 // requests succeeded and failed, once a second and at the end, so a
 // zero-downtime test can read the last line of the container's log.
-func loop(ctx context.Context, url string, interval time.Duration, stdout, stderr io.Writer) int {
+func loop(ctx context.Context, client *http.Client, url string, interval time.Duration, stdout, stderr io.Writer) int {
 	var ok, failed int
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -267,7 +279,7 @@ func loop(ctx context.Context, url string, interval time.Duration, stdout, stder
 	defer report.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		code, _, err := fetch(rctx, url)
+		code, _, err := fetchWith(rctx, client, url)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -298,11 +310,15 @@ func loop(ctx context.Context, url string, interval time.Duration, stdout, stder
 }
 
 func fetch(ctx context.Context, url string) (int, []byte, error) {
+	return fetchWith(ctx, http.DefaultClient, url)
+}
+
+func fetchWith(ctx context.Context, client *http.Client, url string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -193,5 +195,50 @@ func TestLoopCounts(t *testing.T) {
 		if strings.HasPrefix(last, "ok=0 ") != tc.okZero || strings.HasSuffix(last, " failed=0") != tc.failZero {
 			t.Fatalf("loop against %s: last report %q", tc.url, last)
 		}
+	}
+}
+
+// TestLoopNewConnections: by default the loop reuses its connection; with
+// LOOP_CONNECTIONS=new it dials for every request.
+func TestLoopNewConnections(t *testing.T) {
+	for _, tc := range []struct {
+		env     map[string]string
+		perCall bool
+	}{{nil, false}, {map[string]string{"LOOP_CONNECTIONS": "new"}, true}} {
+		var mu sync.Mutex
+		var conns, calls int
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				mu.Lock()
+				conns++
+				mu.Unlock()
+			}
+		}
+		srv.Start()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		go func() { done <- run(ctx, []string{"loop", srv.URL, "1ms"}, envOf(tc.env), io.Discard, io.Discard) }()
+		for {
+			mu.Lock()
+			n := calls
+			mu.Unlock()
+			if n >= 5 {
+				break
+			}
+			waitALittle()
+		}
+		cancel()
+		<-done
+		srv.Close()
+		mu.Lock()
+		if got := conns >= calls; got != tc.perCall || conns < 1 {
+			t.Errorf("env %v: %d connections for %d calls, want one per call: %v", tc.env, conns, calls, tc.perCall)
+		}
+		mu.Unlock()
 	}
 }
