@@ -127,17 +127,20 @@ func TestSwarmNodeLoss(t *testing.T) {
 	}
 	webVersion := f.services()["web"].Version.Index
 
+	// StopNode first waits for the other tests on the swarm to end: the
+	// figures count from when the swarm saw the node down.
 	stop := time.Now()
 	f.sw.StopNode(t, victim)
-	t.Logf("node %s stopped and seen down by the swarm after %s", names[victim], time.Since(stop).Round(100*time.Millisecond))
+	down := time.Now()
+	t.Logf("node %s seen down by the swarm %s after StopNode was called (waiting for other tests included)", names[victim], down.Sub(stop).Round(100*time.Millisecond))
 	on := swarmWaitTasks(t, f.cli, web, 3)
 	if on[victimID] != 0 {
 		t.Fatalf("web tasks still on the stopped node: %v", on)
 	}
-	t.Logf("web's three tasks run on the other nodes %s after the stop: %v", time.Since(stop).Round(100*time.Millisecond), on)
+	t.Logf("web's three tasks run on the other nodes %s after the node was seen down: %v", time.Since(down).Round(100*time.Millisecond), on)
 	eventually(t, 2*time.Minute, "the status to report "+names[victim]+" down", func() bool { return lost(a.swarm(), names[victim]) })
 	seen := time.Now()
-	t.Logf("status reports the node loss %s after the stop: %s", seen.Sub(stop).Round(100*time.Millisecond), a.status().Swarm.Summary())
+	t.Logf("status reports the node loss %s after the node was seen down: %s", seen.Sub(down).Round(100*time.Millisecond), a.status().Swarm.Summary())
 	if r := a.lockstep("status"); !strings.Contains(r.stdout, "node "+names[victim]+" down") {
 		t.Fatalf("status text does not name the node down:\n%s", r.stdout)
 	}
@@ -207,15 +210,18 @@ func TestSwarmLeaderFailover(t *testing.T) {
 	}
 	f.checkFollowerHolds(agents, leader, names[leader])
 
+	// StopNode waits for the other tests on the swarm to end, stops the
+	// engine, and waits for the new leader to list the old one down.
 	stop := time.Now()
 	f.sw.StopNode(t, leader)
-	t.Logf("leader %s stopped and seen down by the swarm after %s", names[leader], time.Since(stop).Round(100*time.Millisecond))
+	down := time.Now()
+	t.Logf("node %s seen down by the swarm %s after StopNode was called (waiting for other tests included)", names[leader], down.Sub(stop).Round(100*time.Millisecond))
 	next := f.sw.Leader(t)
-	t.Logf("new leader %s (%s after the stop)", names[next], time.Since(stop).Round(100*time.Millisecond))
 	eventually(t, time.Minute, "the new leader's agent to see itself leader", func() bool {
 		st := agents[next].swarm()
 		return st != nil && st.Role == reconcile.SwarmLeader
 	})
+	t.Logf("new leader %s; its agent's status says leader %s after the old one was seen down", names[next], time.Since(down).Round(100*time.Millisecond))
 
 	push = time.Now()
 	c2 := f.release("web b", files("web:b"))
