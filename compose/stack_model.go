@@ -160,6 +160,10 @@ type ObservedStack struct {
 	Configs   []ObservedObject // sorted by Name
 	Secrets   []ObservedObject // sorted by Name
 	Nodes     []ObservedNode   // every node of the swarm, sorted by Hostname
+	// Local is the node whose engine was asked (reconcile/swarm's
+	// Backend.Observe reads it; zero when nothing did): which of Nodes the
+	// agent runs on.
+	Local SwarmInfo
 }
 
 // ObservedService is one service of the stack as the swarm has it.

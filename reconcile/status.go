@@ -80,6 +80,9 @@ type PassRecord struct {
 	// ForceWindow: `lockstep apply --force-window` applied a release while
 	// its deploy window was closed.
 	ForceWindow bool `json:"force_window,omitempty"`
+	// Swarm is the swarm as the pass saw it (a swarm environment's, once
+	// observed): on which node it ran, leader or follower, the nodes lost.
+	Swarm *SwarmStatus `json:"swarm,omitempty"`
 }
 
 // HoldKind is why a release is held back; metrics label by it.
@@ -139,6 +142,10 @@ type EnvStatus struct {
 	Pending string    `json:"pending,omitempty"`
 	HeldBy  HoldKind  `json:"held_by,omitempty"`
 	Opens   time.Time `json:"opens,omitempty"`
+	// Swarm is a swarm environment's swarm as the last pass saw it (nil
+	// when that pass did not reach the engine): this agent's node, whether
+	// it applies, the nodes that are down.
+	Swarm *SwarmStatus `json:"swarm,omitempty"`
 	// Counters since the agent started, for metrics.
 	Passes       map[Result]int `json:"passes"` // by Result*
 	Recreated    int            `json:"containers_recreated"`

@@ -26,11 +26,18 @@ swarm_ready() {
 		[ "$(grep -o '"Reachability":"reachable"' <<<"$nodes" | wc -l)" = 3 ]
 }
 
+# A swarm test that stopped a node (swarmtest.StopNode) holds the swarm's
+# lock exclusively until it started it again: a node down then is a test's,
+# not a broken swarm to rebuild under it (which removed every test's
+# stacks). Wait for it, as the tests themselves do (swarmtest.lockWait).
+exec 9>>"${TMPDIR:-/tmp}/lockstep-swarm.lock"
+flock -s -w 900 9 || die "waited 15m for the swarm's lock ${TMPDIR:-/tmp}/lockstep-swarm.lock: a test holds a node stopped"
 if swarm_ready; then
 	log "already running"
 	echo "LOCKSTEP_SWARM=$(spec)"
 	exit 0
 fi
+exec 9>&- # not inherited by the dockerds started below (it would hold the lock)
 
 # The routing mesh and service VIPs need IPVS; where it is a module, load it
 # (dockerd's own modprobe needs /lib/modules too). Without it they do not

@@ -231,6 +231,7 @@ func foldHistory(st *reconcile.EnvStatus, recs []reconcile.PassRecord) {
 	last := recs[n-1]
 	st.LastPass = &last
 	st.Pinned = last.Commit
+	st.Swarm = last.Swarm
 	if last.Held != nil {
 		st.Pinned = last.Held.Commit
 	}

@@ -217,6 +217,7 @@ func (a *Agent) recordPass(l *envLoop, rec reconcile.PassRecord, delay time.Dura
 		s.Pinned = rec.Held.Commit
 	}
 	foldHold(s, rec)
+	s.Swarm = rec.Swarm
 	s.NextRetry = time.Time{}
 	s.Waiting = ""
 	if rec.Class == reconcile.ClassHealth {

@@ -3,6 +3,7 @@ package pass
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -19,10 +20,11 @@ type stackBackend struct {
 	planErr error
 	planned int
 	applied int
+	stack   *compose.ObservedStack // what Observe returns
 }
 
 func (b *stackBackend) Observe(context.Context, *compose.Project) (compose.Observed, error) {
-	return compose.Observed{Project: "prod"}, nil
+	return compose.Observed{Project: "prod", Stack: b.stack}, nil
 }
 
 func (b *stackBackend) Plan(desired *compose.Project, observed compose.Observed, last *reconcile.Deployed, gate reconcile.GateOptions) (*reconcile.Plan, error) {
@@ -30,7 +32,9 @@ func (b *stackBackend) Plan(desired *compose.Project, observed compose.Observed,
 	return b.plan, b.planErr
 }
 
-func (b *stackBackend) Applies(context.Context) (bool, string, error) { return b.applies, b.why, nil }
+func (b *stackBackend) Applies(context.Context, compose.Observed) (bool, string, error) {
+	return b.applies, b.why, nil
+}
 
 func (b *stackBackend) Apply(ctx context.Context, desired *compose.Project, observed compose.Observed, plan *reconcile.Plan, gate reconcile.GateOptions) (*reconcile.ApplyResult, error) {
 	b.applied++
@@ -101,6 +105,32 @@ func TestSwarmFollowerPlansAndAppliesNothing(t *testing.T) {
 	b.plan = &reconcile.Plan{Environment: "prod", Project: "prod"}
 	if res, err = f.r.Apply(context.Background(), swarmEnv); err != nil || res.Held != nil {
 		t.Fatalf("empty plan on a follower: held %+v, %v", res.Held, err)
+	}
+}
+
+// TestSwarmStatusIsRecorded: the swarm as observed (this node, leader or
+// not, the nodes lost) is in the pass's result and its record, for the
+// status; a host's pass has none.
+func TestSwarmStatusIsRecorded(t *testing.T) {
+	f, b := newStackFixture(t)
+	b.applies = false
+	b.stack = &compose.ObservedStack{Namespace: "prod", Local: compose.SwarmInfo{NodeID: "n2", Manager: true}, Nodes: []compose.ObservedNode{
+		{ID: "n1", Hostname: "m1", Role: "manager", State: "ready", Reachability: "reachable", Leader: true},
+		{ID: "n2", Hostname: "m2", Role: "manager", State: "ready", Reachability: "reachable"},
+		{ID: "n3", Hostname: "m3", Role: "manager", State: "down", Reachability: "unreachable"},
+	}}
+	res, err := f.r.Apply(context.Background(), swarmEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &reconcile.SwarmStatus{Node: "m2", Role: reconcile.SwarmFollower, Leader: "m1", Nodes: 3,
+		Lost: []reconcile.SwarmNode{{Hostname: "m3", State: "down", Reachability: "unreachable"}}}
+	if !reflect.DeepEqual(res.Swarm, want) {
+		t.Fatalf("result's swarm %+v, want %+v", res.Swarm, want)
+	}
+	recs, _ := f.st.History("prod", 1)
+	if len(recs) != 1 || !reflect.DeepEqual(recs[0].Swarm, want) {
+		t.Fatalf("recorded swarm: %+v", recs)
 	}
 }
 

@@ -77,7 +77,7 @@ func (p *Pipeline) newRun(env Environment, opts Options) *run {
 // record starts the history record of the pass from what it found.
 func (r *run) record(start time.Time) reconcile.PassRecord {
 	rec := reconcile.PassRecord{ID: r.opts.ID, Environment: r.env.Name, Trigger: r.opts.Trigger, Start: start.UTC(),
-		Head: r.res.Head, Commit: r.res.Commit, Held: r.res.Held, ForceWindow: r.forced}
+		Head: r.res.Head, Commit: r.res.Commit, Held: r.res.Held, ForceWindow: r.forced, Swarm: r.res.Swarm}
 	r.res.ForceWindow = r.forced
 	if r.res.Plan != nil {
 		rec.Plan = r.res.Plan.Summary()

@@ -132,9 +132,10 @@ type Planner interface {
 
 // Leader is a backend that several agents watch and only one changes (the
 // agent on a swarm's Raft leader). Applies says whether this one does,
-// and when not, why; the pass then plans, reports, and applies nothing.
+// and when not, why (observed is what the pass saw, to name who does);
+// the pass then plans, reports, and applies nothing.
 type Leader interface {
-	Applies(ctx context.Context) (bool, string, error)
+	Applies(ctx context.Context, observed compose.Observed) (bool, string, error)
 }
 
 // backendFor is the backend env is deployed to: Swarm for a swarm
@@ -245,6 +246,8 @@ type Result struct {
 	// Healthy: the revision passed the health gate, or the host was found
 	// converged and healthy; it is recorded as the newest healthy one.
 	Healthy bool `json:"healthy,omitempty"`
+	// Swarm is a swarm environment's swarm as observed (nil for a host's).
+	Swarm *reconcile.SwarmStatus `json:"swarm,omitempty"`
 	// Policy lists the release's deploy policy violations.
 	Policy []string `json:"policy,omitempty"`
 	// ComposeWarnings are the keys of the release's compose files ignored

@@ -233,7 +233,8 @@ func (r *run) policy(ctx context.Context) error {
 // files its containers were made from (so a plan can name the file that
 // changed) and the record of the last deployment. The containers adopted
 // from Docker Compose get the hashes recorded for them, so the plan treats
-// them as lockstep's. Writes nothing.
+// them as lockstep's. A swarm's nodes, as observed, go to the result for
+// the status (Result.Swarm). Writes nothing.
 func (r *run) observe(ctx context.Context) error {
 	observed, err := r.backend.Observe(ctx, r.project)
 	if err != nil {
@@ -242,6 +243,7 @@ func (r *run) observe(ctx context.Context) error {
 	r.overlayAdopted(&observed)
 	r.fillPriorFiles(&observed)
 	r.observed = observed
+	r.res.Swarm = reconcile.SwarmStatusOf(observed.Stack)
 	last, err := r.p.State.Deployed(r.env.Name, r.project.Name)
 	if err != nil {
 		// Only the wording of missing containers depends on it.
@@ -360,7 +362,7 @@ func (r *run) leader(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	applies, why, err := l.Applies(ctx)
+	applies, why, err := l.Applies(ctx, r.observed)
 	if err != nil {
 		return &reconcile.StepError{Step: reconcile.StepObserve, Err: fmt.Errorf("who applies %s: %w", r.env.Name, err)}
 	}

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,6 +67,11 @@ func (b *Backend) Observe(ctx context.Context, p *compose.Project) (compose.Obse
 	if err != nil {
 		return compose.Observed{}, err
 	}
+	// Which node this is, for the status (reconcile.SwarmStatusOf): the
+	// node list alone does not say.
+	if o.Local, err = b.Engine.Info(octx); err != nil {
+		return compose.Observed{}, fmt.Errorf("read this node's place in the swarm: %w", err)
+	}
 	return compose.Observed{Project: p.Name, Stack: &o}, nil
 }
 
@@ -90,9 +96,19 @@ func (b *Backend) Plan(desired *compose.Project, observed compose.Observed, last
 }
 
 // Applies reports whether this agent changes the swarm: only the one on
-// its leader does (CanApply).
-func (b *Backend) Applies(ctx context.Context) (bool, string, error) {
-	return CanApply(ctx, b.Engine)
+// its leader does (CanApply, asked now: leadership may have moved since
+// observed was read). A manager that is not the leader names the leader
+// the observed node list shows (NotLeaderReason).
+func (b *Backend) Applies(ctx context.Context, observed compose.Observed) (bool, string, error) {
+	info, err := b.Engine.Info(ctx)
+	if err != nil {
+		return false, "", fmt.Errorf("read this node's place in the swarm: %w", err)
+	}
+	ok, reason, err := canApply(info)
+	if !ok && err == nil && info.State == "active" && info.Manager && observed.Stack != nil {
+		reason = NotLeaderReason(observed.Stack.Nodes)
+	}
+	return ok, reason, err
 }
 
 // Apply carries plan out (see the package function Apply), once CanApply

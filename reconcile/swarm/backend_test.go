@@ -77,12 +77,36 @@ func TestBackendReleaseThenRollback(t *testing.T) {
 	}
 }
 
+// TestBackendObserveSaysWhichNodeAndWhoLeads: Observe reads the local
+// node's place beside the node list (for the status), and a follower's
+// reason names the leader the list shows.
+func TestBackendObserveSaysWhichNodeAndWhoLeads(t *testing.T) {
+	f, _ := newSwarm()
+	f.info.NodeID, f.info.Leader = "n2", false
+	f.nodes[0].Reachability, f.nodes[1].Role, f.nodes[1].Reachability = "reachable", "manager", "reachable"
+	b := &Backend{Engine: f}
+	o, err := b.Observe(context.Background(), project(v1().stack(), fake.CommitA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Stack.Local.NodeID != "n2" {
+		t.Fatalf("observed local node %+v", o.Stack.Local)
+	}
+	if st := reconcile.SwarmStatusOf(o.Stack); st.Node != "w1" || st.Role != reconcile.SwarmFollower || st.Leader != "m1" {
+		t.Fatalf("swarm status %+v", st)
+	}
+	ok, reason, err := b.Applies(context.Background(), o)
+	if ok || err != nil || reason != "this node is a manager but not the leader (leader: node m1)" {
+		t.Errorf("Applies = %t, %q, %v", ok, reason, err)
+	}
+}
+
 func TestBackendAppliesOnlyOnTheLeader(t *testing.T) {
 	f, _ := newSwarm()
 	f.info.Leader = false
 	b := &Backend{Engine: f}
 	p := project(v1().stack(), fake.CommitA)
-	if ok, reason, err := b.Applies(context.Background()); ok || err != nil || !strings.Contains(reason, "not the leader") {
+	if ok, reason, err := b.Applies(context.Background(), compose.Observed{}); ok || err != nil || !strings.Contains(reason, "not the leader") {
 		t.Errorf("Applies = %t, %q, %v", ok, reason, err)
 	}
 	o, err := b.Observe(context.Background(), p)
@@ -144,5 +168,43 @@ func TestBackendRefusesBeforeTouching(t *testing.T) {
 	}
 	if len(f.changes()) != 0 {
 		t.Errorf("changes: %v", f.changes())
+	}
+}
+
+// TestNodeLossIsNoDrift: a node goes down, its tasks are shut down and the
+// swarm has not started them elsewhere yet (fewer running than desired):
+// the plan is empty, the swarm reschedules, lockstep changes nothing.
+func TestNodeLossIsNoDrift(t *testing.T) {
+	f, clock := newSwarm()
+	b := &Backend{Engine: f}
+	p := project(v1().stack(), fake.CommitA)
+	if _, err := pass(t, b, p, reconcile.GateOptions{Clock: clock}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.nodes[2].State = "down"
+	lost := 0
+	for _, s := range f.services {
+		for i := range s.Tasks {
+			if s.Tasks[i].NodeID == f.nodes[2].ID {
+				s.Tasks[i].State, s.Tasks[i].DesiredState = "orphaned", "shutdown"
+				lost++
+			}
+		}
+	}
+	f.mu.Unlock()
+	if lost == 0 {
+		t.Fatal("no task ran on the node stopped")
+	}
+	o, err := b.Observe(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := b.Plan(p, o, nil, reconcile.GateOptions{})
+	if err != nil || !plan.Empty() {
+		t.Fatalf("plan with a node down: %+v, %v", plan, err)
+	}
+	if st := reconcile.SwarmStatusOf(o.Stack); len(st.Lost) != 1 || st.Lost[0].Hostname != "w2" {
+		t.Fatalf("status with a node down: %+v", st)
 	}
 }

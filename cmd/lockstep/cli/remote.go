@@ -167,6 +167,9 @@ func writeStatus(w io.Writer, envs []reconcile.EnvStatus, now time.Time) {
 		if e.Held != "" {
 			fmt.Fprintf(w, "%s: held: release %s %s\n", e.Name, short12(e.Pending), e.Held)
 		}
+		if e.Swarm != nil {
+			fmt.Fprintf(w, "%s: swarm: %s\n", e.Name, e.Swarm.Summary())
+		}
 	}
 	writeSets(w, envs)
 }

@@ -92,3 +92,13 @@ func TestStatusAndHistorySayWhatIsHeld(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusSaysTheSwarm(t *testing.T) {
+	var b strings.Builder
+	writeStatus(&b, []reconcile.EnvStatus{{Name: "production", Running: shaProd, Swarm: &reconcile.SwarmStatus{
+		Node: "m2", Role: reconcile.SwarmFollower, Leader: "m1", Nodes: 3,
+		Lost: []reconcile.SwarmNode{{Hostname: "m3", State: "down", Reachability: "unreachable"}}}}}, time.Now())
+	if want := "production: swarm: on m2, follower of m1, 3 nodes; node m3 down (manager unreachable)\n"; !strings.Contains(b.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, b.String())
+	}
+}
