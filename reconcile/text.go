@@ -52,20 +52,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 }
 
 func writeAction(w io.Writer, a Action) {
-	var flags []string
-	if a.Order != "" {
-		flags = append(flags, a.Order)
-	}
-	if a.Drift {
-		flags = append(flags, "drift")
-	}
-	if a.Adopt && a.Kind != ActAdopt {
-		flags = append(flags, "adopt")
-	}
-	tail := ""
-	if len(flags) > 0 {
-		tail = " [" + strings.Join(flags, ", ") + "]"
-	}
+	tail := actionFlags(a)
 	inline := func(extra ...string) string {
 		rs := append(append([]string(nil), a.Reasons...), extra...)
 		if len(rs) == 0 {
@@ -180,4 +167,23 @@ func (p *Plan) Summary() string {
 		parts = append(parts, fmt.Sprintf("%d to %s", counts[ActionKind(k)], k))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// actionFlags is the bracketed tail of an action's line: its update order,
+// drift, adopt; "" for none.
+func actionFlags(a Action) string {
+	var flags []string
+	if a.Order != "" {
+		flags = append(flags, a.Order)
+	}
+	if a.Drift {
+		flags = append(flags, "drift")
+	}
+	if a.Adopt && a.Kind != ActAdopt {
+		flags = append(flags, "adopt")
+	}
+	if len(flags) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(flags, ", ") + "]"
 }
