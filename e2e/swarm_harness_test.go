@@ -84,7 +84,7 @@ func TestSwarmHarness(t *testing.T) {
 // overlay network.
 func swarmCheckOverlay(t *testing.T, s *swarmtest.Swarm, cli *client.Client, name, ref string) {
 	t.Helper()
-	network := swarmCreateNetwork(t, cli, name+"_net")
+	network := swarmCreateNetwork(t, s, cli, name+"_net")
 	one := uint64(1)
 	srv := swarmService(name+"_srv", ref)
 	srv.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}}
@@ -171,7 +171,7 @@ func swarmCreateService(t *testing.T, cli *client.Client, spec swarm.ServiceSpec
 
 // swarmCreateNetwork creates an overlay network and removes it at the end
 // of the test, once the tasks attached to it are gone.
-func swarmCreateNetwork(t *testing.T, cli *client.Client, name string) string {
+func swarmCreateNetwork(t *testing.T, s *swarmtest.Swarm, cli *client.Client, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -186,6 +186,7 @@ func swarmCreateNetwork(t *testing.T, cli *client.Client, name string) string {
 			_, err := cli.NetworkRemove(ctx, res.ID, client.NetworkRemoveOptions{})
 			cancel()
 			if err == nil || cerrdefs.IsNotFound(err) {
+				s.WaitNetworksGone(t, name, time.Minute)
 				return
 			}
 			if time.Now().After(deadline) {

@@ -93,6 +93,7 @@ func (f *swarmFixture) removeStack() {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	f.sw.WaitNetworksGone(t, f.project+"_", time.Minute)
 }
 
 // services is the stack's services by compose key.

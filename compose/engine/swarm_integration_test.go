@@ -39,7 +39,16 @@ type swarmFixture struct {
 func requireSwarm(t *testing.T) *swarmFixture {
 	t.Helper()
 	s := swarmtest.Require(t)
-	return newSwarmFixture(t, s.Hosts[0], s.RegistryAddr, len(s.Hosts))
+	// Registered first, so it runs once the fixture removed its networks.
+	var ns string
+	t.Cleanup(func() {
+		if ns != "" {
+			s.WaitNetworksGone(t, ns, time.Minute)
+		}
+	})
+	f := newSwarmFixture(t, s.Hosts[0], s.RegistryAddr, len(s.Hosts))
+	ns = f.ns
+	return f
 }
 
 // newSwarmFixture is a fixture on the swarm manager at host, whose nodes

@@ -171,3 +171,41 @@ func (s *Swarm) RoutingMesh() bool {
 	_, err := os.Stat("/proc/net/ip_vs")
 	return err == nil
 }
+
+// WaitNetworksGone waits, up to timeout, until no node of the swarm still
+// has a network named with prefix. A swarm network removed on the manager
+// lingers on a node until its last endpoint there goes, and the manager
+// may meanwhile give its subnet to a new network, whose tasks that node
+// then rejects ("invalid pool request: Pool overlaps with other one on
+// this address space"): a test's cleanup waits for it, so the next test
+// starts on a swarm without leftovers. A node that does not answer (a
+// test stopped it) is not waited for.
+func (s *Swarm) WaitNetworksGone(t testing.TB, prefix string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for i := range s.Hosts {
+		cli, err := s.dial(i)
+		if err != nil {
+			continue
+		}
+		for {
+			nets, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("name", prefix)})
+			left := 0
+			for _, n := range nets.Items {
+				if strings.HasPrefix(n.Name, prefix) {
+					left++
+				}
+			}
+			if err != nil || left == 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Logf("swarm node %d still has %d network(s) named %s* after %s", i, left, prefix, timeout)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		cli.Close()
+	}
+}
