@@ -35,16 +35,8 @@ func (c *converter) volumes(s types.ServiceConfig, host *container.HostConfig) (
 			}
 			m := mount.Mount{Type: mount.TypeBind, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly,
 				BindOptions: &mount.BindOptions{Propagation: mount.Propagation(v.Bind.Propagation)}}
-			switch v.Bind.Recursive {
-			case "", "enabled":
-			case "disabled":
-				m.BindOptions.NonRecursive = true
-			case "writable":
-				m.BindOptions.ReadOnlyNonRecursive = true
-			case "readonly":
-				m.BindOptions.ReadOnlyForceRecursive = true
-			default:
-				return nil, fail(fmt.Sprintf("unknown bind.recursive %q; use enabled, disabled, writable or readonly", v.Bind.Recursive))
+			if msg := setRecursive(m.BindOptions, v.Bind.Recursive); msg != "" {
+				return nil, fail(msg)
 			}
 			if v.Bind.SELinux != "" {
 				return nil, fail("bind.selinux cannot be combined with create_host_path: false, propagation or recursive; drop one of them")
@@ -271,4 +263,21 @@ func fileObjectTarget(kind, source, target string) string {
 		}
 	}
 	return target
+}
+
+// setRecursive sets a bind mount's recursive options from compose's
+// bind.recursive; it returns what is wrong with a value it does not know.
+func setRecursive(o *mount.BindOptions, recursive string) string {
+	switch recursive {
+	case "", "enabled":
+	case "disabled":
+		o.NonRecursive = true
+	case "writable":
+		o.ReadOnlyNonRecursive = true
+	case "readonly":
+		o.ReadOnlyForceRecursive = true
+	default:
+		return fmt.Sprintf("unknown bind.recursive %q; use enabled, disabled, writable or readonly", recursive)
+	}
+	return ""
 }

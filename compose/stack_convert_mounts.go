@@ -158,16 +158,8 @@ func (c *converter) stackMounts(s types.ServiceConfig) ([]mount.Mount, error) {
 					return nil, fail("bind.selinux cannot be set on a swarm mount; relabel the host path yourself, or remove it")
 				}
 				m.BindOptions = &mount.BindOptions{Propagation: mount.Propagation(v.Bind.Propagation)}
-				switch v.Bind.Recursive {
-				case "", "enabled":
-				case "disabled":
-					m.BindOptions.NonRecursive = true
-				case "writable":
-					m.BindOptions.ReadOnlyNonRecursive = true
-				case "readonly":
-					m.BindOptions.ReadOnlyForceRecursive = true
-				default:
-					return nil, fail(fmt.Sprintf("unknown bind.recursive %q; use enabled, disabled, writable or readonly", v.Bind.Recursive))
+				if msg := setRecursive(m.BindOptions, v.Bind.Recursive); msg != "" {
+					return nil, fail(msg)
 				}
 				if *m.BindOptions == (mount.BindOptions{}) {
 					m.BindOptions = nil
