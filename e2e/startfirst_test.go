@@ -18,6 +18,17 @@ import (
 // printed.
 func clientCounts(t *testing.T, cli *client.Client, id string) (ok, failed int) {
 	t.Helper()
+	out := clientOutput(t, cli, id)
+	lines := strings.Split(out, "\n")
+	if _, err := fmt.Sscanf(lines[len(lines)-1], "ok=%d failed=%d", &ok, &failed); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	return ok, failed
+}
+
+// clientOutput is the last lines the client container printed, trimmed.
+func clientOutput(t *testing.T, cli *client.Client, id string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	logs, err := cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, Tail: "5"})
@@ -27,11 +38,7 @@ func clientCounts(t *testing.T, cli *client.Client, id string) (ok, failed int) 
 	if _, err := stdcopy.StdCopy(&out, io.Discard, logs); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if _, err := fmt.Sscanf(lines[len(lines)-1], "ok=%d failed=%d", &ok, &failed); err != nil {
-		t.Fatalf("client output %q: %v", out.String(), err)
-	}
-	return ok, failed
+	return strings.TrimSpace(out.String())
 }
 
 // updateUnderLoad deploys api (no published port) with order, then updates

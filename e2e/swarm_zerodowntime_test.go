@@ -210,16 +210,7 @@ func (f *swarmFixture) taskStderr(task swarmapi.Task, n int) string {
 // reported yet: 0, 0 until its first line.
 func clientCountsIfAny(t *testing.T, cli *client.Client, id string) (ok, failed int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	logs, err := cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, Tail: "5"})
-	must(t, err)
-	defer logs.Close()
-	var out strings.Builder
-	if _, err := stdcopy.StdCopy(&out, io.Discard, logs); err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(out.String()) == "" {
+	if clientOutput(t, cli, id) == "" {
 		return 0, 0
 	}
 	return clientCounts(t, cli, id)
