@@ -14,30 +14,15 @@ import (
 	swarmapi "github.com/moby/moby/api/types/swarm"
 
 	"github.com/lockstep-gitops/lockstep/compose"
+	"github.com/lockstep-gitops/lockstep/reconcile/swarm"
 )
 
-// swarmEngine is reconcile/swarm.Engine as the contract of issue 12 has
-// it, so the method set is checked here until the consumer asserts it.
-type swarmEngine interface {
-	Info(ctx context.Context) (compose.SwarmInfo, error)
-	ObserveStack(ctx context.Context, desired *compose.Stack) (compose.ObservedStack, error)
-	ResolveImage(ctx context.Context, ref string) (string, error)
-	CreateNetwork(ctx context.Context, n compose.StackNetwork) (id string, err error)
-	RemoveNetwork(ctx context.Context, id string) error
-	CreateConfig(ctx context.Context, o compose.StackObject) (id string, err error)
-	RemoveConfig(ctx context.Context, id string) error
-	CreateSecret(ctx context.Context, o compose.StackObject) (id string, err error)
-	RemoveSecret(ctx context.Context, id string) error
-	CreateService(ctx context.Context, spec swarmapi.ServiceSpec) (id string, err error)
-	UpdateService(ctx context.Context, id string, version uint64, spec swarmapi.ServiceSpec) error
-	RemoveService(ctx context.Context, id string) error
-	Service(ctx context.Context, id string) (compose.ObservedService, error)
-}
-
-var _ swarmEngine = (*Swarm)(nil)
+// The consumer's interface, reconcile/swarm.Engine: *Swarm is it, with
+// no exported method beyond it.
+var _ swarm.Engine = (*Swarm)(nil)
 
 func TestSwarmMethodSetIsTheContract(t *testing.T) {
-	want := reflect.TypeFor[swarmEngine]().NumMethod()
+	want := reflect.TypeFor[swarm.Engine]().NumMethod()
 	if got := reflect.TypeFor[*Swarm]().NumMethod(); got != want {
 		t.Fatalf("*Swarm has %d exported methods, the contract %d", got, want)
 	}
