@@ -46,12 +46,7 @@ func newAgentWorld(b *testing.B, poll string) *agentWorld {
 	socket := filepath.Join(dir, "api.sock")
 	secretFile := filepath.Join(dir, "secret")
 	writeFile(b, secretFile, w.secret)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	hookAddr := ln.Addr().String()
-	ln.Close()
+	hookAddr := freeAddr(b)
 	w.hook = "http://" + hookAddr + "/hooks/github"
 	config := filepath.Join(dir, "lockstep.toml")
 	writeFile(b, config, fmt.Sprintf(`state_dir = %q
@@ -207,4 +202,15 @@ func deliverPush(b *testing.B, hook, secret string) {
 	if resp.StatusCode != http.StatusAccepted {
 		b.Fatalf("delivery: %s", resp.Status)
 	}
+}
+
+// freeAddr is a 127.0.0.1 address no one listens on, for the agent's
+// webhook listener.
+func freeAddr(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

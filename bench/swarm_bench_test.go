@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,12 +88,7 @@ func newSwarmWorldOf(b *testing.B, services int, deploy string) *swarmWorld {
 	w.config, w.stateDir, w.socket = filepath.Join(dir, "lockstep.toml"), b.TempDir(), filepath.Join(dir, "api.sock")
 	secretFile := filepath.Join(dir, "secret")
 	writeFile(b, secretFile, w.secret)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	hookAddr := ln.Addr().String()
-	ln.Close()
+	hookAddr := freeAddr(b)
 	w.hook = "http://" + hookAddr + "/hooks/github"
 	writeFile(b, w.config, fmt.Sprintf(`state_dir = %q
 [repo]
